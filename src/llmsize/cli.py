@@ -1,0 +1,126 @@
+"""Command-line interface: a thin layer over the library.
+
+Every input problem ends in one line on stderr naming the file, row and field,
+and exit status 2; nothing is written unless the run completes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import click
+
+from llmsize import __version__
+from llmsize.exceptions import LlmsizeError
+
+log = logging.getLogger("llmsize")
+
+EXIT_INPUT = 2
+EXIT_DIAGNOSTICS = 3
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(format="%(message)s", level=logging.INFO if verbose else logging.WARNING)
+    log.setLevel(logging.INFO)
+    for name in ("pymc", "pytensor", "numba", "arviz"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module="pytensor")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+class _Group(click.Group):
+    """Turns input errors into one line and exit status 2, with no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LlmsizeError as exc:
+            click.echo(f"llmsize: error: {exc}", err=True)
+            ctx.exit(EXIT_INPUT)
+        except KeyboardInterrupt:
+            click.echo("llmsize: interrupted; the previous report is unchanged", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="llmsize")
+def cli() -> None:
+    """Infer how big closed language models are from their API prices and speeds."""
+
+
+@cli.command()
+@click.option("--data", "data_dir", default="data", show_default=True, type=click.Path(path_type=Path), help="Data directory.")
+@click.option("--hypothesis", default="models/default.toml", show_default=True, type=click.Path(path_type=Path), help="Hypothesis (priors) file.")
+@click.option("--out", "out_dir", default=None, type=click.Path(path_type=Path), help="Output folder [default: reports/<hypothesis name>/].")
+@click.option("--draws", type=click.IntRange(min=1), default=None, help="Posterior draws per chain [hypothesis: 2000].")
+@click.option("--tune", type=click.IntRange(min=0), default=None, help="Tuning steps per chain [hypothesis: 1000].")
+@click.option("--chains", type=click.IntRange(min=1), default=None, help="Chains [hypothesis: 4].")
+@click.option("--seed", type=int, default=None, help="Random seed [hypothesis].")
+@click.option("--strict", is_flag=True, help="Exit with status 3 when a diagnostic fails.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+def infer(data_dir, hypothesis, out_dir, draws, tune, chains, seed, strict, quiet) -> None:
+    """Fit the model to the data and write the report.
+
+    Example: ``llmsize infer --data data --hypothesis models/default.toml``
+    """
+    _setup_logging(not quiet)
+    from llmsize.pipeline import run_inference
+
+    start = time.perf_counter()
+    command = "llmsize " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = run_inference(
+        data_dir=data_dir,
+        hypothesis_path=hypothesis,
+        out_dir=out_dir,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        command=command,
+    )
+    diag = result.diagnostics
+    log.info("wrote %s in %.0f s", result.out_dir, time.perf_counter() - start)
+    for line in result.headline:
+        log.info("  %s", line)
+    status = "pass" if diag.passed else "FAIL: " + "; ".join(diag.failures())
+    log.info(
+        "diagnostics: %d divergences, max R-hat %.4f, min bulk ESS %.0f -> %s",
+        diag.divergences,
+        diag.max_r_hat,
+        diag.min_ess_bulk,
+        status,
+    )
+    if strict and not diag.passed:
+        click.echo("llmsize: diagnostics failed: " + "; ".join(diag.failures()), err=True)
+        sys.exit(EXIT_DIAGNOSTICS)
+
+
+@cli.command()
+@click.option("--data", "data_dir", default="data", show_default=True, type=click.Path(path_type=Path))
+@click.option("--hypothesis", default="models/default.toml", show_default=True, type=click.Path(path_type=Path))
+def validate(data_dir, hypothesis) -> None:
+    """Check the data and the hypothesis without sampling."""
+    _setup_logging(True)
+    from llmsize.config import load_hypothesis
+    from llmsize.data import load_dataset
+    from llmsize.design import build_design
+
+    hyp = load_hypothesis(hypothesis)
+    data = load_dataset(data_dir)
+    design = build_design(data, hyp)
+    click.echo(
+        f"ok: hypothesis '{hyp.name}'; {design.n_epochs} serving epochs, "
+        f"{len(design.unknown)} models of unknown size: {', '.join(design.unknown)}"
+    )
+    for note in design.notes:
+        click.echo(f"note: {note}")
+
+
+def main() -> None:
+    """Entry point of the ``llmsize`` console script."""
+    cli(standalone_mode=True)

@@ -1,0 +1,332 @@
+"""Hypothesis files: priors and settings as data, validated into typed objects.
+
+A hypothesis is a TOML file in ``models/``. ``default.toml`` holds every prior
+of the model, each keyed by the name of the PyMC variable it sets. Another file
+can start with ``extends = "default.toml"`` and override any subset; the two
+are merged key by key (the child wins) and the result is validated as a whole
+before anything is built or sampled. Unknown keys, distributions and
+parameters are errors with a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from llmsize.exceptions import HypothesisError
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NormalPrior(_Strict):
+    distribution: Literal["Normal"]
+    mu: float
+    sigma: float = Field(gt=0)
+
+
+class HalfNormalPrior(_Strict):
+    distribution: Literal["HalfNormal"]
+    sigma: float = Field(gt=0)
+
+
+class LogNormalPrior(_Strict):
+    distribution: Literal["LogNormal"]
+    mu: float
+    sigma: float = Field(gt=0)
+
+
+class BetaPrior(_Strict):
+    distribution: Literal["Beta"]
+    alpha: float = Field(gt=0)
+    beta: float = Field(gt=0)
+
+
+class TruncatedNormalPrior(_Strict):
+    distribution: Literal["TruncatedNormal"]
+    mu: float
+    sigma: float = Field(gt=0)
+    lower: float | None = None
+    upper: float | None = None
+
+
+class ConstantPrior(_Strict):
+    """A fixed value: the quantity is not sampled (e.g. a dense-only hypothesis)."""
+
+    distribution: Literal["Constant"]
+    value: float
+
+
+Prior = Annotated[
+    NormalPrior
+    | HalfNormalPrior
+    | LogNormalPrior
+    | BetaPrior
+    | TruncatedNormalPrior
+    | ConstantPrior,
+    Field(discriminator="distribution"),
+]
+
+DISTRIBUTIONS = {
+    "Normal": NormalPrior,
+    "HalfNormal": HalfNormalPrior,
+    "LogNormal": LogNormalPrior,
+    "Beta": BetaPrior,
+    "TruncatedNormal": TruncatedNormalPrior,
+    "Constant": ConstantPrior,
+}
+
+
+class Priors(_Strict):
+    """Every prior of the model, keyed by its PyMC variable name.
+
+    Size and training (per model of unknown size):
+
+    - ``log10_params_total_b``: log10 of total parameters, in billions.
+    - ``active_fraction``: active / total parameters (1 = dense).
+    - ``log10_overtrain``: log10 of training tokens over the compute-optimal
+      tokens of the scaling law at that size (0 = Chinchilla-optimal).
+
+    Serving (shared across providers and dates, learned from known models):
+
+    - ``log_batch_mu``, ``log_batch_sigma``, ``log_batch_trend``: natural-log
+      decode batch of each serving epoch, its spread, and its change per year.
+    - ``mbu``: achieved fraction of HBM bandwidth in decode.
+    - ``mfu_prefill``: achieved fraction of peak FLOP/s in prefill.
+    - ``log_markup_out_mu``, ``log_markup_in_mu``: natural-log price over cost
+      for output and input tokens, averaged over providers.
+    - ``provider_sigma``: spread of the providers' markups around that mean.
+    - ``price_sigma``: residual spread of a price around its provider's markup.
+    - ``speed_log_bias``, ``speed_sigma``: measured speed over roofline speed
+      (log), and the spread of measurements around it.
+    - ``ttft_overhead_s``: fixed part of the time to first token (network,
+      queueing), per provider; ``ttft_sigma`` its log-scale residual.
+
+    Quality:
+
+    - ``mmlu_slope``, ``mmlu_midpoint``: the sigmoid of log10 training FLOP
+      that maps compute to MMLU.
+    """
+
+    log10_params_total_b: Prior
+    active_fraction: Prior
+    log10_overtrain: Prior
+    log_batch_mu: Prior
+    log_batch_sigma: Prior
+    log_batch_trend: Prior
+    mbu: Prior
+    mfu_prefill: Prior
+    log_markup_out_mu: Prior
+    log_markup_in_mu: Prior
+    provider_sigma: Prior
+    price_sigma: Prior
+    speed_log_bias: Prior
+    speed_sigma: Prior
+    ttft_overhead_s: Prior
+    ttft_sigma: Prior
+    mmlu_slope: Prior
+    mmlu_midpoint: Prior
+
+
+class Precision(_Strict):
+    """Serving precision: the discrete choices and their prior weights."""
+
+    bits: tuple[int, ...] = (16, 8, 4)
+    weights: tuple[float, ...] = (0.5, 0.35, 0.15)
+
+    @model_validator(mode="after")
+    def _check(self) -> Precision:
+        if len(self.bits) != len(self.weights):
+            raise ValueError("precision.bits and precision.weights differ in length")
+        if any(b not in (16, 8, 4) for b in self.bits):
+            raise ValueError("precision.bits may only hold 16, 8 and 4")
+        if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
+            raise ValueError("precision.weights must be non-negative and not all zero")
+        return self
+
+
+class Hardware(_Strict):
+    """Accelerator generations and when the newer one took over.
+
+    The prior probability that a serving epoch runs on ``generations[1]`` is a
+    logistic function of its date, centred on ``newer_midpoint`` with scale
+    ``newer_width_years``; ``newer_max`` caps it (0 = never).
+    """
+
+    generations: tuple[str, str] = ("A100-80GB", "H100-SXM")
+    usd_per_gpu_hour_sigma: float = Field(0.4, gt=0)
+    newer_midpoint: dt.date = dt.date(2023, 10, 1)
+    newer_width_years: float = Field(0.3, gt=0)
+    newer_max: float = Field(0.95, ge=0, le=1)
+
+
+class ScalingLaw(_Strict):
+    """Chinchilla parametric loss fit (default: Besiroglu et al. 2024 refit)."""
+
+    E: float = 1.8172
+    A: float = 482.01
+    B: float = 2085.43
+    alpha: float = 0.3478
+    beta: float = 0.3658
+    source: str = "Besiroglu et al. 2024, arXiv:2404.10102"
+
+
+class Constants(_Strict):
+    """Fixed settings of the forward model."""
+
+    context_tokens: float = Field(1024, gt=0)
+    ttft_input_tokens: float = Field(550, gt=0)
+    weight_memory_fraction: float = Field(0.5, gt=0, le=1)
+    kv_bytes_coef: float = Field(46_000, gt=0)
+    mfu_decode: float = Field(0.3, gt=0, le=1)
+    mmlu_sigma: float = Field(6.0, gt=0)
+
+
+class Sampler(_Strict):
+    """Sampler settings, separate from the priors."""
+
+    draws: int = Field(2000, ge=1)
+    tune: int = Field(1000, ge=0)
+    chains: int = Field(4, ge=1)
+    target_accept: float = Field(0.9, gt=0, lt=1)
+    seed: int = 20231026
+
+
+class Hypothesis(_Strict):
+    """A validated hypothesis: priors, discrete choices, constants, sampler."""
+
+    schema_version: Literal[1] = 1
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    priors: Priors
+    precision: Precision = Precision()
+    hardware: Hardware = Hardware()
+    scaling_law: ScalingLaw = ScalingLaw()
+    constants: Constants = Constants()
+    sampler: Sampler = Sampler()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able mapping (dates as ISO strings)."""
+        return json.loads(self.model_dump_json())
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of the hypothesis."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if key == "distribution" or not isinstance(value, dict):
+            out[key] = value
+        elif isinstance(out.get(key), dict) and "distribution" not in value:
+            out[key] = _merge(out[key], value)
+        else:
+            # A prior given with its own distribution replaces the parent's whole.
+            out[key] = value
+    return out
+
+
+def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path in seen:
+        raise HypothesisError("'extends' forms a cycle", file=str(path), field="extends")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HypothesisError("no such hypothesis file", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HypothesisError(f"cannot read: {exc}", file=str(path)) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise HypothesisError(f"not valid TOML: {exc}", file=str(path)) from None
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise HypothesisError("must be a file name", file=str(path), field="extends")
+    base = _read_toml((path.parent / parent).resolve(), (*seen, path))
+    base.pop("name", None)
+    base.pop("description", None)
+    return _merge(base, raw)
+
+
+def _hint(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _explain(err: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
+    """Turn one pydantic error into (dotted location, message) with hints."""
+    loc = [str(p) for p in err["loc"] if not str(p).endswith("Prior")]
+    # pydantic puts the union tag into the location; drop it.
+    loc = [p for p in loc if p not in DISTRIBUTIONS]
+    where = ".".join(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent_keys: list[str] = []
+        node: Any = raw
+        for part in loc[:-1]:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if loc[:1] == ["priors"] and len(loc) == 2:
+            parent_keys = list(Priors.model_fields)
+            return where, f"unknown prior '{loc[-1]}'{_hint(loc[-1], parent_keys)}"
+        if loc[:1] == ["priors"] and len(loc) == 3 and isinstance(node, dict):
+            dist = DISTRIBUTIONS.get(node.get("distribution", ""))
+            names = [k for k in dist.model_fields if k != "distribution"] if dist else []
+            return where, (
+                f"unknown parameter '{loc[-1]}' for {node.get('distribution')}"
+                f"{_hint(loc[-1], names)}; it takes {', '.join(names)}"
+            )
+        section = {
+            "": Hypothesis,
+            "precision": Precision,
+            "hardware": Hardware,
+            "scaling_law": ScalingLaw,
+            "constants": Constants,
+            "sampler": Sampler,
+        }.get(".".join(loc[:-1]))
+        names = list(section.model_fields) if section else []
+        return where, f"unknown key '{loc[-1]}'{_hint(loc[-1], names)}"
+    if kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag", "?")
+        return f"{where}.distribution", (
+            f"unknown distribution '{tag}'{_hint(str(tag), list(DISTRIBUTIONS))}; "
+            f"known: {', '.join(DISTRIBUTIONS)}"
+        )
+    if kind == "union_tag_not_found":
+        return where, "a prior needs a 'distribution' key"
+    if kind == "missing":
+        return where, "required but missing"
+    return where, err["msg"]
+
+
+def validate(raw: dict[str, Any], *, source: str = "<hypothesis>") -> Hypothesis:
+    """Validate a raw mapping into a :class:`Hypothesis`, or raise one clear error."""
+    try:
+        return Hypothesis.model_validate(raw)
+    except ValidationError as exc:
+        where, message = _explain(exc.errors()[0], raw)
+        more = len(exc.errors()) - 1
+        if more:
+            message += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise HypothesisError(message, file=source, field=where or None) from None
+
+
+def load_hypothesis(path: str | Path) -> Hypothesis:
+    """Read, merge (``extends``) and validate a hypothesis file."""
+    path = Path(path)
+    raw = _read_toml(path.resolve())
+    raw.setdefault("name", path.stem)
+    return validate(raw, source=str(path))

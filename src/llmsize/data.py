@@ -1,0 +1,311 @@
+"""Load and check the observed data directory.
+
+A data directory holds CSV files in a fixed schema (see ``data/README.md``);
+every row names its source. Loading checks every cell and stops at the first
+problem with a :class:`~llmsize.exceptions.DataError` that names the file, the
+row and the field. Nothing in a file is executed or unpickled: cells are read
+as text and parsed as numbers and ISO dates only.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from llmsize.exceptions import DataError
+
+log = logging.getLogger(__name__)
+
+#: Accelerator classes the GPU serving-cost model covers. ``unknown`` (a provider
+#: that does not say, or a router over GPU clouds) is modelled as a GPU cloud;
+#: custom silicon (``groq_lpu``, ``cerebras_wse``, ``sambanova_rdu``, ...) is kept
+#: in the files but left out of the fit.
+GPU = "gpu"
+GPU_LIKE = (GPU, "unknown")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a data file: its name, kind and whether it may be empty."""
+
+    name: str
+    kind: str  # "text", "date", "positive", "nonnegative", "bits"
+    required: bool = True
+
+
+SCHEMAS: dict[str, list[Column]] = {
+    "prices.csv": [
+        Column("model", "text"),
+        Column("provider", "text"),
+        Column("date", "date"),
+        Column("input_usd_per_mtok", "positive"),
+        Column("output_usd_per_mtok", "positive"),
+        Column("serving_bits", "bits", required=False),
+        Column("source", "text"),
+    ],
+    "speed.csv": [
+        Column("model", "text"),
+        Column("provider", "text"),
+        Column("date", "date"),
+        Column("output_tokens_per_s", "positive", required=False),
+        Column("ttft_s", "positive", required=False),
+        Column("source", "text"),
+    ],
+    "known_models.csv": [
+        Column("model", "text"),
+        Column("total_params_b", "positive"),
+        Column("active_params_b", "positive"),
+        Column("training_tokens_t", "positive", required=False),
+        Column("source", "text"),
+    ],
+    "quality.csv": [
+        Column("model", "text"),
+        Column("benchmark", "text"),
+        Column("score_pct", "positive"),
+        Column("source", "text"),
+    ],
+    "hardware.csv": [
+        Column("gpu", "text"),
+        Column("hbm_tb_per_s", "positive"),
+        Column("bf16_tflops", "positive", required=False),
+        Column("fp8_tflops", "positive", required=False),
+        Column("memory_gb", "positive"),
+        Column("source", "text"),
+    ],
+    "gpu_prices.csv": [
+        Column("gpu", "text"),
+        Column("usd_per_gpu_hour", "positive"),
+        Column("source", "text"),
+    ],
+    "providers.csv": [
+        Column("provider", "text"),
+        Column("accelerator", "text"),
+        Column("source", "text"),
+    ],
+}
+
+#: Files a data directory must have; the others are optional.
+REQUIRED_FILES = ("prices.csv", "known_models.csv", "hardware.csv", "gpu_prices.csv")
+
+#: Rows that must be unique in each file.
+KEYS: dict[str, tuple[str, ...]] = {
+    "prices.csv": ("model", "provider", "date"),
+    "speed.csv": ("model", "provider", "date"),
+    "known_models.csv": ("model",),
+    "quality.csv": ("model", "benchmark", "source"),
+    "hardware.csv": ("gpu",),
+    "providers.csv": ("provider",),
+}
+
+MAX_ROWS = 100_000
+
+
+def _parse(value: str, col: Column, *, file: str, row: int) -> object:
+    value = value.strip()
+    if value == "":
+        if col.required:
+            raise DataError("empty but required", file=file, row=row, field=col.name)
+        return None
+    if col.kind == "text":
+        return value
+    if col.kind == "date":
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise DataError(
+                f"not a date in YYYY-MM-DD form: {value!r}", file=file, row=row, field=col.name
+            ) from None
+    try:
+        number = float(value)
+    except ValueError:
+        raise DataError(f"not a number: {value!r}", file=file, row=row, field=col.name) from None
+    if not math.isfinite(number):
+        raise DataError(f"not a finite number: {value!r}", file=file, row=row, field=col.name)
+    if col.kind == "bits":
+        if number not in (4.0, 8.0, 16.0):
+            raise DataError(
+                f"serving bits must be 4, 8 or 16, got {value!r}", file=file, row=row, field=col.name
+            )
+        return int(number)
+    if col.kind == "positive" and number <= 0:
+        raise DataError(f"must be > 0, got {value!r}", file=file, row=row, field=col.name)
+    return number
+
+
+def read_table(path: Path, columns: list[Column]) -> pd.DataFrame:
+    """Read one CSV file, checking its header, every cell and its key."""
+    file = str(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle, strict=True)
+            try:
+                header = [h.strip() for h in next(reader)]
+            except StopIteration:
+                raise DataError("empty file, expected a header row", file=file) from None
+            missing = [c.name for c in columns if c.name not in header]
+            if missing:
+                raise DataError(f"missing column '{missing[0]}'", file=file, field=missing[0])
+            if len(set(header)) != len(header):
+                dup = next(h for h in header if header.count(h) > 1)
+                raise DataError("column appears twice", file=file, field=dup)
+            index = {name: i for i, name in enumerate(header)}
+            records = []
+            for n, cells in enumerate(reader, start=1):
+                if n > MAX_ROWS:
+                    raise DataError(f"more than {MAX_ROWS} rows", file=file)
+                if not any(c.strip() for c in cells):
+                    continue
+                if len(cells) != len(header):
+                    raise DataError(
+                        f"has {len(cells)} cells, the header has {len(header)}", file=file, row=n
+                    )
+                rec: dict[str, object] = {"_row": n}
+                for col in columns:
+                    rec[col.name] = _parse(cells[index[col.name]], col, file=file, row=n)
+                for extra in header:
+                    if extra not in rec:
+                        rec[extra] = cells[index[extra]].strip()
+                records.append(rec)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise DataError(f"not a readable CSV file: {exc}", file=file) from None
+    except IsADirectoryError:
+        raise DataError("is a directory, expected a CSV file", file=file) from None
+    frame = pd.DataFrame.from_records(records, columns=["_row", *header])
+    key = KEYS.get(path.name)
+    if key and len(frame):
+        dup = frame.duplicated(subset=list(key), keep="first")
+        if dup.any():
+            first = frame[dup].iloc[0]
+            raise DataError(
+                "duplicate of an earlier row with the same " + ", ".join(key),
+                file=file,
+                row=int(first["_row"]),
+                field=key[-1],
+            )
+    return frame
+
+
+@dataclass
+class Dataset:
+    """The checked contents of a data directory."""
+
+    root: Path
+    prices: pd.DataFrame
+    known_models: pd.DataFrame
+    hardware: pd.DataFrame
+    gpu_prices: pd.DataFrame
+    speed: pd.DataFrame
+    quality: pd.DataFrame
+    providers: pd.DataFrame
+    digest: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def unknown_models(self) -> list[str]:
+        """Models with prices but no known size, in order of first appearance."""
+        known = set(self.known_models["model"])
+        return list(dict.fromkeys(m for m in self.prices["model"] if m not in known))
+
+    def is_gpu_like(self, provider: str) -> bool:
+        """Whether the GPU serving-cost model applies to the provider."""
+        return self.accelerator_of(provider) in GPU_LIKE
+
+    def accelerator_of(self, provider: str) -> str:
+        """The provider's accelerator class (``gpu`` when not listed)."""
+        row = self.providers[self.providers["provider"] == provider]
+        return str(row["accelerator"].iloc[0]) if len(row) else GPU
+
+
+def data_digest(root: Path) -> str:
+    """sha256 over the names and bytes of the directory's CSV files."""
+    h = hashlib.sha256()
+    for path in sorted(root.glob("*.csv")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def load_dataset(root: str | Path) -> Dataset:
+    """Load, check and cross-check every file of a data directory."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("no such data directory", file=str(root))
+    tables: dict[str, pd.DataFrame] = {}
+    for name, columns in SCHEMAS.items():
+        path = root / name
+        if not path.exists():
+            if name in REQUIRED_FILES:
+                raise DataError("required file is missing", file=str(path))
+            tables[name] = pd.DataFrame(columns=["_row", *(c.name for c in columns)])
+            continue
+        tables[name] = read_table(path, columns)
+
+    prices = tables["prices.csv"]
+    if prices.empty:
+        raise DataError("no price rows", file=str(root / "prices.csv"))
+    known = tables["known_models.csv"]
+    for _, r in known.iterrows():
+        if r["active_params_b"] > r["total_params_b"]:
+            raise DataError(
+                "active parameters exceed total parameters",
+                file=str(root / "known_models.csv"),
+                row=int(r["_row"]),
+                field="active_params_b",
+            )
+    hardware = tables["hardware.csv"]
+    gpu_keys = set(hardware["gpu"])
+    gpu_prices = tables["gpu_prices.csv"]
+    for _, r in gpu_prices.iterrows():
+        if r["gpu"] not in gpu_keys:
+            raise DataError(
+                f"GPU {r['gpu']!r} is not in hardware.csv",
+                file=str(root / "gpu_prices.csv"),
+                row=int(r["_row"]),
+                field="gpu",
+            )
+    priced_models = set(prices["model"]) | set(known["model"])
+    for name in ("speed.csv", "quality.csv"):
+        for _, r in tables[name].iterrows():
+            if r["model"] not in priced_models:
+                raise DataError(
+                    f"model {r['model']!r} is neither in prices.csv nor in known_models.csv",
+                    file=str(root / name),
+                    row=int(r["_row"]),
+                    field="model",
+                )
+    speed = tables["speed.csv"]
+    for _, r in speed.iterrows():
+        if r["output_tokens_per_s"] is None and r["ttft_s"] is None:
+            raise DataError(
+                "needs output_tokens_per_s or ttft_s",
+                file=str(root / "speed.csv"),
+                row=int(r["_row"]),
+                field="output_tokens_per_s",
+            )
+    quality = tables["quality.csv"]
+    for _, r in quality.iterrows():
+        if r["score_pct"] > 100:
+            raise DataError(
+                f"a percentage above 100: {r['score_pct']}",
+                file=str(root / "quality.csv"),
+                row=int(r["_row"]),
+                field="score_pct",
+            )
+    return Dataset(
+        root=root,
+        prices=prices,
+        known_models=known,
+        hardware=hardware,
+        gpu_prices=gpu_prices,
+        speed=speed,
+        quality=quality,
+        providers=tables["providers.csv"],
+        digest=data_digest(root),
+    )

@@ -1,0 +1,256 @@
+"""Turn a checked dataset and a hypothesis into the arrays the model is built from.
+
+The design is plain NumPy: index arrays that map each observation to its
+serving epoch, model and provider, the fixed sizes of known models, the
+hardware constants of each discrete serving choice and their prior weights.
+Building it is separate from building the PyMC model so that the same design
+feeds the model, the simulations of the tests and the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from llmsize import forward
+from llmsize.config import Hypothesis
+from llmsize.data import Dataset
+from llmsize.exceptions import DataError, HypothesisError
+
+EPOCH_ZERO = dt.date(2024, 1, 1)
+MMLU = "MMLU"
+
+
+def years_since_2024(date: dt.date) -> float:
+    """Decimal years from 2024-01-01 (negative before)."""
+    return (date - EPOCH_ZERO).days / 365.25
+
+
+@dataclass
+class Design:
+    """Index arrays and constants of one fit. Shapes: E epochs, K components."""
+
+    models: list[str]
+    unknown: list[str]
+    providers: list[str]
+    epochs: pd.DataFrame
+    epoch_model: np.ndarray
+    epoch_provider: np.ndarray
+    epoch_year: np.ndarray
+    log_price_out: np.ndarray
+    log_price_in: np.ndarray
+    known_total: np.ndarray  # per model, parameters (NaN when unknown)
+    known_active: np.ndarray
+    unknown_pos: np.ndarray  # per unknown model, its index in ``models``
+    component_bits: np.ndarray  # (K,)
+    component_hardware: np.ndarray  # (K,) index into ``hardware``
+    component_labels: list[str]
+    hardware: list[str]
+    accelerators: list[forward.Accelerator]
+    log_gpu_hour_mu: np.ndarray  # per hardware generation
+    log_weights: np.ndarray  # (E, K) prior log weights of the components
+    speed_epoch: np.ndarray
+    log_speed: np.ndarray
+    ttft_epoch: np.ndarray
+    log_ttft: np.ndarray
+    mmlu_model: np.ndarray  # index into ``models`` (-1 for a known model)
+    mmlu_score: np.ndarray
+    mmlu_known_log10_compute: np.ndarray  # NaN when the model's compute is latent
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_epochs(self) -> int:
+        return len(self.epochs)
+
+    def component_flops(self) -> np.ndarray:
+        """Dense FLOP/s of each component (fp8 math for 8-bit where available)."""
+        return np.array(
+            [
+                self.accelerators[h].flops_at(int(b))
+                for b, h in zip(self.component_bits, self.component_hardware, strict=True)
+            ]
+        )
+
+    def component_array(self, attr: str) -> np.ndarray:
+        return np.array([getattr(self.accelerators[h], attr) for h in self.component_hardware])
+
+
+def _accelerators(data: Dataset, hyp: Hypothesis) -> tuple[list[forward.Accelerator], np.ndarray]:
+    accs, mus = [], []
+    for key in hyp.hardware.generations:
+        rows = data.hardware[data.hardware["gpu"] == key]
+        if rows.empty:
+            raise HypothesisError(
+                f"GPU {key!r} is not in {data.root / 'hardware.csv'}",
+                file=hyp.name,
+                field="hardware.generations",
+            )
+        r = rows.iloc[0]
+        if r["bf16_tflops"] is None or pd.isna(r["bf16_tflops"]):
+            raise DataError(
+                f"GPU {key!r} has no bf16_tflops, which the model needs",
+                file=str(data.root / "hardware.csv"),
+                row=int(r["_row"]),
+                field="bf16_tflops",
+            )
+        fp8 = r["fp8_tflops"]
+        accs.append(
+            forward.Accelerator(
+                name=key,
+                hbm_bytes_per_s=float(r["hbm_tb_per_s"]) * 1e12,
+                bf16_flops=float(r["bf16_tflops"]) * 1e12,
+                fp8_flops=None if fp8 is None or pd.isna(fp8) else float(fp8) * 1e12,
+                memory_bytes=float(r["memory_gb"]) * 1e9,
+            )
+        )
+        family = key.split("-")[0]
+        prices = data.gpu_prices[data.gpu_prices["gpu"].str.split("-").str[0] == family]
+        if prices.empty:
+            raise DataError(
+                f"no rental price for any {family} GPU (needed for {key})",
+                file=str(data.root / "gpu_prices.csv"),
+                field="gpu",
+            )
+        mus.append(float(np.mean(np.log(prices["usd_per_gpu_hour"].astype(float)))))
+    return accs, np.array(mus)
+
+
+def build_design(data: Dataset, hyp: Hypothesis) -> Design:
+    """Assemble the design of a fit, leaving out rows the model cannot use."""
+    notes: list[str] = []
+    prices = data.prices.copy()
+    gpu_mask = prices["provider"].map(data.is_gpu_like)
+    if (~gpu_mask).any():
+        dropped = sorted(set(prices.loc[~gpu_mask, "provider"]))
+        notes.append(
+            f"{int((~gpu_mask).sum())} price rows of non-GPU providers left out of the GPU "
+            f"serving model: {', '.join(dropped)}"
+        )
+    epochs = prices[gpu_mask].sort_values(["model", "provider", "date"]).reset_index(drop=True)
+    known = data.known_models.set_index("model")
+    models = list(dict.fromkeys(epochs["model"]))
+    unknown = [m for m in models if m not in known.index]
+    providers = sorted(set(epochs["provider"]))
+    m_index = {m: i for i, m in enumerate(models)}
+    p_index = {p: i for i, p in enumerate(providers)}
+
+    known_total = np.array(
+        [float(known.loc[m, "total_params_b"]) * 1e9 if m in known.index else np.nan for m in models]
+    )
+    known_active = np.array(
+        [float(known.loc[m, "active_params_b"]) * 1e9 if m in known.index else np.nan for m in models]
+    )
+
+    accs, log_gpu_mu = _accelerators(data, hyp)
+    bits = np.array(hyp.precision.bits)
+    w_bits = np.array(hyp.precision.weights) / np.sum(hyp.precision.weights)
+    comp_bits = np.repeat(bits, 2)
+    comp_hw = np.tile([0, 1], len(bits))
+    labels = [f"{b}-bit {accs[h].name}" for b, h in zip(comp_bits, comp_hw, strict=True)]
+
+    year = np.array([years_since_2024(d) for d in epochs["date"]])
+    mid = years_since_2024(hyp.hardware.newer_midpoint)
+    p_newer = hyp.hardware.newer_max / (1.0 + np.exp(-(year - mid) / hyp.hardware.newer_width_years))
+    p_hw = np.stack([1.0 - p_newer, p_newer], axis=1)  # (E, 2)
+    wb = np.tile(w_bits, (len(epochs), 1))  # (E, n_bits)
+    for i, sb in enumerate(epochs.get("serving_bits", pd.Series([None] * len(epochs)))):
+        if sb is not None and not pd.isna(sb):
+            if int(sb) not in bits:
+                raise HypothesisError(
+                    f"data fixes serving bits {int(sb)} but the hypothesis allows only "
+                    f"{list(bits)}",
+                    file=hyp.name,
+                    field="precision.bits",
+                )
+            wb[i] = (bits == int(sb)).astype(float)
+    weights = np.repeat(wb, 2, axis=1) * np.tile(p_hw, (1, len(bits)))
+    log_weights = np.log(np.clip(weights, 1e-12, None))
+
+    # Speeds and first-token times, each mapped to the price epoch in force.
+    ep_key = {}
+    for i, r in epochs.iterrows():
+        ep_key.setdefault((r["model"], r["provider"]), []).append((r["date"], i))
+    sp_e, sp_v, tt_e, tt_v = [], [], [], []
+    unmatched = 0
+    for _, r in data.speed.iterrows():
+        cands = ep_key.get((r["model"], r["provider"]))
+        if not cands:
+            unmatched += 1
+            continue
+        before = [i for d, i in cands if d <= r["date"]]
+        e = before[-1] if before else cands[0][1]
+        if r["output_tokens_per_s"] is not None and not pd.isna(r["output_tokens_per_s"]):
+            sp_e.append(e)
+            sp_v.append(math.log(float(r["output_tokens_per_s"])))
+        if r["ttft_s"] is not None and not pd.isna(r["ttft_s"]):
+            tt_e.append(e)
+            tt_v.append(math.log(float(r["ttft_s"])))
+    if unmatched:
+        notes.append(
+            f"{unmatched} speed rows have no price epoch at a GPU provider "
+            "(same model and provider) and are not used"
+        )
+
+    # MMLU against training compute: every known model with training tokens
+    # (priced or not, e.g. a base checkpoint) fixes a point of the curve; an
+    # unknown model's score depends on its latent compute.
+    q_m, q_s, q_c = [], [], []
+    skipped = 0
+    for _, r in data.quality.iterrows():
+        if r["benchmark"].strip().upper() != MMLU:
+            continue
+        m = r["model"]
+        if m in known.index:
+            tok = known.loc[m, "training_tokens_t"]
+            if tok is None or pd.isna(tok):
+                skipped += 1
+                continue
+            act = float(known.loc[m, "active_params_b"]) * 1e9
+            q_m.append(-1)
+            q_c.append(math.log10(forward.training_compute(act, float(tok) * 1e12)))
+        elif m in m_index:
+            q_m.append(m_index[m])
+            q_c.append(np.nan)
+        else:
+            skipped += 1
+            continue
+        q_s.append(float(r["score_pct"]))
+    if skipped:
+        notes.append(
+            f"{skipped} MMLU rows not used (known model without training tokens, "
+            "or model of unknown size not priced at a GPU provider)"
+        )
+
+    return Design(
+        models=models,
+        unknown=unknown,
+        providers=providers,
+        epochs=epochs,
+        epoch_model=epochs["model"].map(m_index).to_numpy(int),
+        epoch_provider=epochs["provider"].map(p_index).to_numpy(int),
+        epoch_year=year,
+        log_price_out=np.log(epochs["output_usd_per_mtok"].astype(float).to_numpy()),
+        log_price_in=np.log(epochs["input_usd_per_mtok"].astype(float).to_numpy()),
+        known_total=known_total,
+        known_active=known_active,
+        unknown_pos=np.array([m_index[m] for m in unknown], dtype=int),
+        component_bits=comp_bits,
+        component_hardware=comp_hw,
+        component_labels=labels,
+        hardware=[a.name for a in accs],
+        accelerators=accs,
+        log_gpu_hour_mu=log_gpu_mu,
+        log_weights=log_weights,
+        speed_epoch=np.array(sp_e, dtype=int),
+        log_speed=np.array(sp_v),
+        ttft_epoch=np.array(tt_e, dtype=int),
+        log_ttft=np.array(tt_v),
+        mmlu_model=np.array(q_m, dtype=int),
+        mmlu_score=np.array(q_s),
+        mmlu_known_log10_compute=np.array(q_c),
+        notes=notes + data.notes,
+    )

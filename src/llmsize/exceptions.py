@@ -1,0 +1,52 @@
+"""Errors that reach the user as one line, without a traceback."""
+
+from __future__ import annotations
+
+
+class LlmsizeError(Exception):
+    """An input problem the user can fix, reported as ``file, row N, field F: message``.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and, where possible, what is expected.
+    file : str, optional
+        The file the problem is in.
+    row : int, optional
+        1-based data row (the header is not counted).
+    field : str, optional
+        Column name, or dotted key path in a hypothesis file.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        row: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.row = row
+        self.field = field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = []
+        if self.file:
+            where.append(str(self.file))
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.field:
+            where.append(f"field '{self.field}'")
+        prefix = ", ".join(where)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+class DataError(LlmsizeError):
+    """A data file is missing, malformed or holds an impossible value."""
+
+
+class HypothesisError(LlmsizeError):
+    """A hypothesis file (or override) is malformed or names an unknown prior."""

@@ -1,0 +1,94 @@
+"""The main job, step by step: load, validate, build, sample, summarise, report.
+
+Every input is validated before anything is sampled, and every output is
+written to a temporary folder that replaces the report only at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmsize import io, plots
+from llmsize.config import load_hypothesis
+from llmsize.data import load_dataset
+from llmsize.design import build_design
+from llmsize.report import headline_table, render_readme
+from llmsize.sampling import SampleSettings, fit
+from llmsize.summary import Diagnostics, diagnostics, summary_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InferenceResult:
+    out_dir: Path
+    diagnostics: Diagnostics
+    headline: list[str]
+
+
+def run_inference(
+    *,
+    data_dir: Path,
+    hypothesis_path: Path,
+    out_dir: Path | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    seed: int | None = None,
+    command: str = "llmsize infer",
+) -> InferenceResult:
+    """Run ``infer`` end to end and write its report folder."""
+    hyp = load_hypothesis(hypothesis_path)
+    data = load_dataset(data_dir)
+    design = build_design(data, hyp)
+    settings = SampleSettings.from_hypothesis(
+        hyp.sampler, draws=draws, tune=tune, chains=chains, seed=seed
+    )
+    out_dir = Path(out_dir) if out_dir is not None else Path("reports") / hyp.name
+    log.info(
+        "hypothesis '%s'; %d serving epochs; %d models of unknown size",
+        hyp.name,
+        design.n_epochs,
+        len(design.unknown),
+    )
+    tree = fit(design, hyp, settings)
+    table = summary_table(tree, design)
+    diag = diagnostics(tree, table)
+    attrs = io.provenance(
+        hypothesis=hyp.to_dict(),
+        hypothesis_digest=hyp.digest(),
+        data_digest=data.digest,
+        data_dir=str(data_dir),
+        seed=settings.seed,
+        settings={
+            "draws": settings.draws,
+            "tune": settings.tune,
+            "chains": settings.chains,
+            "target_accept": settings.target_accept,
+            "sampler": "nutpie",
+        },
+    )
+    with io.staged_output(out_dir) as tmp:
+        io.write_posterior(tree, tmp / "posterior.nc", attrs)
+        io.write_summary(table, tmp / "summary.csv")
+        io.write_json(
+            {**diag.__dict__, "passed": diag.passed, "failures": diag.failures(), **{k: v for k, v in attrs.items() if k != "hypothesis" and k != "created_at"}},
+            tmp / "diagnostics.json",
+        )
+        plots.save(plots.plot_size_by_date(tree, design), tmp / "size_by_date.png")
+        plots.save(plots.plot_prior_posterior(tree, design), tmp / "prior_posterior.png")
+        plots.save(plots.plot_ppc(tree, design), tmp / "ppc.png")
+        (tmp / "README.md").write_text(
+            render_readme(
+                tree=tree, design=design, hyp=hyp, table=table, diag=diag, attrs=attrs, command=command
+            ),
+            encoding="utf-8",
+        )
+    head = headline_table(tree, design)
+    lines = [
+        f"{r['date']} {r['model']}: {r['median (B)']}B (90% {r['90% interval']})"
+        for r in head.to_dict("records")
+    ]
+    return InferenceResult(out_dir=out_dir, diagnostics=diag, headline=lines)

@@ -1,0 +1,234 @@
+"""The report a person reads first: ``README.md`` of a report folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from llmsize.config import Hypothesis
+from llmsize.design import Design
+from llmsize.plots import CLAIMS, headline_epochs
+from llmsize.summary import ESS_BULK_MIN, RHAT_MAX, Diagnostics
+
+FIGURES = {
+    "size_by_date.png": "Posterior size at each price point, with the public claims",
+    "prior_posterior.png": "Prior against posterior of the main latent quantities",
+    "ppc.png": "Posterior predictive check of prices, speeds and MMLU",
+}
+
+#: Nuisance quantities whose posterior correlation with a model's size says
+#: which inputs move the answer (label, how to get per-draw values).
+def _nuisances(post: xr.Dataset, design: Design, model: str, epochs: list[int]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    flat = lambda a: np.asarray(a).reshape(-1)  # noqa: E731
+    provider = design.epochs["provider"].iloc[epochs[0]]
+    p = design.providers.index(provider)
+    mk = post["log_markup_out_mu"] + post["provider_sigma"] * post["provider_out_z"].isel(provider=p)
+    out[f"{provider}'s output markup"] = flat(mk)
+    mk_in = post["log_markup_in_mu"] + post["provider_sigma"] * post["provider_in_z"].isel(provider=p)
+    out[f"{provider}'s input markup"] = flat(mk_in)
+    names = list(post["batch"].coords["epoch"].values)
+    out["decode batch at its price points"] = flat(
+        np.log(post["batch"].sel(epoch=[names[e] for e in epochs])).mean("epoch")
+    )
+    out["memory-bandwidth utilisation"] = flat(post["mbu"])
+    out["prefill FLOP utilisation"] = flat(post["mfu_prefill"])
+    for h in post["usd_per_gpu_hour"].coords["hardware"].values:
+        out[f"{h} GPU-hour price"] = flat(np.log(post["usd_per_gpu_hour"].sel(hardware=h)))
+    bits = post["p_bits"].sel(epoch=[names[e] for e in epochs]).mean("epoch")
+    out["serving precision (expected bits)"] = flat(
+        (bits * np.array([float(b) for b in bits.coords["bits"].values])).sum("bits")
+    )
+    out["active fraction (MoE)"] = flat(post["active_fraction"].sel(unknown_model=model)) if "active_fraction" in post and post["active_fraction"].ndim == 3 else np.zeros(1)
+    if "log10_overtrain" in post and post["log10_overtrain"].ndim == 3:
+        out["training tokens over Chinchilla-optimal"] = flat(post["log10_overtrain"].sel(unknown_model=model))
+    if "mmlu_midpoint" in post:
+        out["MMLU-compute curve midpoint"] = flat(post["mmlu_midpoint"])
+    return out
+
+
+def drivers(tree: xr.DataTree, design: Design, model: str, top: int = 3) -> list[tuple[str, float]]:
+    """The quantities most correlated with ``log10`` size in the posterior."""
+    post = tree["posterior"].to_dataset()
+    epochs = [i for i, m in enumerate(design.epochs["model"]) if m == model]
+    y = post["log10_params_total_b"].sel(unknown_model=model).values.reshape(-1)
+    out = []
+    for label, x in _nuisances(post, design, model, epochs).items():
+        if x.size != y.size or np.ptp(x) == 0:
+            continue
+        out.append((label, float(np.corrcoef(x, y)[0, 1])))
+    return sorted(out, key=lambda t: -abs(t[1]))[:top]
+
+
+def _fmt_b(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+
+
+def headline_table(tree: xr.DataTree, design: Design) -> pd.DataFrame:
+    """Per headline price point: size quantiles, claim probabilities, serving guesses."""
+    post = tree["posterior"].to_dataset()
+    names = list(post["p_bits"].coords["epoch"].values)
+    rows = []
+    for e in headline_epochs(design):
+        r = design.epochs.iloc[e]
+        x = post["params_total_b"].sel(unknown_model=r["model"]).values.reshape(-1)
+        q = np.quantile(x, [0.05, 0.25, 0.5, 0.75, 0.95])
+        pb = post["p_bits"].sel(epoch=names[e]).mean(("chain", "draw"))
+        ph = post["p_hardware"].sel(epoch=names[e]).mean(("chain", "draw"))
+        best_bits = str(pb["bits"].values[int(pb.values.argmax())])
+        rows.append(
+            {
+                "date": r["date"].isoformat(),
+                "model": r["model"],
+                "price in/out ($/1M)": f"{r['input_usd_per_mtok']:g} / {r['output_usd_per_mtok']:g}",
+                "median (B)": _fmt_b(q[2]),
+                "50% interval": f"{_fmt_b(q[1])}-{_fmt_b(q[3])}",
+                "90% interval": f"{_fmt_b(q[0])}-{_fmt_b(q[4])}",
+                "P(<=20B)": f"{np.mean(x <= 20):.2f}",
+                "P(>=100B)": f"{np.mean(x >= 100):.2f}",
+                "likeliest bits": f"{best_bits} ({float(pb.max()):.2f})",
+                f"P({ph['hardware'].values[-1]})": f"{float(ph.values[-1]):.2f}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    head = "| " + " | ".join(df.columns) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body])
+
+
+def render_readme(
+    *,
+    tree: xr.DataTree,
+    design: Design,
+    hyp: Hypothesis,
+    table: pd.DataFrame,
+    diag: Diagnostics,
+    attrs: dict[str, str],
+    command: str,
+) -> str:
+    """The report's README.md."""
+    post = tree["posterior"].to_dataset()
+    prior = tree["prior"].to_dataset()
+    lines = [
+        f"# llmsize report: `{hyp.name}`",
+        "",
+        f"{hyp.description}",
+        "",
+        f"Produced by `{command}` (llmsize {attrs['llmsize_version']}, seed {attrs['seed']}, "
+        f"data sha256 `{attrs['data_sha256'][:12]}`, hypothesis sha256 "
+        f"`{attrs['hypothesis_sha256'][:12]}`). Sampler: nutpie NUTS, {diag.chains} chains x "
+        f"{diag.draws} draws.",
+        "",
+        "## Headline: gpt-3.5-turbo at each price point",
+        "",
+        "Total parameters in billions. The same snapshot keeps one size at every date "
+        "(gpt-3.5-turbo-0301 was cut on 2023-06-13 without a new model), so its two rows share "
+        "one posterior and the cut is attributed to serving: batch, precision, hardware, markup.",
+        "",
+        _md_table(headline_table(tree, design)),
+        "",
+        "![size by date](size_by_date.png)",
+        "",
+        "Claims marked on the chart: "
+        + "; ".join(f"{k} at {v:g}B" for k, v in CLAIMS.items())
+        + ". They are claims to test, not data.",
+        "",
+        "## Every model of unknown size",
+        "",
+    ]
+    per_model = []
+    for m in design.unknown:
+        x = post["params_total_b"].sel(unknown_model=m).values.reshape(-1)
+        a = post["params_active_b"].sel(unknown_model=m).values.reshape(-1)
+        t = post["tokens_t"].sel(unknown_model=m).values.reshape(-1)
+        lp = post["log10_params_total_b"].sel(unknown_model=m).values.reshape(-1)
+        prior_sd = float(np.std(prior["log10_params_total_b"].sel(unknown_model=m).values))
+        ratio = float(np.std(lp)) / prior_sd if prior_sd > 0 else float("nan")
+        q = np.quantile(x, [0.05, 0.5, 0.95])
+        qa = np.quantile(a, [0.05, 0.5, 0.95])
+        qt = np.quantile(t, [0.05, 0.5, 0.95])
+        span = q[2] / q[0]
+        per_model.append(
+            {
+                "model": m,
+                "total (B), median [90%]": f"{_fmt_b(q[1])} [{_fmt_b(q[0])}-{_fmt_b(q[2])}]",
+                "active (B)": f"{_fmt_b(qa[1])} [{_fmt_b(qa[0])}-{_fmt_b(qa[2])}]",
+                "training tokens (T)": f"{qt[1]:.2g} [{qt[0]:.2g}-{qt[2]:.2g}]",
+                "90% width": f"x{span:.0f}",
+                "posterior/prior sd": f"{ratio:.2f}",
+                "moved most by": "; ".join(
+                    f"{label} ({c:+.2f})" for label, c in drivers(tree, design, m)
+                ),
+            }
+        )
+    lines += [
+        _md_table(pd.DataFrame(per_model)),
+        "",
+        "*posterior/prior sd* compares the spread of log10 size after and before the data: "
+        "near 1, the data barely inform the size and the interval is the prior's; the report "
+        "says so rather than narrowing it. *moved most by* lists the serving and training "
+        "quantities whose posterior correlation with log10 size is largest: a price pins "
+        "size times serving efficiency, so these are the inputs whose priors would move the "
+        "answer most (a positive sign: a larger value goes with a larger model).",
+        "",
+    ]
+    weak = [r["model"] for r in per_model if float(r["posterior/prior sd"]) > 0.7]
+    if weak:
+        lines += [
+            f"**Weakly identified:** {', '.join(weak)}: the data narrow the size by less than "
+            "30% of the prior's spread; read these intervals as prior-driven.",
+            "",
+        ]
+    verdict = "PASS" if diag.passed else "FAIL"
+    lines += [
+        "## Diagnostics",
+        "",
+        f"**{verdict}** against R-hat <= {RHAT_MAX}, bulk ESS >= {ESS_BULK_MIN} for every "
+        "quantity in `summary.csv`, and zero divergences.",
+        "",
+        "| check | value |",
+        "|---|---|",
+        f"| divergent transitions | {diag.divergences} |",
+        f"| max R-hat, reported quantities | {diag.max_r_hat:.4f} ({diag.worst_r_hat}) |",
+        f"| min bulk ESS, reported quantities | {diag.min_ess_bulk:.0f} ({diag.worst_ess}) |",
+        f"| max R-hat, every sampled quantity | {diag.all_max_r_hat:.4f} |",
+        f"| min bulk ESS, every sampled quantity | {diag.all_min_ess_bulk:.0f} |",
+        "",
+    ]
+    if not diag.passed:
+        lines += ["Failures: " + "; ".join(diag.failures()), ""]
+    lines += [
+        "## Checks against the data",
+        "",
+        "![prior against posterior](prior_posterior.png)",
+        "",
+        "![posterior predictive check](ppc.png)",
+        "",
+        "## What went in",
+        "",
+        f"- {design.n_epochs} serving epochs (model, provider, price date) at "
+        f"{len(design.providers)} providers; {len(design.models) - len(design.unknown)} models "
+        f"of known size calibrate the serving parameters; {len(design.unknown)} of unknown size.",
+        f"- {len(design.log_speed)} speed and {len(design.log_ttft)} time-to-first-token "
+        f"measurements; {len(design.mmlu_score)} MMLU scores.",
+    ]
+    lines += [f"- {note}" for note in design.notes]
+    lines += [
+        "",
+        "## Files",
+        "",
+        "- `summary.csv`: one row per (model, provider, date, quantity) for every model of "
+        "unknown size, with mean, sd, quantiles, R-hat and bulk/tail ESS.",
+        "- `posterior.nc`: the whole run (prior, posterior, predictive draws, observed data; "
+        "hypothesis and data hash in its attributes); not committed, regenerate it with the "
+        "command above.",
+        "- `diagnostics.json`: the checks above, machine-readable.",
+        *[f"- `{name}`: {text}." for name, text in FIGURES.items()],
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""Sample a built model with nutpie and gather every group into one DataTree.
+
+The same seed feeds the posterior (nutpie's NUTS), the prior and prior
+predictive draws, and the posterior predictive draws, so a run is reproducible
+from its data, hypothesis and seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import nutpie
+import pymc as pm
+import xarray as xr
+
+from llmsize.config import Hypothesis, Sampler
+from llmsize.design import Design
+from llmsize.model import build_model
+
+log = logging.getLogger(__name__)
+
+#: Predictive variables written to the prior and posterior predictive groups.
+PREDICTIVE_VARS = ("output_price", "input_price", "output_speed", "ttft", "mmlu")
+
+#: Deterministics that are the same for every draw of the prior and only clutter it.
+_PRIOR_DROP = ("p_bits", "p_hardware", "serving_component")
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """What ``infer`` samples: draws, tuning steps, chains, seed, target acceptance."""
+
+    draws: int
+    tune: int
+    chains: int
+    seed: int
+    target_accept: float = 0.9
+    prior_draws: int = 500
+
+    @classmethod
+    def from_hypothesis(cls, sampler: Sampler, **overrides) -> SampleSettings:
+        values = {
+            "draws": sampler.draws,
+            "tune": sampler.tune,
+            "chains": sampler.chains,
+            "seed": sampler.seed,
+            "target_accept": sampler.target_accept,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def observed_dataset(design: Design, coords: dict) -> xr.Dataset:
+    """The observations in the units and dims of the predictive variables."""
+    data = {
+        "output_price": ("epoch", np.exp(design.log_price_out)),
+        "input_price": ("epoch", np.exp(design.log_price_in)),
+    }
+    if len(design.log_speed):
+        data["output_speed"] = ("speed_obs", np.exp(design.log_speed))
+    if len(design.log_ttft):
+        data["ttft"] = ("ttft_obs", np.exp(design.log_ttft))
+    if len(design.mmlu_score):
+        data["mmlu"] = ("mmlu_obs", design.mmlu_score)
+    used = {dim for dim, _ in data.values()}
+    return xr.Dataset(data, coords={k: v for k, v in coords.items() if k in used})
+
+
+def sample_posterior(model: pm.Model, settings: SampleSettings, *, progress: bool = False):
+    """NUTS with nutpie: compile the model's logp and gradient, then sample."""
+    compiled = nutpie.compile_pymc_model(model)
+    return nutpie.sample(
+        compiled,
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
+        seed=settings.seed,
+        target_accept=settings.target_accept,
+        progress_bar=progress,
+        cores=min(settings.chains, 2),
+    )
+
+
+def sample_prior(design: Design, hyp: Hypothesis, settings: SampleSettings) -> xr.DataTree:
+    """Draws of the priors and of the observations they predict."""
+    model = build_model(design, hyp, predictive="prior")
+    present = [v for v in PREDICTIVE_VARS if v in model.named_vars]
+    with warnings.catch_warnings():
+        # The likelihood is a Potential; the prior rightly ignores it.
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        tree = pm.sample_prior_predictive(
+            draws=settings.prior_draws, model=model, random_seed=settings.seed
+        )
+    # Unobserved predictive copies land in the prior group; the observed MMLU
+    # in the prior predictive group. Gather both into one predictive group.
+    prior = tree["prior"].to_dataset()
+    pp = xr.merge(
+        [prior[[v for v in present if v in prior]], tree["prior_predictive"].to_dataset()]
+    )[present]
+    prior = prior.drop_vars([v for v in (*_PRIOR_DROP, *present) if v in prior.data_vars])
+    return xr.DataTree.from_dict({"prior": prior, "prior_predictive": pp})
+
+
+def sample_posterior_predictive(
+    trace: xr.DataTree, design: Design, hyp: Hypothesis, settings: SampleSettings
+) -> xr.Dataset:
+    """Replicate every observation from the posterior, component included."""
+    model = build_model(design, hyp, predictive="posterior")
+    present = [v for v in PREDICTIVE_VARS if v in model.named_vars]
+    with warnings.catch_warnings():
+        # The Potential is the likelihood the posterior already accounts for.
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        pp = pm.sample_posterior_predictive(
+            trace,
+            model=model,
+            var_names=["serving_component", *present],
+            random_seed=settings.seed,
+            progressbar=False,
+        )
+    return pp["posterior_predictive"].to_dataset()[present]
+
+
+def _numeric(ds: xr.Dataset) -> xr.Dataset:
+    """Drop text-valued sampler statistics (divergence messages), which netCDF cannot hold."""
+    return ds.drop_vars([v for v, a in ds.data_vars.items() if a.dtype.kind == "O"])
+
+
+def fit(design: Design, hyp: Hypothesis, settings: SampleSettings, *, progress: bool = False) -> xr.DataTree:
+    """Build, sample and predict: one DataTree with every group of the run."""
+    model = build_model(design, hyp)
+    log.info("sampling %d chains x %d draws (tune %d) with nutpie", settings.chains, settings.draws, settings.tune)
+    trace = sample_posterior(model, settings, progress=progress)
+    log.info("prior and predictive draws")
+    prior = sample_prior(design, hyp, settings)
+    ppc = sample_posterior_predictive(trace, design, hyp, settings)
+    groups = {
+        "posterior": trace["posterior"].to_dataset(),
+        "sample_stats": _numeric(trace["sample_stats"].to_dataset()),
+        "prior": prior["prior"].to_dataset(),
+        "prior_predictive": prior["prior_predictive"].to_dataset(),
+        "posterior_predictive": ppc,
+        "observed_data": observed_dataset(design, {k: list(v) for k, v in model.coords.items()}),
+    }
+    return xr.DataTree.from_dict(groups)

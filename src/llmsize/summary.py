@@ -1,0 +1,154 @@
+"""Summaries and diagnostics of a fit: the table of ``summary.csv`` and its checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from llmsize.design import Design
+
+#: Thresholds every reported quantity must meet (``--strict`` enforces them).
+RHAT_MAX = 1.01
+ESS_BULK_MIN = 400
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+#: Per-model quantities of ``summary.csv``, with the posterior variable behind each.
+MODEL_QUANTITIES = {
+    "params_total_b": "params_total_b",
+    "params_active_b": "params_active_b",
+    "tokens_t": "tokens_t",
+}
+COLUMNS = [
+    "model",
+    "provider",
+    "date",
+    "quantity",
+    "mean",
+    "sd",
+    "q05",
+    "q25",
+    "q50",
+    "q75",
+    "q95",
+    "r_hat",
+    "ess_bulk",
+    "ess_tail",
+]
+
+
+def _stats(draws: xr.DataArray) -> dict[str, float]:
+    """Mean, sd, quantiles, R-hat and ESS of one scalar quantity's draws."""
+    values = draws.values
+    flat = values.reshape(-1)
+    out = {"mean": float(flat.mean()), "sd": float(flat.std(ddof=1))}
+    for q, name in zip(QUANTILES, ("q05", "q25", "q50", "q75", "q95"), strict=True):
+        out[name] = float(np.quantile(flat, q))
+    if np.ptp(flat) == 0.0:
+        # A constant (e.g. a precision fixed by the data) converges trivially.
+        out.update(r_hat=1.0, ess_bulk=float(flat.size), ess_tail=float(flat.size))
+        return out
+    ds = xr.Dataset({"x": draws})
+    out["r_hat"] = float(az.rhat(ds)["x"])
+    out["ess_bulk"] = float(az.ess(ds, method="bulk")["x"])
+    out["ess_tail"] = float(az.ess(ds, method="tail")["x"])
+    return out
+
+
+def summary_table(tree: xr.DataTree, design: Design) -> pd.DataFrame:
+    """One row per (unknown model, provider, date, quantity).
+
+    Size and training tokens are per model, so they repeat across a model's
+    dates; the serving precision probabilities are per date.
+    """
+    post = tree["posterior"].to_dataset()
+    rows = []
+    per_model: dict[str, dict[str, dict[str, float]]] = {}
+    for model in design.unknown:
+        per_model[model] = {
+            q: _stats(post[var].sel(unknown_model=model)) for q, var in MODEL_QUANTITIES.items()
+        }
+    epoch_names = list(post["p_bits"].coords["epoch"].values)
+    for e, r in enumerate(design.epochs.itertuples()):
+        if r.model not in per_model:
+            continue
+        base = {"model": r.model, "provider": r.provider, "date": r.date.isoformat()}
+        for q, stats in per_model[r.model].items():
+            rows.append({**base, "quantity": q, **stats})
+        for b in post["p_bits"].coords["bits"].values:
+            draws = post["p_bits"].sel(epoch=epoch_names[e], bits=b)
+            rows.append({**base, "quantity": f"p_bits_{b}", **_stats(draws)})
+        draws = post["p_hardware"].sel(epoch=epoch_names[e]).isel(hardware=-1)
+        newer = str(post["p_hardware"].coords["hardware"].values[-1])
+        rows.append({**base, "quantity": f"p_hardware_{newer}", **_stats(draws)})
+        rows.append({**base, "quantity": "batch", **_stats(post["batch"].sel(epoch=epoch_names[e]))})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Convergence checks of a fit."""
+
+    divergences: int
+    draws: int
+    chains: int
+    max_r_hat: float
+    min_ess_bulk: float
+    worst_r_hat: str
+    worst_ess: str
+    all_max_r_hat: float
+    all_min_ess_bulk: float
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.divergences == 0
+            and self.max_r_hat <= RHAT_MAX
+            and self.min_ess_bulk >= ESS_BULK_MIN
+        )
+
+    def failures(self) -> list[str]:
+        out = []
+        if self.divergences:
+            out.append(f"{self.divergences} divergent transitions (want 0)")
+        if self.max_r_hat > RHAT_MAX:
+            out.append(f"R-hat {self.max_r_hat:.3f} > {RHAT_MAX} ({self.worst_r_hat})")
+        if self.min_ess_bulk < ESS_BULK_MIN:
+            out.append(f"bulk ESS {self.min_ess_bulk:.0f} < {ESS_BULK_MIN} ({self.worst_ess})")
+        return out
+
+
+def diagnostics(tree: xr.DataTree, table: pd.DataFrame) -> Diagnostics:
+    """Divergences, and the worst R-hat and bulk ESS of the reported quantities.
+
+    Also the worst over every free parameter of the model, for the report.
+    """
+    stats = tree["sample_stats"].to_dataset()
+    post = tree["posterior"].to_dataset()
+    label = table["model"] + " " + table["date"] + " " + table["quantity"]
+    if len(table):
+        i_r = int(table["r_hat"].to_numpy().argmax())
+        i_e = int(table["ess_bulk"].to_numpy().argmin())
+        max_r, worst_r = float(table["r_hat"].iloc[i_r]), str(label.iloc[i_r])
+        min_e, worst_e = float(table["ess_bulk"].iloc[i_e]), str(label.iloc[i_e])
+    else:
+        max_r, worst_r, min_e, worst_e = 1.0, "-", float("inf"), "-"
+    free = [v for v in post.data_vars if not v.startswith(("p_bits", "p_hardware"))]
+    rhat = az.rhat(post[free])
+    ess = az.ess(post[free], method="bulk")
+    all_r = max(float(np.nanmax(rhat[v].values)) for v in free)
+    all_e = min(float(np.nanmin(ess[v].values)) for v in free)
+    return Diagnostics(
+        divergences=int(stats["diverging"].sum()),
+        draws=int(post.sizes["draw"]),
+        chains=int(post.sizes["chain"]),
+        max_r_hat=max_r,
+        min_ess_bulk=min_e,
+        worst_r_hat=worst_r,
+        worst_ess=worst_e,
+        all_max_r_hat=all_r,
+        all_min_ess_bulk=all_e,
+    )
