@@ -26,7 +26,7 @@ EXIT_DIAGNOSTICS = 3
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(format="%(message)s", level=logging.INFO if verbose else logging.WARNING)
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
     for name in ("pymc", "pytensor", "numba", "arviz"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module="pytensor")
@@ -54,11 +54,40 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--data", "data_dir", default="data", show_default=True, type=click.Path(path_type=Path), help="Data directory.")
-@click.option("--hypothesis", default="models/default.toml", show_default=True, type=click.Path(path_type=Path), help="Hypothesis (priors) file.")
-@click.option("--out", "out_dir", default=None, type=click.Path(path_type=Path), help="Output folder [default: reports/<hypothesis name>/].")
-@click.option("--draws", type=click.IntRange(min=1), default=None, help="Posterior draws per chain [hypothesis: 2000].")
-@click.option("--tune", type=click.IntRange(min=0), default=None, help="Tuning steps per chain [hypothesis: 1000].")
+@click.option(
+    "--data",
+    "data_dir",
+    default="data",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Data directory.",
+)
+@click.option(
+    "--hypothesis",
+    default="models/default.toml",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Hypothesis (priors) file.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Output folder [default: reports/<hypothesis name>/].",
+)
+@click.option(
+    "--draws",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Posterior draws per chain [hypothesis: 2000].",
+)
+@click.option(
+    "--tune",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Tuning steps per chain [hypothesis: 1000].",
+)
 @click.option("--chains", type=click.IntRange(min=1), default=None, help="Chains [hypothesis: 4].")
 @click.option("--seed", type=int, default=None, help="Random seed [hypothesis].")
 @click.option("--strict", is_flag=True, help="Exit with status 3 when a diagnostic fails.")
@@ -72,7 +101,10 @@ def infer(data_dir, hypothesis, out_dir, draws, tune, chains, seed, strict, quie
     from llmsize.pipeline import run_inference
 
     start = time.perf_counter()
-    command = "llmsize " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    ctx = click.get_current_context()
+    command = " ".join(
+        shlex.quote(a) for a in ["llmsize", *ctx.command_path.split()[1:], *_given_args(ctx)]
+    )
     result = run_inference(
         data_dir=data_dir,
         hypothesis_path=hypothesis,
@@ -101,8 +133,15 @@ def infer(data_dir, hypothesis, out_dir, draws, tune, chains, seed, strict, quie
 
 
 @cli.command()
-@click.option("--data", "data_dir", default="data", show_default=True, type=click.Path(path_type=Path))
-@click.option("--hypothesis", default="models/default.toml", show_default=True, type=click.Path(path_type=Path))
+@click.option(
+    "--data", "data_dir", default="data", show_default=True, type=click.Path(path_type=Path)
+)
+@click.option(
+    "--hypothesis",
+    default="models/default.toml",
+    show_default=True,
+    type=click.Path(path_type=Path),
+)
 def validate(data_dir, hypothesis) -> None:
     """Check the data and the hypothesis without sampling."""
     _setup_logging(True)
@@ -119,6 +158,23 @@ def validate(data_dir, hypothesis) -> None:
     )
     for note in design.notes:
         click.echo(f"note: {note}")
+
+
+def _given_args(ctx: click.Context) -> list[str]:
+    """The options the user set on the command line, to record how a report was made."""
+    out = []
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is not click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        flag = param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0]
+        if getattr(param, "is_flag", False):
+            if value:
+                out.append(flag)
+        else:
+            out += [flag, str(value)]
+    return out
 
 
 def main() -> None:

@@ -256,7 +256,14 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return raw
     if not isinstance(parent, str):
         raise HypothesisError("must be a file name", file=str(path), field="extends")
-    base = _read_toml((path.parent / parent).resolve(), (*seen, path))
+    parent_path = (path.parent / parent).resolve()
+    if not parent_path.is_file():
+        raise HypothesisError(
+            f"extends {parent!r}, which does not exist ({parent_path})",
+            file=str(path),
+            field="extends",
+        )
+    base = _read_toml(parent_path, (*seen, path))
     base.pop("name", None)
     base.pop("description", None)
     return _merge(base, raw)
@@ -309,6 +316,8 @@ def _explain(err: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
         return where, "a prior needs a 'distribution' key"
     if kind == "missing":
         return where, "required but missing"
+    if "input" in err and not isinstance(err["input"], dict | list):
+        return where, f"{err['msg']} (got {err['input']!r})"
     return where, err["msg"]
 
 
@@ -317,7 +326,11 @@ def validate(raw: dict[str, Any], *, source: str = "<hypothesis>") -> Hypothesis
     try:
         return Hypothesis.model_validate(raw)
     except ValidationError as exc:
-        where, message = _explain(exc.errors()[0], raw)
+        # Report the most telling problem first: an unknown name explains the
+        # "missing" errors that follow from it.
+        order = {"extra_forbidden": 0, "union_tag_invalid": 1, "union_tag_not_found": 2}
+        errors = sorted(exc.errors(), key=lambda e: order.get(e["type"], 3))
+        where, message = _explain(errors[0], raw)
         more = len(exc.errors()) - 1
         if more:
             message += f" (and {more} more problem{'s' if more > 1 else ''})"

@@ -131,7 +131,10 @@ def _parse(value: str, col: Column, *, file: str, row: int) -> object:
     if col.kind == "bits":
         if number not in (4.0, 8.0, 16.0):
             raise DataError(
-                f"serving bits must be 4, 8 or 16, got {value!r}", file=file, row=row, field=col.name
+                f"serving bits must be 4, 8 or 16, got {value!r}",
+                file=file,
+                row=row,
+                field=col.name,
             )
         return int(number)
     if col.kind == "positive" and number <= 0:
@@ -282,7 +285,7 @@ def load_dataset(root: str | Path) -> Dataset:
                 )
     speed = tables["speed.csv"]
     for _, r in speed.iterrows():
-        if r["output_tokens_per_s"] is None and r["ttft_s"] is None:
+        if pd.isna(r["output_tokens_per_s"]) and pd.isna(r["ttft_s"]):
             raise DataError(
                 "needs output_tokens_per_s or ttft_s",
                 file=str(root / "speed.csv"),

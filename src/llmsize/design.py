@@ -139,10 +139,16 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
     p_index = {p: i for i, p in enumerate(providers)}
 
     known_total = np.array(
-        [float(known.loc[m, "total_params_b"]) * 1e9 if m in known.index else np.nan for m in models]
+        [
+            float(known.loc[m, "total_params_b"]) * 1e9 if m in known.index else np.nan
+            for m in models
+        ]
     )
     known_active = np.array(
-        [float(known.loc[m, "active_params_b"]) * 1e9 if m in known.index else np.nan for m in models]
+        [
+            float(known.loc[m, "active_params_b"]) * 1e9 if m in known.index else np.nan
+            for m in models
+        ]
     )
 
     accs, log_gpu_mu = _accelerators(data, hyp)
@@ -154,7 +160,9 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
 
     year = np.array([years_since_2024(d) for d in epochs["date"]])
     mid = years_since_2024(hyp.hardware.newer_midpoint)
-    p_newer = hyp.hardware.newer_max / (1.0 + np.exp(-(year - mid) / hyp.hardware.newer_width_years))
+    p_newer = hyp.hardware.newer_max / (
+        1.0 + np.exp(-(year - mid) / hyp.hardware.newer_width_years)
+    )
     p_hw = np.stack([1.0 - p_newer, p_newer], axis=1)  # (E, 2)
     wb = np.tile(w_bits, (len(epochs), 1))  # (E, n_bits)
     for i, sb in enumerate(epochs.get("serving_bits", pd.Series([None] * len(epochs)))):

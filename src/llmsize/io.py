@@ -59,7 +59,15 @@ def staged_output(out_dir: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def provenance(*, hypothesis: dict, hypothesis_digest: str, data_digest: str, data_dir: str, seed: int, settings: dict) -> dict[str, str]:
+def provenance(
+    *,
+    hypothesis: dict,
+    hypothesis_digest: str,
+    data_digest: str,
+    data_dir: str,
+    seed: int,
+    settings: dict,
+) -> dict[str, str]:
     """Attributes recorded with every output: what produced it."""
     return {
         "llmsize_version": __version__,

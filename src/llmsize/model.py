@@ -55,7 +55,9 @@ def prior_variable(name: str, spec, *, dims=None, size: int | None = None):
     """
     if isinstance(spec, ConstantPrior):
         value = np.full(size, spec.value) if size is not None else spec.value
-        return pt.as_tensor_variable(np.asarray(value, dtype=float))
+        # Recorded as a deterministic so reports and summaries treat a pinned
+        # quantity like any other (a constant with no spread).
+        return pm.Deterministic(name, pt.as_tensor_variable(np.asarray(value, dtype=float)), dims=dims)
     params = spec.model_dump(exclude={"distribution"})
     if isinstance(spec, TruncatedNormalPrior):
         params = {k: v for k, v in params.items() if v is not None}
@@ -90,8 +92,7 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
         "unknown_model": design.unknown,
         "provider": design.providers,
         "epoch": [
-            f"{r.model} | {r.provider} | {r.date.isoformat()}"
-            for r in design.epochs.itertuples()
+            f"{r.model} | {r.provider} | {r.date.isoformat()}" for r in design.epochs.itertuples()
         ],
         "component": design.component_labels,
         "bits": [str(b) for b in hyp.precision.bits],
@@ -108,11 +109,15 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
             log10_n = prior_variable(
                 "log10_params_total_b", pr.log10_params_total_b, dims="unknown_model", size=n_u
             )
-            frac = prior_variable("active_fraction", pr.active_fraction, dims="unknown_model", size=n_u)
+            frac = prior_variable(
+                "active_fraction", pr.active_fraction, dims="unknown_model", size=n_u
+            )
             n_unknown = 10.0**log10_n * 1e9
             total = pt.set_subtensor(total[design.unknown_pos], n_unknown)
             active = pt.set_subtensor(active[design.unknown_pos], frac * n_unknown)
-            omega = prior_variable("log10_overtrain", pr.log10_overtrain, dims="unknown_model", size=n_u)
+            omega = prior_variable(
+                "log10_overtrain", pr.log10_overtrain, dims="unknown_model", size=n_u
+            )
             sl = hyp.scaling_law
             d_opt = forward.chinchilla_optimal_tokens(
                 n_unknown, E=sl.E, A=sl.A, B=sl.B, alpha=sl.alpha, beta=sl.beta
@@ -174,9 +179,13 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
             mbu=mbu,
             mfu=const.mfu_decode,
         )
-        log_cost_out = pt.log(forward.output_cost_per_mtok(t_step, b, n_gpus=n_gpus, usd_per_gpu_hour=g_hour))
+        log_cost_out = pt.log(
+            forward.output_cost_per_mtok(t_step, b, n_gpus=n_gpus, usd_per_gpu_hour=g_hour)
+        )
         log_cost_in = pt.log(
-            forward.input_cost_per_mtok(n_act, flops=flops, mfu=mfu_prefill, usd_per_gpu_hour=g_hour)
+            forward.input_cost_per_mtok(
+                n_act, flops=flops, mfu=mfu_prefill, usd_per_gpu_hour=g_hour
+            )
         )
         mu_out = log_cost_out + mk_out[design.epoch_provider][:, None]
         mu_in = log_cost_in + mk_in[design.epoch_provider][:, None]
@@ -195,7 +204,9 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
             scatter[design.speed_epoch, np.arange(len(design.speed_epoch))] = 1.0
             loglik = loglik + pt.dot(scatter, ll_speed)
         if len(design.ttft_epoch):
-            overhead = prior_variable("ttft_overhead_s", pr.ttft_overhead_s, dims="provider", size=len(design.providers))
+            overhead = prior_variable(
+                "ttft_overhead_s", pr.ttft_overhead_s, dims="provider", size=len(design.providers)
+            )
             ttft_sigma = prior_variable("ttft_sigma", pr.ttft_sigma)
             te = design.ttft_epoch
             t_pre = forward.prefill_time(
@@ -212,7 +223,9 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
         pm.Potential("serving_loglik", pm.math.logsumexp(joint, axis=1).sum())
         post = pt.special.softmax(joint, axis=1)
         n_bits = len(hyp.precision.bits)
-        pm.Deterministic("p_bits", post.reshape((n_e, n_bits, 2)).sum(axis=2), dims=("epoch", "bits"))
+        pm.Deterministic(
+            "p_bits", post.reshape((n_e, n_bits, 2)).sum(axis=2), dims=("epoch", "bits")
+        )
         pm.Deterministic(
             "p_hardware", post.reshape((n_e, n_bits, 2)).sum(axis=1), dims=("epoch", "hardware")
         )

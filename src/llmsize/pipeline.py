@@ -74,7 +74,12 @@ def run_inference(
         io.write_posterior(tree, tmp / "posterior.nc", attrs)
         io.write_summary(table, tmp / "summary.csv")
         io.write_json(
-            {**diag.__dict__, "passed": diag.passed, "failures": diag.failures(), **{k: v for k, v in attrs.items() if k != "hypothesis" and k != "created_at"}},
+            {
+                **diag.__dict__,
+                "passed": diag.passed,
+                "failures": diag.failures(),
+                **{k: v for k, v in attrs.items() if k != "hypothesis" and k != "created_at"},
+            },
             tmp / "diagnostics.json",
         )
         plots.save(plots.plot_size_by_date(tree, design), tmp / "size_by_date.png")
@@ -82,7 +87,13 @@ def run_inference(
         plots.save(plots.plot_ppc(tree, design), tmp / "ppc.png")
         (tmp / "README.md").write_text(
             render_readme(
-                tree=tree, design=design, hyp=hyp, table=table, diag=diag, attrs=attrs, command=command
+                tree=tree,
+                design=design,
+                hyp=hyp,
+                table=table,
+                diag=diag,
+                attrs=attrs,
+                command=command,
             ),
             encoding="utf-8",
         )

@@ -51,7 +51,9 @@ def headline_epochs(design: Design, prefix: str = HEADLINE_PREFIX) -> list[int]:
     ]
     if not rows:
         rows = [i for i, r in enumerate(design.epochs.itertuples()) if r.model in design.unknown]
-    return sorted(rows, key=lambda i: (design.epochs["date"].iloc[i], design.epochs["model"].iloc[i]))
+    return sorted(
+        rows, key=lambda i: (design.epochs["date"].iloc[i], design.epochs["model"].iloc[i])
+    )
 
 
 def plot_size_by_date(tree: xr.DataTree, design: Design, prefix: str = HEADLINE_PREFIX) -> Figure:
@@ -61,7 +63,9 @@ def plot_size_by_date(tree: xr.DataTree, design: Design, prefix: str = HEADLINE_
     epochs = headline_epochs(design, prefix)
     fig, ax = plt.subplots(figsize=(9, 1.1 * len(epochs) + 1.8))
     grid = np.linspace(-1.0, 4.0, 400)
-    prior_draws = np.log10(prior["params_total_b"].values.reshape(-1)) if "params_total_b" in prior else None
+    prior_draws = (
+        np.log10(prior["params_total_b"].values.reshape(-1)) if "params_total_b" in prior else None
+    )
     for k, e in enumerate(epochs):
         r = design.epochs.iloc[e]
         x = np.log10(_draws(post, "params_total_b", unknown_model=r["model"]))
@@ -94,14 +98,23 @@ def plot_size_by_date(tree: xr.DataTree, design: Design, prefix: str = HEADLINE_
     for i, (label, value) in enumerate(CLAIMS.items()):
         ax.axvline(np.log10(value), color=f"C{i + 1}", ls="--", lw=1)
         ax.text(
-            np.log10(value), 1.01, label, transform=ax.get_xaxis_transform(),
-            rotation=30, va="bottom", ha="left", fontsize=7, color=f"C{i + 1}",
+            np.log10(value),
+            1.01,
+            label,
+            transform=ax.get_xaxis_transform(),
+            rotation=30,
+            va="bottom",
+            ha="left",
+            fontsize=7,
+            color=f"C{i + 1}",
         )
     ticks = [0.1, 1, 3, 10, 30, 100, 300, 1000, 3000, 10000]
     ax.set_xticks(np.log10(ticks), [f"{t:g}" for t in ticks])
     ax.set_xlim(-1.0, 4.0)
     ax.set_ylim(-0.2, len(epochs))
-    ax.set_xlabel("total parameters (billions, log scale); bar = 90% interval, dot = median; dotted = prior")
+    ax.set_xlabel(
+        "total parameters (billions, log scale); bar = 90% interval, dot = median; dotted = prior"
+    )
     ax.set_title("Posterior size at each price point", pad=40)
     fig.tight_layout()
     return fig
@@ -132,6 +145,8 @@ def plot_prior_posterior(tree: xr.DataTree, design: Design) -> Figure:
     for v in SCALARS:
         if v in post and v in prior and post[v].ndim == 2:
             panels.append((v, _draws(prior, v), _draws(post, v)))
+    # A quantity pinned by the hypothesis has nothing to show.
+    panels = [p for p in panels if np.ptp(p[1]) > 0 or np.ptp(p[2]) > 0]
     ncol = 4
     nrow = int(np.ceil(len(panels) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.3 * nrow))
@@ -143,7 +158,7 @@ def plot_prior_posterior(tree: xr.DataTree, design: Design) -> Figure:
         ax.set_title(title, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.set_yticks([])
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle("Prior against posterior")
@@ -173,8 +188,15 @@ def plot_ppc(tree: xr.DataTree, design: Design) -> Figure:
         for mask, color, name in ((known, "C0", "known size"), (~known, "C3", "unknown size")):
             if mask.any():
                 ax.errorbar(
-                    y[mask], med[mask], yerr=[med[mask] - lo[mask], hi[mask] - med[mask]],
-                    fmt="o", ms=3, color=color, alpha=0.7, elinewidth=0.8, label=name,
+                    y[mask],
+                    med[mask],
+                    yerr=[med[mask] - lo[mask], hi[mask] - med[mask]],
+                    fmt="o",
+                    ms=3,
+                    color=color,
+                    alpha=0.7,
+                    elinewidth=0.8,
+                    label=name,
                 )
         lims = [min(y.min(), lo.min()), max(y.max(), hi.max())]
         ax.plot(lims, lims, color="k", lw=0.8)

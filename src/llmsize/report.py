@@ -8,7 +8,7 @@ import xarray as xr
 
 from llmsize.config import Hypothesis
 from llmsize.design import Design
-from llmsize.plots import CLAIMS, headline_epochs
+from llmsize.plots import CLAIMS, SCALARS, headline_epochs
 from llmsize.summary import ESS_BULK_MIN, RHAT_MAX, Diagnostics
 
 FIGURES = {
@@ -17,16 +17,23 @@ FIGURES = {
     "ppc.png": "Posterior predictive check of prices, speeds and MMLU",
 }
 
+
 #: Nuisance quantities whose posterior correlation with a model's size says
 #: which inputs move the answer (label, how to get per-draw values).
-def _nuisances(post: xr.Dataset, design: Design, model: str, epochs: list[int]) -> dict[str, np.ndarray]:
+def _nuisances(
+    post: xr.Dataset, design: Design, model: str, epochs: list[int]
+) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     flat = lambda a: np.asarray(a).reshape(-1)  # noqa: E731
     provider = design.epochs["provider"].iloc[epochs[0]]
     p = design.providers.index(provider)
-    mk = post["log_markup_out_mu"] + post["provider_sigma"] * post["provider_out_z"].isel(provider=p)
+    mk = post["log_markup_out_mu"] + post["provider_sigma"] * post["provider_out_z"].isel(
+        provider=p
+    )
     out[f"{provider}'s output markup"] = flat(mk)
-    mk_in = post["log_markup_in_mu"] + post["provider_sigma"] * post["provider_in_z"].isel(provider=p)
+    mk_in = post["log_markup_in_mu"] + post["provider_sigma"] * post["provider_in_z"].isel(
+        provider=p
+    )
     out[f"{provider}'s input markup"] = flat(mk_in)
     names = list(post["batch"].coords["epoch"].values)
     out["decode batch at its price points"] = flat(
@@ -40,9 +47,15 @@ def _nuisances(post: xr.Dataset, design: Design, model: str, epochs: list[int]) 
     out["serving precision (expected bits)"] = flat(
         (bits * np.array([float(b) for b in bits.coords["bits"].values])).sum("bits")
     )
-    out["active fraction (MoE)"] = flat(post["active_fraction"].sel(unknown_model=model)) if "active_fraction" in post and post["active_fraction"].ndim == 3 else np.zeros(1)
+    out["active fraction (MoE)"] = (
+        flat(post["active_fraction"].sel(unknown_model=model))
+        if "active_fraction" in post and post["active_fraction"].ndim == 3
+        else np.zeros(1)
+    )
     if "log10_overtrain" in post and post["log10_overtrain"].ndim == 3:
-        out["training tokens over Chinchilla-optimal"] = flat(post["log10_overtrain"].sel(unknown_model=model))
+        out["training tokens over Chinchilla-optimal"] = flat(
+            post["log10_overtrain"].sel(unknown_model=model)
+        )
     if "mmlu_midpoint" in post:
         out["MMLU-compute curve midpoint"] = flat(post["mmlu_midpoint"])
     return out
@@ -59,6 +72,25 @@ def drivers(tree: xr.DataTree, design: Design, model: str, top: int = 3) -> list
             continue
         out.append((label, float(np.corrcoef(x, y)[0, 1])))
     return sorted(out, key=lambda t: -abs(t[1]))[:top]
+
+
+def prior_conflicts(tree: xr.DataTree, names: tuple[str, ...]) -> list[str]:
+    """Shared quantities whose posterior median falls outside the prior's 90% range.
+
+    Such a quantity is one the data fight the prior over: either the prior was
+    wrong or the forward model misses something the quantity absorbs.
+    """
+    post = tree["posterior"].to_dataset()
+    prior = tree["prior"].to_dataset()
+    out = []
+    for v in names:
+        if v not in post or v not in prior or post[v].ndim != 2:
+            continue
+        lo, hi = np.quantile(prior[v].values, [0.05, 0.95])
+        med = float(np.median(post[v].values))
+        if not lo <= med <= hi:
+            out.append(f"`{v}`: posterior median {med:.3g}, prior 90% range {lo:.3g} to {hi:.3g}")
+    return out
 
 
 def _fmt_b(x: float) -> str:
@@ -202,8 +234,15 @@ def render_readme(
     ]
     if not diag.passed:
         lines += ["Failures: " + "; ".join(diag.failures()), ""]
+    conflicts = prior_conflicts(tree, SCALARS)
     lines += [
         "## Checks against the data",
+        "",
+        "Prior-data conflicts (a shared quantity whose posterior median lies outside its "
+        "prior's 90% range; the data overrule the prior there, or the forward model misses "
+        "something that quantity absorbs):",
+        "",
+        *([f"- {c}" for c in conflicts] or ["- none"]),
         "",
         "![prior against posterior](prior_posterior.png)",
         "",

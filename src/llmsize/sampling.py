@@ -38,7 +38,7 @@ class SampleSettings:
     chains: int
     seed: int
     target_accept: float = 0.9
-    prior_draws: int = 500
+    prior_draws: int = 1000
 
     @classmethod
     def from_hypothesis(cls, sampler: Sampler, **overrides) -> SampleSettings:
@@ -128,10 +128,17 @@ def _numeric(ds: xr.Dataset) -> xr.Dataset:
     return ds.drop_vars([v for v, a in ds.data_vars.items() if a.dtype.kind == "O"])
 
 
-def fit(design: Design, hyp: Hypothesis, settings: SampleSettings, *, progress: bool = False) -> xr.DataTree:
+def fit(
+    design: Design, hyp: Hypothesis, settings: SampleSettings, *, progress: bool = False
+) -> xr.DataTree:
     """Build, sample and predict: one DataTree with every group of the run."""
     model = build_model(design, hyp)
-    log.info("sampling %d chains x %d draws (tune %d) with nutpie", settings.chains, settings.draws, settings.tune)
+    log.info(
+        "sampling %d chains x %d draws (tune %d) with nutpie",
+        settings.chains,
+        settings.draws,
+        settings.tune,
+    )
     trace = sample_posterior(model, settings, progress=progress)
     log.info("prior and predictive draws")
     prior = sample_prior(design, hyp, settings)

@@ -84,7 +84,9 @@ def summary_table(tree: xr.DataTree, design: Design) -> pd.DataFrame:
         draws = post["p_hardware"].sel(epoch=epoch_names[e]).isel(hardware=-1)
         newer = str(post["p_hardware"].coords["hardware"].values[-1])
         rows.append({**base, "quantity": f"p_hardware_{newer}", **_stats(draws)})
-        rows.append({**base, "quantity": "batch", **_stats(post["batch"].sel(epoch=epoch_names[e]))})
+        rows.append(
+            {**base, "quantity": "batch", **_stats(post["batch"].sel(epoch=epoch_names[e]))}
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -136,11 +138,20 @@ def diagnostics(tree: xr.DataTree, table: pd.DataFrame) -> Diagnostics:
         min_e, worst_e = float(table["ess_bulk"].iloc[i_e]), str(label.iloc[i_e])
     else:
         max_r, worst_r, min_e, worst_e = 1.0, "-", float("inf"), "-"
-    free = [v for v in post.data_vars if not v.startswith(("p_bits", "p_hardware"))]
+    # Every sampled quantity but the discrete-choice probabilities and the
+    # constants a hypothesis pins (they have no R-hat).
+    free = [
+        v
+        for v, a in post.data_vars.items()
+        if not v.startswith(("p_bits", "p_hardware")) and float(a.std()) > 0
+    ]
     rhat = az.rhat(post[free])
     ess = az.ess(post[free], method="bulk")
-    all_r = max(float(np.nanmax(rhat[v].values)) for v in free)
-    all_e = min(float(np.nanmin(ess[v].values)) for v in free)
+    # Constants (pinned by a hypothesis) have no R-hat; leave them out.
+    r_vals = np.concatenate([rhat[v].values.reshape(-1) for v in free])
+    e_vals = np.concatenate([ess[v].values.reshape(-1) for v in free])
+    all_r = float(np.max(r_vals[np.isfinite(r_vals)], initial=1.0))
+    all_e = float(np.min(e_vals[np.isfinite(e_vals)], initial=np.inf))
     return Diagnostics(
         divergences=int(stats["diverging"].sum()),
         draws=int(post.sizes["draw"]),

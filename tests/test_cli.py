@@ -1,0 +1,376 @@
+"""The command line, in-process (click's CliRunner) and as ``python -m llmsize``.
+
+The two real fits of the default run are the session fixtures
+``tiny_infer_subprocess`` and ``tiny_infer_runner`` (conftest.py); every output
+test reads them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from importlib.metadata import version
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import llmsize
+from llmsize.cli import EXIT_DIAGNOSTICS, EXIT_INPUT, cli
+from llmsize.data import data_digest, load_dataset
+from llmsize.io import read_posterior
+
+from .conftest import (
+    DEFAULT_HYPOTHESIS,
+    REPO_ROOT,
+    SEED,
+    TINY_ARGS,
+    TINY_CHAINS,
+    TINY_DIR,
+    TINY_DRAWS,
+    subprocess_env,
+)
+
+SUMMARY_COLUMNS = [
+    "model",
+    "provider",
+    "date",
+    "quantity",
+    "mean",
+    "sd",
+    "q05",
+    "q25",
+    "q50",
+    "q75",
+    "q95",
+    "r_hat",
+    "ess_bulk",
+]
+SUMMARY_QUANTITIES = {
+    "params_total_b",
+    "params_active_b",
+    "tokens_t",
+    "p_bits_16",
+    "p_bits_8",
+    "p_bits_4",
+}
+GROUPS = {
+    "posterior",
+    "prior",
+    "posterior_predictive",
+    "observed_data",
+    "sample_stats",
+    "prior_predictive",
+}
+FIGURES = ("size_by_date.png", "prior_posterior.png", "ppc.png")
+
+
+def read_summary(out):
+    with (out / "summary.csv").open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        return reader.fieldnames, list(reader)
+
+
+def snapshot(root):
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def run_module(*args, cwd=None, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "llmsize", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=subprocess_env(),
+    )
+
+
+# --- the real infer run --------------------------------------------------------------
+
+
+def test_infer_subprocess_succeeds(tiny_infer_subprocess):
+    proc, out = tiny_infer_subprocess
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert out.is_dir()
+    # The staging folders beside the report are gone.
+    assert [p.name for p in out.parent.iterdir()] == ["report"]
+
+
+def test_quiet_prints_nothing_on_success(tiny_infer_subprocess):
+    proc, _ = tiny_infer_subprocess
+    assert proc.returncode == 0
+    # The shared fit runs with -q ("Only errors"), and the tiny run is not --strict.
+    assert proc.stderr == ""
+
+
+def test_infer_writes_every_file(tiny_infer_subprocess):
+    _, out = tiny_infer_subprocess
+    names = {p.name for p in out.iterdir()}
+    assert {"summary.csv", "posterior.nc", "README.md", "diagnostics.json", *FIGURES} <= names
+    for fig in FIGURES:
+        data = (out / fig).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", fig
+        assert len(data) > 10_000, fig  # an empty 1-pixel figure would be ~100 B
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert readme.startswith("# llmsize report: `default`")
+    for fig in FIGURES:
+        assert f"({fig})" in readme
+    assert "closed-x" in readme
+    assert "closed-y" in readme
+
+
+def test_summary_csv(tiny_infer_subprocess, tiny_data):
+    _, out = tiny_infer_subprocess
+    columns, rows = read_summary(out)
+    # The documented columns, in this order (extra columns such as ess_tail may follow).
+    assert [c for c in columns if c in SUMMARY_COLUMNS] == SUMMARY_COLUMNS
+    assert columns[: len(SUMMARY_COLUMNS)] == SUMMARY_COLUMNS
+    expected_epochs = {
+        (r["model"], r["provider"], r["date"].isoformat())
+        for _, r in tiny_data.prices.iterrows()
+        if r["model"] in tiny_data.unknown_models
+    }
+    assert expected_epochs == {
+        ("closed-x", "Vendor", "2023-03-01"),
+        ("closed-x", "Vendor", "2023-06-13"),
+        ("closed-y", "Vendor", "2024-01-25"),
+    }
+    have = {}
+    for r in rows:
+        have.setdefault((r["model"], r["provider"], r["date"]), {})[r["quantity"]] = r
+    # Rows for every (unknown model, provider, date), and only for those.
+    assert set(have) == expected_epochs
+    for key, quantities in have.items():
+        assert set(quantities) >= SUMMARY_QUANTITIES, key
+        for q, r in quantities.items():
+            v = {c: float(r[c]) for c in SUMMARY_COLUMNS[4:]}
+            assert all(np.isfinite(list(v.values()))), (key, q)
+            assert v["q05"] <= v["q25"] <= v["q50"] <= v["q75"] <= v["q95"], (key, q)
+            assert v["sd"] >= 0
+            assert v["ess_bulk"] > 0
+            assert v["r_hat"] > 0.9
+        # Precision probabilities sum to one (means written with 6 significant
+        # figures: 3 roundings of at most 5e-7 each).
+        total = sum(float(quantities[f"p_bits_{b}"]["mean"]) for b in (16, 8, 4))
+        assert total == pytest.approx(1.0, abs=2e-6)
+        assert float(quantities["params_active_b"]["mean"]) <= float(
+            quantities["params_total_b"]["mean"]
+        )
+    # A model keeps one size at every date: closed-x's two rows are identical.
+    a, b = have[("closed-x", "Vendor", "2023-03-01")], have[("closed-x", "Vendor", "2023-06-13")]
+    for q in ("params_total_b", "params_active_b", "tokens_t"):
+        assert a[q] | {"date": ""} == b[q] | {"date": ""}
+
+
+def test_posterior_nc(tiny_infer_subprocess, default_hypothesis):
+    _, out = tiny_infer_subprocess
+    tree = read_posterior(out / "posterior.nc")
+    assert {g.strip("/") for g in tree.groups} >= GROUPS
+    post = tree["posterior"]
+    assert post.sizes["chain"] == TINY_CHAINS
+    assert post.sizes["draw"] == TINY_DRAWS
+    assert list(post["unknown_model"].values) == ["closed-x", "closed-y"]
+    hyp = json.loads(tree.attrs["hypothesis"])
+    assert hyp == default_hypothesis.to_dict()
+    assert tree.attrs["hypothesis_sha256"] == default_hypothesis.digest()
+    assert tree.attrs["data_sha256"] == data_digest(TINY_DIR)
+    assert tree.attrs["seed"] == str(SEED)
+    # The observed data are the tiny fixture's prices.
+    obs = np.sort(tree["observed_data"]["output_price"].values)
+    # Stored as exp(log(price)): equal to the CSV up to float rounding.
+    expected = np.sort(load_dataset(TINY_DIR).prices["output_usd_per_mtok"].astype(float))
+    np.testing.assert_allclose(obs, expected, rtol=1e-12)
+
+
+def test_summary_agrees_with_posterior(tiny_infer_subprocess):
+    _, out = tiny_infer_subprocess
+    post = read_posterior(out / "posterior.nc")["posterior"]
+    _, rows = read_summary(out)
+    for r in rows:
+        if r["quantity"] != "params_total_b":
+            continue
+        draws = post["params_total_b"].sel(unknown_model=r["model"]).values.reshape(-1)
+        # summary.csv keeps 6 significant figures.
+        assert float(r["q50"]) == pytest.approx(np.median(draws), rel=1e-5)
+        assert float(r["mean"]) == pytest.approx(draws.mean(), rel=1e-5)
+
+
+def test_strict_exit_code_matches_diagnostics(tiny_infer_runner):
+    result, out = tiny_infer_runner
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    diag = json.loads((out / "diagnostics.json").read_text(encoding="utf-8"))
+    assert isinstance(diag["passed"], bool)
+    # passed <=> no divergences, R-hat <= 1.01 and bulk ESS >= 400 on summary.csv quantities.
+    assert diag["passed"] == (
+        diag["divergences"] == 0 and diag["max_r_hat"] <= 1.01 and diag["min_ess_bulk"] >= 400
+    )
+    if diag["passed"]:
+        assert result.exit_code == 0
+        assert diag["failures"] == []
+    else:
+        assert result.exit_code == EXIT_DIAGNOSTICS
+        assert "llmsize: diagnostics failed" in result.stderr
+        assert diag["failures"]
+    # The report is written either way.
+    assert (out / "summary.csv").is_file()
+    # 2 chains x 100 draws gives at most ~200 effective draws, below the 400 the
+    # check asks for: with these tiny settings the check must fail.
+    assert not diag["passed"]
+    assert result.exit_code == EXIT_DIAGNOSTICS
+
+
+def test_same_seed_same_summary(tiny_infer_runner, tiny_infer_subprocess):
+    # Same data, hypothesis, settings and seed, in-process and in a subprocess:
+    # the documented reproducibility gives byte-identical summaries.
+    _, out_a = tiny_infer_runner
+    _, out_b = tiny_infer_subprocess
+    assert (out_a / "summary.csv").read_bytes() == (out_b / "summary.csv").read_bytes()
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bad_data_dir(tmp_path):
+    dest = tmp_path / "bad_data"
+    shutil.copytree(TINY_DIR, dest)
+    path = dest / "prices.csv"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        text.replace("closed-y,Vendor,2024-01-25", "closed-y,Vendor,2024-25-01"), encoding="utf-8"
+    )
+    return dest
+
+
+@pytest.fixture
+def bad_hypothesis(hypothesis_dir):
+    return hypothesis_dir / "wrong_unknown_distribution.toml"
+
+
+@pytest.fixture
+def existing_report(tmp_path):
+    out = tmp_path / "out" / "report"
+    out.mkdir(parents=True)
+    (out / "summary.csv").write_bytes(b"model,quantity\nold,1\n")
+    (out / "README.md").write_bytes("previous report\u2014keep me\n".encode())
+    return out
+
+
+def bad_args(case, bad_data_dir, bad_hypothesis):
+    if case == "data":
+        return ["--data", bad_data_dir, "--hypothesis", DEFAULT_HYPOTHESIS], "prices.csv"
+    return ["--data", TINY_DIR, "--hypothesis", bad_hypothesis], bad_hypothesis.name
+
+
+def check_one_line_error(stderr, name):
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("llmsize: error:"), stderr
+    assert name in lines[0]
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("case", ["data", "hypothesis"])
+def test_bad_input_runner(case, bad_data_dir, bad_hypothesis, existing_report):
+    args, name = bad_args(case, bad_data_dir, bad_hypothesis)
+    before = snapshot(existing_report)
+    result = CliRunner().invoke(
+        cli,
+        ["infer", *map(str, args), "--draws", "10", "--tune", "10", "--out", str(existing_report)],
+    )
+    assert result.exit_code == EXIT_INPUT, result.output
+    check_one_line_error(result.stderr, name)
+    assert result.stdout == ""
+    assert snapshot(existing_report) == before
+    assert [p.name for p in existing_report.parent.iterdir()] == ["report"]
+
+
+@pytest.mark.parametrize("case", ["data", "hypothesis"])
+def test_bad_input_subprocess(case, bad_data_dir, bad_hypothesis, existing_report):
+    args, name = bad_args(case, bad_data_dir, bad_hypothesis)
+    before = snapshot(existing_report)
+    proc = run_module("infer", *args, "--out", existing_report, timeout=300)
+    assert proc.returncode == EXIT_INPUT, proc.stderr
+    check_one_line_error(proc.stderr, name)
+    assert snapshot(existing_report) == before
+    assert [p.name for p in existing_report.parent.iterdir()] == ["report"]
+
+
+def test_bad_data_error_names_row_and_field(bad_data_dir):
+    result = CliRunner().invoke(cli, ["validate", "--data", str(bad_data_dir)])
+    assert result.exit_code == EXIT_INPUT
+    assert "prices.csv, row 8, field 'date'" in result.stderr
+
+
+def test_missing_hypothesis_file(tmp_path):
+    result = CliRunner().invoke(
+        cli, ["validate", "--data", str(TINY_DIR), "--hypothesis", str(tmp_path / "nope.toml")]
+    )
+    assert result.exit_code == EXIT_INPUT
+    check_one_line_error(result.stderr, "nope.toml")
+
+
+def test_bad_option_is_a_usage_error():
+    result = CliRunner().invoke(cli, ["infer", "--draws", "0"])
+    assert result.exit_code == 2  # click's usage error
+    assert "Traceback" not in result.output
+
+
+# --- validate, version, help -----------------------------------------------------------------
+
+
+def test_validate_tiny_runner():
+    result = CliRunner().invoke(
+        cli, ["validate", "--data", str(TINY_DIR), "--hypothesis", str(DEFAULT_HYPOTHESIS)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == (
+        "ok: hypothesis 'default'; 9 serving epochs, 2 models of unknown size: closed-x, closed-y"
+    )
+
+
+def test_validate_bundled_subprocess_with_defaults():
+    # From the repository root, the defaults are data/ and models/default.toml.
+    proc = run_module("validate", cwd=REPO_ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("ok: hypothesis 'default';")
+    assert "gpt-3.5-turbo-0301" in first
+    assert any(line.startswith("note: ") for line in proc.stdout.splitlines())
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"llmsize, version {llmsize.__version__}"
+    assert llmsize.__version__ == version("llmsize")
+    proc = run_module("--version", timeout=60)
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"llmsize, version {llmsize.__version__}"
+
+
+def test_help():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in ("infer", "validate"):
+        assert command in result.stdout
+    result = CliRunner().invoke(cli, ["infer", "--help"])
+    assert result.exit_code == 0
+    assert "--strict" in result.stdout
+
+
+def test_tiny_args_are_what_the_fits_used(tiny_infer_subprocess):
+    # Guard: the shared fits use the tiny fixture and fixed seed.
+    assert TINY_ARGS[TINY_ARGS.index("--data") + 1] == str(TINY_DIR)
+    assert TINY_ARGS[TINY_ARGS.index("--seed") + 1] == str(SEED)
+    _, out = tiny_infer_subprocess
+    diag = json.loads((out / "diagnostics.json").read_text(encoding="utf-8"))
+    assert diag["seed"] == str(SEED)
+    assert json.loads(diag["sampler_settings"])["draws"] == TINY_DRAWS

@@ -1,0 +1,309 @@
+"""The data directory: the bundled files load, and every bad file is one clear error."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+from llmsize.data import KEYS, SCHEMAS, data_digest, load_dataset
+from llmsize.exceptions import DataError
+
+from .conftest import DATA_DIR, TINY_DIR
+
+# --- helpers ----------------------------------------------------------------------
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+def write_rows(path: Path, rows: list[list[str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
+
+
+def set_cell(path: Path, row: int, column: str, value: str) -> None:
+    """Set data row ``row`` (1-based, header not counted) of ``column``."""
+    rows = read_rows(path)
+    rows[row][rows[0].index(column)] = value
+    write_rows(path, rows)
+
+
+# --- the bundled data ---------------------------------------------------------------
+
+
+def test_bundled_data_loads(bundled_data):
+    assert len(bundled_data.prices) > 100
+    assert len(bundled_data.known_models) > 20
+    assert re.fullmatch(r"[0-9a-f]{64}", bundled_data.digest)
+    assert bundled_data.digest == data_digest(DATA_DIR)
+
+
+def test_bundled_unknown_models(bundled_data):
+    unknown = set(bundled_data.unknown_models)
+    snapshots = {
+        "gpt-3.5-turbo-0301",
+        "gpt-3.5-turbo-0613",
+        "gpt-3.5-turbo-1106",
+        "gpt-3.5-turbo-0125",
+    }
+    assert snapshots <= unknown
+    # data/README.md lists exactly these targets; everything else has a public size.
+    assert unknown == snapshots | {"gpt-4o-mini", "text-davinci-003"}
+
+
+@pytest.mark.parametrize("path", sorted(DATA_DIR.glob("*.csv")), ids=lambda p: p.name)
+def test_every_bundled_row_has_a_source(path):
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        assert "source" in reader.fieldnames
+        rows = list(reader)
+    assert rows, f"{path.name} has no rows"
+    empty = [i for i, r in enumerate(rows, start=1) if not (r["source"] or "").strip()]
+    assert not empty, f"{path.name}: rows without a source: {empty}"
+
+
+@pytest.mark.parametrize("path", sorted(DATA_DIR.glob("*.csv")), ids=lambda p: p.name)
+def test_bundled_row_counts_match_readme(path):
+    # data/README.md states the row count of every file; a stale count is a doc bug.
+    readme = (DATA_DIR / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"\| `{re.escape(path.name)}` \| (\d+) \|", readme)
+    assert match, f"{path.name} is not in data/README.md's table"
+    with path.open(newline="", encoding="utf-8") as handle:
+        n = sum(1 for row in csv.reader(handle) if any(c.strip() for c in row)) - 1
+    assert n == int(match.group(1))
+
+
+def test_bundled_keys_unique_and_sizes_consistent(bundled_data):
+    for name, attr in (("prices.csv", "prices"), ("known_models.csv", "known_models")):
+        frame = getattr(bundled_data, attr)
+        assert not frame.duplicated(subset=list(KEYS[name])).any()
+    km = bundled_data.known_models
+    assert (km["active_params_b"] <= km["total_params_b"]).all()
+
+
+def test_tiny_fixture_loads(tiny_data):
+    assert tiny_data.unknown_models == ["closed-x", "closed-y"]
+    assert len(tiny_data.prices) == 9
+    assert tiny_data.accelerator_of("HostA") == "gpu"
+    assert tiny_data.accelerator_of("not-listed") == "gpu"
+
+
+def test_digest_changes_with_one_byte(tiny_copy):
+    before = data_digest(tiny_copy)
+    set_cell(tiny_copy / "prices.csv", 1, "notes", "x")
+    assert data_digest(tiny_copy) != before
+    assert data_digest(TINY_DIR) == before
+
+
+# --- bad files: one line naming file, row and field ------------------------------------
+
+
+def drop_column(root: Path, file: str, column: str) -> None:
+    rows = read_rows(root / file)
+    i = rows[0].index(column)
+    write_rows(root / file, [r[:i] + r[i + 1 :] for r in rows])
+
+
+def duplicate_row(root: Path, file: str, row: int, column: str, value: str) -> None:
+    rows = read_rows(root / file)
+    copy = list(rows[row])
+    copy[rows[0].index(column)] = value
+    write_rows(root / file, [*rows, copy])
+
+
+def extra_cell(root: Path, file: str, row: int) -> None:
+    rows = read_rows(root / file)
+    rows[row] = [*rows[row], "surplus"]
+    write_rows(root / file, rows)
+
+
+#: id -> (corruption, file named, row or None, field or None, message fragment)
+CORRUPTIONS = {
+    "missing_column": (
+        lambda d: drop_column(d, "prices.csv", "output_usd_per_mtok"),
+        "prices.csv",
+        None,
+        "output_usd_per_mtok",
+        "missing column",
+    ),
+    "unparsable_date": (
+        lambda d: set_cell(d / "prices.csv", 3, "date", "2023-13-01"),
+        "prices.csv",
+        3,
+        "date",
+        "2023-13-01",
+    ),
+    "us_date": (
+        lambda d: set_cell(d / "speed.csv", 2, "date", "12/19/2023"),
+        "speed.csv",
+        2,
+        "date",
+        "YYYY-MM-DD",
+    ),
+    "zero_price": (
+        lambda d: set_cell(d / "prices.csv", 4, "output_usd_per_mtok", "0"),
+        "prices.csv",
+        4,
+        "output_usd_per_mtok",
+        "> 0",
+    ),
+    "negative_price": (
+        lambda d: set_cell(d / "prices.csv", 2, "input_usd_per_mtok", "-0.10"),
+        "prices.csv",
+        2,
+        "input_usd_per_mtok",
+        "> 0",
+    ),
+    "duplicate_key": (
+        # Row 10 repeats row 1's (model, provider, date) with another price.
+        lambda d: duplicate_row(d, "prices.csv", 1, "output_usd_per_mtok", "0.3"),
+        "prices.csv",
+        10,
+        "date",
+        "duplicate",
+    ),
+    "non_numeric": (
+        lambda d: set_cell(d / "speed.csv", 2, "output_tokens_per_s", "fast"),
+        "speed.csv",
+        2,
+        "output_tokens_per_s",
+        "not a number",
+    ),
+    "infinite": (
+        lambda d: set_cell(d / "gpu_prices.csv", 1, "usd_per_gpu_hour", "inf"),
+        "gpu_prices.csv",
+        1,
+        "usd_per_gpu_hour",
+        "finite",
+    ),
+    "wrong_cell_count": (
+        # A whole row is misaligned: no single field is at fault, so only the row.
+        lambda d: extra_cell(d, "known_models.csv", 2),
+        "known_models.csv",
+        2,
+        None,
+        "cells",
+    ),
+    "empty_file": (
+        lambda d: (d / "quality.csv").write_text("", encoding="utf-8"),
+        "quality.csv",
+        None,
+        None,
+        "empty file",
+    ),
+    "active_exceeds_total": (
+        lambda d: set_cell(d / "known_models.csv", 1, "active_params_b", "8"),
+        "known_models.csv",
+        1,
+        "active_params_b",
+        "exceed",
+    ),
+    "speed_unknown_model": (
+        lambda d: set_cell(d / "speed.csv", 3, "model", "ghost-model"),
+        "speed.csv",
+        3,
+        "model",
+        "ghost-model",
+    ),
+    "quality_unknown_model": (
+        lambda d: set_cell(d / "quality.csv", 2, "model", "ghost-model"),
+        "quality.csv",
+        2,
+        "model",
+        "ghost-model",
+    ),
+    "missing_required_file": (
+        lambda d: (d / "hardware.csv").unlink(),
+        "hardware.csv",
+        None,
+        None,
+        "missing",
+    ),
+    "empty_source": (
+        lambda d: set_cell(d / "prices.csv", 5, "source", "  "),
+        "prices.csv",
+        5,
+        "source",
+        "required",
+    ),
+    "bad_serving_bits": (
+        lambda d: set_cell(d / "prices.csv", 5, "serving_bits", "3"),
+        "prices.csv",
+        5,
+        "serving_bits",
+        "4, 8 or 16",
+    ),
+    "score_above_100": (
+        lambda d: set_cell(d / "quality.csv", 1, "score_pct", "145"),
+        "quality.csv",
+        1,
+        "score_pct",
+        "above 100",
+    ),
+    "gpu_price_for_unknown_gpu": (
+        lambda d: set_cell(d / "gpu_prices.csv", 2, "gpu", "H999"),
+        "gpu_prices.csv",
+        2,
+        "gpu",
+        "H999",
+    ),
+    "speed_row_without_measurement": (
+        lambda d: (
+            set_cell(d / "speed.csv", 1, "output_tokens_per_s", ""),
+            set_cell(d / "speed.csv", 1, "ttft_s", ""),
+        ),
+        "speed.csv",
+        1,
+        "output_tokens_per_s",
+        "needs",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_bad_data_is_one_line(case, tiny_copy):
+    corrupt, file, row, field, fragment = CORRUPTIONS[case]
+    corrupt(tiny_copy)
+    with pytest.raises(DataError) as info:
+        load_dataset(tiny_copy)
+    err = info.value
+    msg = str(err)
+    assert "\n" not in msg
+    assert str(tiny_copy / file) in msg, msg
+    assert fragment in msg, msg
+    if row is not None:
+        assert f"row {row}," in msg or f"row {row}:" in msg, msg
+        assert err.row == row
+    else:
+        assert err.row is None
+    if field is not None:
+        assert f"field '{field}'" in msg, msg
+        assert err.field == field
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(DataError, match="no such data directory"):
+        load_dataset(tmp_path / "nope")
+
+
+def test_optional_files_may_be_missing(tiny_copy):
+    for name in ("speed.csv", "quality.csv", "providers.csv"):
+        (tiny_copy / name).unlink()
+    data = load_dataset(tiny_copy)
+    assert data.speed.empty
+    assert data.quality.empty
+    assert set(data.speed.columns) >= {c.name for c in SCHEMAS["speed.csv"]}
+
+
+def test_blank_lines_and_extra_columns_are_tolerated(tiny_copy):
+    path = tiny_copy / "prices.csv"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + "\n\n", encoding="utf-8")
+    data = load_dataset(tiny_copy)
+    assert len(data.prices) == 9
+    assert "notes" in data.prices.columns

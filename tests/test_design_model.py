@@ -1,0 +1,308 @@
+"""The design arrays, the PyMC model built from them, and a prior predictive check."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from llmsize import forward
+from llmsize.config import validate
+from llmsize.design import build_design, years_since_2024
+from llmsize.model import build_model
+from llmsize.sampling import SampleSettings, sample_prior
+
+from .conftest import SEED
+
+# --- design on the tiny fixture ------------------------------------------------------
+
+
+def test_tiny_epochs(tiny_design):
+    d = tiny_design
+    # Every price row is at a GPU provider: 9 epochs, sorted by model, provider, date.
+    assert d.n_epochs == 9
+    keys = list(zip(d.epochs["model"], d.epochs["provider"], d.epochs["date"], strict=True))
+    assert keys == sorted(keys)
+    assert d.unknown == ["closed-x", "closed-y"]
+    assert d.providers == ["HostA", "HostB", "Vendor"]
+    assert [d.models[i] for i in d.unknown_pos] == d.unknown
+    # Index arrays point back at the right names.
+    for e, r in enumerate(d.epochs.itertuples()):
+        assert d.models[d.epoch_model[e]] == r.model
+        assert d.providers[d.epoch_provider[e]] == r.provider
+        assert d.epoch_year[e] == pytest.approx(years_since_2024(r.date))
+    np.testing.assert_allclose(
+        np.exp(d.log_price_out), d.epochs["output_usd_per_mtok"].astype(float)
+    )
+    np.testing.assert_allclose(np.exp(d.log_price_in), d.epochs["input_usd_per_mtok"].astype(float))
+    # Known sizes in parameters, NaN for unknown models.
+    i7 = d.models.index("small-7b")
+    assert d.known_total[i7] == 7e9
+    assert np.isnan(d.known_total[d.unknown_pos]).all()
+    assert d.known_active[d.models.index("moe-47b")] == pytest.approx(12.9e9)
+
+
+def test_tiny_epoch_zero_and_years():
+    assert years_since_2024(dt.date(2024, 1, 1)) == 0
+    assert years_since_2024(dt.date(2025, 1, 1)) == pytest.approx(366 / 365.25)
+
+
+def test_tiny_hardware_and_gpu_prices(tiny_design):
+    d = tiny_design
+    assert d.hardware == ["A100-80GB", "H100-SXM"]
+    # One rental price per family in the fixture: $2.00 (A100) and $3.00 (H100).
+    np.testing.assert_allclose(d.log_gpu_hour_mu, np.log([2.0, 3.0]))
+    # Components: (16, 8, 4) bits x (A100, H100); 8-bit uses fp8 math on H100 only.
+    assert list(d.component_bits) == [16, 16, 8, 8, 4, 4]
+    assert list(d.component_hardware) == [0, 1, 0, 1, 0, 1]
+    np.testing.assert_allclose(
+        d.component_flops(), [312e12, 989.4e12, 312e12, 1978.9e12, 312e12, 989.4e12]
+    )
+
+
+def test_log_weights_normalise(tiny_design):
+    # Each epoch's prior over (bits, hardware) sums to one. Components a fixed
+    # serving_bits rules out are clipped to 1e-12 each, so a row can exceed 1 by
+    # at most 6e-12: tolerance 1e-9.
+    np.testing.assert_allclose(logsumexp(tiny_design.log_weights, axis=1), 0.0, atol=1e-9)
+
+
+#: Hardware and precision settings written out, so the hand calculation below
+#: does not depend on what default.toml currently says.
+HAND_SETTINGS = {
+    "precision": {"bits": [16, 8, 4], "weights": [0.5, 0.35, 0.15]},
+    "hardware": {
+        "generations": ["A100-80GB", "H100-SXM"],
+        "newer_midpoint": "2023-10-01",
+        "newer_width_years": 0.3,
+        "newer_max": 0.95,
+    },
+}
+
+
+def test_log_weights_by_hand(tiny_data, default_hypothesis):
+    raw = default_hypothesis.to_dict()
+    raw.update(HAND_SETTINGS)
+    d = build_design(tiny_data, validate(raw))
+    e = next(i for i, r in enumerate(d.epochs.itertuples()) if r.model == "closed-y")
+    # 2024-01-25 is 24 / 365.25 = 0.0657 years after 2024-01-01; the midpoint
+    # 2023-10-01 is -92 / 365.25 = -0.2519. P(H100) = 0.95 / (1 + exp(-(0.0657 +
+    # 0.2519) / 0.3)) = 0.95 * 0.7424 = 0.7053. 16-bit on H100: 0.5 * 0.7053 = 0.3527.
+    p_h100 = 0.95 / (1 + math.exp(-(24 / 365.25 + 92 / 365.25) / 0.3))
+    assert p_h100 == pytest.approx(0.7053, abs=1e-4)
+    w = np.exp(d.log_weights[e])
+    np.testing.assert_allclose(
+        w,
+        [
+            0.5 * (1 - p_h100),
+            0.5 * p_h100,
+            0.35 * (1 - p_h100),
+            0.35 * p_h100,
+            0.15 * (1 - p_h100),
+            0.15 * p_h100,
+        ],
+        rtol=1e-12,
+    )
+    assert w[1] == pytest.approx(0.3527, abs=1e-4)
+
+
+def test_fixed_serving_bits_zero_other_precisions(tiny_design, default_hypothesis):
+    d = tiny_design
+    prior_w = np.array(default_hypothesis.precision.weights) / sum(
+        default_hypothesis.precision.weights
+    )
+    # moe-47b at HostB is listed as 8-bit (serving_bits = 8).
+    e = next(i for i, r in enumerate(d.epochs.itertuples()) if r.model == "moe-47b")
+    w = np.exp(d.log_weights[e])
+    eight = d.component_bits == 8
+    assert w[~eight].max() <= 1.01e-12  # clipped to 1e-12, exp(log(.)) rounding
+    assert w[eight].sum() == pytest.approx(1.0, abs=1e-9)
+    # Rows without serving_bits keep the hypothesis' weights (normalised).
+    for i, r in enumerate(d.epochs.itertuples()):
+        if r.model == "moe-47b":
+            continue
+        wi = np.exp(d.log_weights[i])
+        per_bits = [wi[d.component_bits == b].sum() for b in default_hypothesis.precision.bits]
+        np.testing.assert_allclose(per_bits, prior_w, rtol=1e-9)
+
+
+def test_fixed_bits_outside_hypothesis_is_an_error(tiny_data, default_hypothesis):
+    raw = default_hypothesis.to_dict()
+    raw["precision"] = {"bits": [16, 4], "weights": [0.7, 0.3]}
+    from llmsize.exceptions import HypothesisError
+
+    with pytest.raises(HypothesisError, match="serving bits 8"):
+        build_design(tiny_data, validate(raw))
+
+
+def test_speed_and_mmlu_mapping(tiny_design):
+    d = tiny_design
+    names = [f"{r.model}|{r.provider}|{r.date}" for r in d.epochs.itertuples()]
+    # Each speed maps to the price epoch in force on its date (same model, provider).
+    assert [names[e] for e in d.speed_epoch] == [
+        "small-7b|HostA|2023-12-01",
+        "mid-70b|HostA|2023-12-01",
+        "closed-y|Vendor|2024-01-25",
+    ]
+    np.testing.assert_allclose(np.exp(d.log_speed), [75, 40, 80])
+    np.testing.assert_allclose(np.exp(d.log_ttft), [0.5, 0.6, 0.4])
+    # MMLU: three known models fix the curve, closed-x's compute is latent.
+    np.testing.assert_allclose(d.mmlu_score, [45, 69, 44, 70])
+    assert list(d.mmlu_model[:3]) == [-1, -1, -1]
+    assert d.models[d.mmlu_model[3]] == "closed-x"
+    # small-7b: log10(6 * 7e9 * 2e12) = log10(8.4e22) = 22.924
+    assert d.mmlu_known_log10_compute[0] == pytest.approx(22.924, abs=1e-3)
+    assert np.isnan(d.mmlu_known_log10_compute[3])
+
+
+def test_bundled_design(bundled_design):
+    d = bundled_design
+    assert {"gpt-3.5-turbo-0301", "gpt-3.5-turbo-0125"} <= set(d.unknown)
+    # Non-GPU providers are left out, and said so.
+    assert not set(d.providers) & {"Groq", "Cerebras", "SambaNova"}
+    assert any("non-GPU" in n for n in d.notes)
+    np.testing.assert_allclose(logsumexp(d.log_weights, axis=1), 0.0, atol=1e-9)
+    assert len(d.speed_epoch) == len(d.log_speed) > 0
+    assert np.isfinite(d.log_price_out).all()
+    assert np.isfinite(d.log_price_in).all()
+
+
+# --- the PyMC model ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["tiny", "bundled"])
+def test_logp_finite_at_initial_point(which, request, default_hypothesis):
+    design = request.getfixturevalue(f"{which}_design")
+    model = build_model(design, default_hypothesis)
+    logps = model.point_logps()
+    assert logps, "no terms"
+    bad = {k: v for k, v in logps.items() if not np.isfinite(v)}
+    assert not bad
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
+    # Sizes are free only for the unknown models.
+    assert model["log10_params_total_b"].eval().shape == (len(design.unknown),)
+    assert "serving_loglik" in model.named_vars
+    assert "output_price" not in model.named_vars
+
+
+@pytest.mark.parametrize("predictive", ["prior", "posterior"])
+def test_predictive_models_build(tiny_design, default_hypothesis, predictive):
+    model = build_model(tiny_design, default_hypothesis, predictive=predictive)
+    for var in ("serving_component", "output_price", "input_price", "output_speed", "ttft"):
+        assert var in model.named_vars, var
+    n = tiny_design.n_epochs
+    draw = model.compile_fn(
+        model["output_price"], inputs=model.value_vars, on_unused_input="ignore"
+    )
+    value = draw(model.initial_point())
+    assert value.shape == (n,)
+    assert np.all(value > 0)
+
+
+def test_constant_prior_fixes_a_quantity(tiny_design, default_hypothesis):
+    raw = default_hypothesis.to_dict()
+    raw["priors"]["active_fraction"] = {"distribution": "Constant", "value": 1.0}
+    model = build_model(tiny_design, validate(raw))
+    # Pinned: recorded as a deterministic, not sampled.
+    assert "active_fraction" not in [v.name for v in model.free_RVs]
+    assert "active_fraction" in [v.name for v in model.deterministics]
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
+
+
+def test_log_cost_matches_forward(tiny_design, default_hypothesis):
+    """The model's output price mean equals the forward functions at the same point."""
+    hyp = default_hypothesis
+    model = build_model(tiny_design, hyp, predictive="prior")
+    d = tiny_design
+    # Fix the point: every free value at its initial value. Graph outputs are
+    # functions of the random variables; evaluate them at the values.
+    point = model.initial_point()
+
+    def at_point(var, pt_=point):
+        [out] = model.replace_rvs_by_values([var])
+        return model.compile_fn(out, inputs=model.value_vars, on_unused_input="ignore")(pt_)
+
+    vals = {
+        v: at_point(model[v])
+        for v in ("batch", "usd_per_gpu_hour", "mbu", "log_markup_out_mu", "provider_sigma")
+    }
+    z_out = point["provider_out_z"]
+    e = next(i for i, r in enumerate(d.epochs.itertuples()) if r.model == "mid-70b")
+    k = 1  # 16-bit on H100
+    acc = d.accelerators[d.component_hardware[k]]
+    n = 70e9
+    n_gpus = forward.gpus_per_replica(n, 16, acc.memory_bytes, hyp.constants.weight_memory_fraction)
+    kv = forward.kv_bytes_per_token_estimate(n, coef=hyp.constants.kv_bytes_coef)
+    b = vals["batch"][e]
+    t = forward.decode_step_time(
+        n,
+        n,
+        16,
+        b,
+        context_tokens=hyp.constants.context_tokens,
+        kv_bytes_per_token=kv,
+        n_gpus=n_gpus,
+        hbm_bytes_per_s=acc.hbm_bytes_per_s,
+        flops=acc.flops_at(16),
+        mbu=vals["mbu"],
+        mfu=hyp.constants.mfu_decode,
+    )
+    g = vals["usd_per_gpu_hour"][d.component_hardware[k]]
+    cost = forward.output_cost_per_mtok(t, b, n_gpus=n_gpus, usd_per_gpu_hour=g)
+    markup = vals["log_markup_out_mu"] + vals["provider_sigma"] * z_out[d.epoch_provider[e]]
+    # The model's mean of the log output price, with every epoch's serving
+    # component set to k (the LogNormal's inputs are rng, size, mu, sigma).
+    mu = model["output_price"].owner.inputs[2]
+    point = {**point, "serving_component": np.full(d.n_epochs, k, dtype="int64")}
+    got = at_point(mu, point)[e]
+    assert got == pytest.approx(math.log(cost) + markup, rel=1e-9)
+
+
+# --- prior predictive check on the bundled data ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def bundled_prior(bundled_design, default_hypothesis):
+    settings = SampleSettings(draws=1, tune=0, chains=1, seed=SEED, prior_draws=300)
+    return sample_prior(bundled_design, default_hypothesis, settings)
+
+
+@pytest.mark.parametrize(
+    ("var", "field"), [("output_price", "log_price_out"), ("input_price", "log_price_in")]
+)
+def test_prior_predictive_covers_bundled_prices(bundled_prior, bundled_design, var, field):
+    draws = bundled_prior["prior_predictive"][var].values
+    draws = draws.reshape(-1, draws.shape[-1])  # (300, epochs)
+    assert draws.shape == (300, bundled_design.n_epochs)
+    assert np.all(np.isfinite(draws))
+    assert np.all(draws > 0)
+    observed = np.exp(getattr(bundled_design, field))
+    lo, hi = np.quantile(draws, [0.005, 0.995], axis=0)
+    inside = np.mean((observed >= lo) & (observed <= hi))
+    # A calibrated prior puts ~99% of observations inside their central 99%
+    # interval. With 300 draws the 0.5%/99.5% quantiles rest on ~1.5 draws per
+    # tail, so they are noisy; >= 90% leaves room for that and for a prior that
+    # is merely weakly informative, while a unit error or a cost model off by
+    # orders of magnitude puts most observations outside (prices span 0.03-60 $/M).
+    assert inside >= 0.90, f"{inside:.2%} of observed {var} inside the prior's 99% interval"
+    # The prior predictive sd of log price is ~2.2-2.5 nats (size: 1 decade =
+    # 2.3 nats; markups: 1-1.5 nats); a median off by a factor 30 (3.4 nats, about
+    # 1.5 prior sd) means the prior is centred in the wrong place.
+    ratio = np.median(draws) / np.median(observed)
+    assert 1 / 30 < ratio < 30, f"prior median / observed median = {ratio:.3g}"
+
+
+def test_prior_group_has_latents(bundled_prior, bundled_design, default_hypothesis):
+    prior = bundled_prior["prior"]
+    assert prior["log10_params_total_b"].sizes["unknown_model"] == len(bundled_design.unknown)
+    # The prior of log10 size is Normal(mu, sigma) (default: 1.5, 1). 300 draws of
+    # 6 models (1800 values) give a mean within 3.5 sigma / sqrt(1800) = 0.08 sigma
+    # of mu, and an sd within 3.5 * sqrt(1 / (2 * 1800)) = 6% of sigma.
+    spec = default_hypothesis.priors.log10_params_total_b
+    assert spec.distribution == "Normal"
+    x = prior["log10_params_total_b"].values
+    assert x.mean() == pytest.approx(spec.mu, abs=0.08 * spec.sigma)
+    assert x.std() == pytest.approx(spec.sigma, rel=0.06)

@@ -1,0 +1,123 @@
+"""Summary, report and figures on a stand-in run, without NUTS.
+
+Prior draws of the sampling model (which include every deterministic, the
+precision probabilities among them) stand in for the posterior, so the
+summary, README and plot code runs in seconds for any hypothesis, including
+ones that pin a quantity with a ``Constant`` prior.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pymc as pm
+import pytest
+import xarray as xr
+from matplotlib.figure import Figure
+
+from llmsize import plots
+from llmsize.config import validate
+from llmsize.model import build_model
+from llmsize.report import headline_table, render_readme
+from llmsize.sampling import SampleSettings, observed_dataset, sample_prior
+from llmsize.summary import COLUMNS, diagnostics, summary_table
+
+from .conftest import SEED
+
+N_CHAINS, N_DRAWS = 2, 100
+
+
+def stand_in_run(design, hyp) -> xr.DataTree:
+    model = build_model(design, hyp)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        idata = pm.sample_prior_predictive(draws=N_CHAINS * N_DRAWS, model=model, random_seed=SEED)
+    flat = idata["prior"].to_dataset().isel(chain=0, drop=True)
+    chunks = [
+        flat.isel(draw=slice(c * N_DRAWS, (c + 1) * N_DRAWS)).assign_coords(draw=np.arange(N_DRAWS))
+        for c in range(N_CHAINS)
+    ]
+    post = xr.concat(chunks, dim="chain").assign_coords(chain=np.arange(N_CHAINS))
+    prior = sample_prior(
+        design, hyp, SampleSettings(draws=1, tune=0, chains=1, seed=SEED, prior_draws=200)
+    )
+    stats = xr.Dataset(
+        {"diverging": (("chain", "draw"), np.zeros((N_CHAINS, N_DRAWS), dtype=bool))}
+    )
+    return xr.DataTree.from_dict(
+        {
+            "posterior": post,
+            "sample_stats": stats,
+            "prior": prior["prior"].to_dataset(),
+            "prior_predictive": prior["prior_predictive"].to_dataset(),
+            "posterior_predictive": prior["prior_predictive"].to_dataset(),
+            "observed_data": observed_dataset(
+                design, {k: list(v) for k, v in model.coords.items()}
+            ),
+        }
+    )
+
+
+def pinned(hyp, **priors):
+    raw = hyp.to_dict()
+    for name, value in priors.items():
+        raw["priors"][name] = {"distribution": "Constant", "value": value}
+    return validate(raw)
+
+
+HYPOTHESES = {
+    "default": {},
+    "dense_only": {"active_fraction": 1.0},
+    "fixed_mbu": {"mbu": 0.7},
+}
+
+
+@pytest.mark.parametrize("which", list(HYPOTHESES))
+def test_report_and_figures(which, tiny_design, default_hypothesis):
+    hyp = pinned(default_hypothesis, **HYPOTHESES[which])
+    tree = stand_in_run(tiny_design, hyp)
+    table = summary_table(tree, tiny_design)
+    assert list(table.columns) == COLUMNS
+    # 2 unknown-model epochs of closed-x + 1 of closed-y, 8 quantities each.
+    assert len(table) == 3 * 8
+    diag = diagnostics(tree, table)
+    assert diag.chains == N_CHAINS
+    assert diag.draws == N_DRAWS
+    assert diag.divergences == 0
+    for fig in (
+        plots.plot_size_by_date(tree, tiny_design),
+        plots.plot_prior_posterior(tree, tiny_design),
+        plots.plot_ppc(tree, tiny_design),
+    ):
+        assert isinstance(fig, Figure)
+        plt.close(fig)
+    attrs = {
+        "llmsize_version": "0",
+        "seed": str(SEED),
+        "data_sha256": "a" * 64,
+        "hypothesis_sha256": "b" * 64,
+    }
+    text = render_readme(
+        tree=tree, design=tiny_design, hyp=hyp, table=table, diag=diag, attrs=attrs, command="x"
+    )
+    assert text.startswith(f"# llmsize report: `{hyp.name}`")
+    assert "## Diagnostics" in text
+    head = headline_table(tree, tiny_design)
+    # No gpt-3.5-turbo in the fixture: the headline falls back to every unknown model.
+    assert list(head["model"]) == ["closed-x", "closed-x", "closed-y"]
+
+
+def test_summary_quantiles_match_draws(tiny_design, default_hypothesis):
+    tree = stand_in_run(tiny_design, default_hypothesis)
+    table = summary_table(tree, tiny_design)
+    row = table[(table["model"] == "closed-y") & (table["quantity"] == "params_total_b")].iloc[0]
+    draws = tree["posterior"]["params_total_b"].sel(unknown_model="closed-y").values.reshape(-1)
+    for q, col in ((0.05, "q05"), (0.5, "q50"), (0.95, "q95")):
+        assert row[col] == pytest.approx(np.quantile(draws, q), rel=1e-12)
+    assert row["mean"] == pytest.approx(draws.mean(), rel=1e-12)
+    # Independent prior draws split into two chains: R-hat near 1 (|R-hat - 1| < 0.05
+    # holds for 2 x 100 iid draws with overwhelming probability) and ESS near 200.
+    assert abs(row["r_hat"] - 1) < 0.05
+    assert 100 < row["ess_bulk"] < 400
