@@ -96,26 +96,16 @@ def plot_size_by_date(tree: xr.DataTree, design: Design, prefix: str = HEADLINE_
         fontsize=8,
     )
     for i, (label, value) in enumerate(CLAIMS.items()):
-        ax.axvline(np.log10(value), color=f"C{i + 1}", ls="--", lw=1)
-        ax.text(
-            np.log10(value),
-            1.01,
-            label,
-            transform=ax.get_xaxis_transform(),
-            rotation=30,
-            va="bottom",
-            ha="left",
-            fontsize=7,
-            color=f"C{i + 1}",
-        )
+        ax.axvline(np.log10(value), color=f"C{i + 1}", ls="--", lw=1, label=f"claim: {label}")
+    ax.legend(loc="upper left", fontsize=7, framealpha=0.9)
     ticks = [0.1, 1, 3, 10, 30, 100, 300, 1000, 3000, 10000]
     ax.set_xticks(np.log10(ticks), [f"{t:g}" for t in ticks])
     ax.set_xlim(-1.0, 4.0)
-    ax.set_ylim(-0.2, len(epochs))
+    ax.set_ylim(-0.2, len(epochs) + 0.6)
     ax.set_xlabel(
         "total parameters (billions, log scale); bar = 90% interval, dot = median; dotted = prior"
     )
-    ax.set_title("Posterior size at each price point", pad=40)
+    ax.set_title("Posterior size at each price point")
     fig.tight_layout()
     return fig
 
