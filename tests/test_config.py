@@ -254,3 +254,49 @@ def test_validate_reports_missing_prior(default_hypothesis):
     with pytest.raises(HypothesisError, match="required but missing") as info:
         validate(raw, source="x.toml")
     assert info.value.field == "priors.mbu"
+
+
+# --- overrides from the command line (--set) -------------------------------------
+
+
+def test_set_overrides_one_prior_parameter():
+    hyp = load_hypothesis(DEFAULT_HYPOTHESIS, ["log10_overtrain.mu=1.0"])
+    base = load_hypothesis(DEFAULT_HYPOTHESIS)
+    assert hyp.priors.log10_overtrain.mu == 1.0
+    assert hyp.priors.log10_overtrain.sigma == base.priors.log10_overtrain.sigma
+    assert hyp.priors.mbu == base.priors.mbu
+
+
+def test_set_replaces_a_distribution_and_reaches_other_sections():
+    hyp = load_hypothesis(
+        DEFAULT_HYPOTHESIS,
+        [
+            "active_fraction.distribution=Constant",
+            "active_fraction.value=1.0",
+            "sampler.draws=10",
+            "priors.mbu.alpha=7",
+        ],
+    )
+    assert hyp.priors.active_fraction.distribution == "Constant"
+    assert hyp.priors.active_fraction.value == 1.0
+    assert hyp.sampler.draws == 10
+    assert hyp.priors.mbu.alpha == 7
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "fragment"),
+    [
+        ("mbu.alpha=-1", "priors.mbu.alpha", "greater than 0"),
+        ("mbu.distribution=Normall", "priors.mbu.distribution", "did you mean 'Normal'?"),
+        ("sampler.draw=4", "sampler.draw", "did you mean 'draws'?"),
+        ("mbuu.alpha=3", "mbuu", "did you mean 'mbu'?"),
+        ("mbu", "mbu", "KEY=VALUE"),
+    ],
+)
+def test_broken_override_gets_the_same_one_line_error(override, field, fragment):
+    with pytest.raises(HypothesisError) as info:
+        load_hypothesis(DEFAULT_HYPOTHESIS, [override])
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert f"'{field}'" in msg, msg
+    assert fragment in msg, msg

@@ -90,9 +90,18 @@ def cli() -> None:
 )
 @click.option("--chains", type=click.IntRange(min=1), default=None, help="Chains [hypothesis: 4].")
 @click.option("--seed", type=int, default=None, help="Random seed [hypothesis].")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one setting of the hypothesis, e.g. --set log10_overtrain.mu=1.0 (repeatable).",
+)
 @click.option("--strict", is_flag=True, help="Exit with status 3 when a diagnostic fails.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
-def infer(data_dir, hypothesis, out_dir, draws, tune, chains, seed, strict, quiet) -> None:
+def infer(
+    data_dir, hypothesis, out_dir, draws, tune, chains, seed, overrides, strict, quiet
+) -> None:
     """Fit the model to the data and write the report.
 
     Example: ``llmsize infer --data data --hypothesis models/default.toml``
@@ -113,6 +122,7 @@ def infer(data_dir, hypothesis, out_dir, draws, tune, chains, seed, strict, quie
         tune=tune,
         chains=chains,
         seed=seed,
+        overrides=list(overrides),
         command=command,
     )
     diag = result.diagnostics
@@ -142,14 +152,15 @@ def infer(data_dir, hypothesis, out_dir, draws, tune, chains, seed, strict, quie
     show_default=True,
     type=click.Path(path_type=Path),
 )
-def validate(data_dir, hypothesis) -> None:
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
+def validate(data_dir, hypothesis, overrides) -> None:
     """Check the data and the hypothesis without sampling."""
     _setup_logging(True)
     from llmsize.config import load_hypothesis
     from llmsize.data import load_dataset
     from llmsize.design import build_design
 
-    hyp = load_hypothesis(hypothesis)
+    hyp = load_hypothesis(hypothesis, list(overrides))
     data = load_dataset(data_dir)
     design = build_design(data, hyp)
     click.echo(
@@ -172,6 +183,9 @@ def _given_args(ctx: click.Context) -> list[str]:
         if getattr(param, "is_flag", False):
             if value:
                 out.append(flag)
+        elif isinstance(value, tuple | list):
+            for v in value:
+                out += [flag, str(v)]
         else:
             out += [flag, str(value)]
     return out

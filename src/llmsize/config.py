@@ -337,9 +337,56 @@ def validate(raw: dict[str, Any], *, source: str = "<hypothesis>") -> Hypothesis
         raise HypothesisError(message, file=source, field=where or None) from None
 
 
-def load_hypothesis(path: str | Path) -> Hypothesis:
-    """Read, merge (``extends``) and validate a hypothesis file."""
+def _parse_value(text: str) -> Any:
+    """A TOML value (number, boolean, string, array, date); bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides to a raw hypothesis mapping.
+
+    ``KEY`` is a dotted path (``sampler.draws``, ``priors.mbu.alpha``); a path
+    that starts with a prior's name is taken under ``priors`` (``mbu.alpha``).
+    Setting ``NAME.distribution`` starts that prior afresh. The result is
+    validated like a file, so a broken override gets the same one-line error.
+    """
+    out = json.loads(json.dumps(raw, default=str))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise HypothesisError("expected KEY=VALUE, e.g. mbu.alpha=4", file="--set", field=item)
+        parts = key.split(".")
+        if parts[0] in Priors.model_fields:
+            parts = ["priors", *parts]
+        elif parts[0] not in Hypothesis.model_fields:
+            names = list(Hypothesis.model_fields) + list(Priors.model_fields)
+            raise HypothesisError(
+                f"unknown key '{parts[0]}'{_hint(parts[0], names)}", file="--set", field=key
+            )
+        node = out
+        for part in parts[:-1]:
+            if not isinstance(node.get(part, {}), dict):
+                raise HypothesisError(f"'{part}' is not a table", file="--set", field=key)
+            node = node.setdefault(part, {})
+        if parts[-1] == "distribution":
+            node.clear()
+        node[parts[-1]] = _parse_value(value.strip())
+    return out
+
+
+def load_hypothesis(path: str | Path, overrides: list[str] | None = None) -> Hypothesis:
+    """Read, merge (``extends``), override (``--set``) and validate a hypothesis file."""
     path = Path(path)
     raw = _read_toml(path.resolve())
     raw.setdefault("name", path.stem)
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        try:
+            return Hypothesis.model_validate(raw)
+        except ValidationError:
+            return validate(raw, source=f"{path} with --set {' '.join(overrides)}")
     return validate(raw, source=str(path))

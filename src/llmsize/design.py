@@ -61,6 +61,13 @@ class Design:
     mmlu_score: np.ndarray
     mmlu_known_log10_compute: np.ndarray  # NaN when the model's compute is latent
     notes: list[str] = field(default_factory=list)
+    #: 1 where an epoch's prices enter the likelihood, 0 where they are withheld
+    #: (calibration with prices removed). Speeds and MMLU are unaffected.
+    price_mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.price_mask is None:
+            self.price_mask = np.ones(len(self.epochs))
 
     @property
     def n_epochs(self) -> int:
@@ -170,7 +177,7 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
             if int(sb) not in bits:
                 raise HypothesisError(
                     f"data fixes serving bits {int(sb)} but the hypothesis allows only "
-                    f"{list(bits)}",
+                    f"{[int(b) for b in bits]}",
                     file=hyp.name,
                     field="precision.bits",
                 )

@@ -57,7 +57,9 @@ def prior_variable(name: str, spec, *, dims=None, size: int | None = None):
         value = np.full(size, spec.value) if size is not None else spec.value
         # Recorded as a deterministic so reports and summaries treat a pinned
         # quantity like any other (a constant with no spread).
-        return pm.Deterministic(name, pt.as_tensor_variable(np.asarray(value, dtype=float)), dims=dims)
+        return pm.Deterministic(
+            name, pt.as_tensor_variable(np.asarray(value, dtype=float)), dims=dims
+        )
     params = spec.model_dump(exclude={"distribution"})
     if isinstance(spec, TruncatedNormalPrior):
         params = {k: v for k, v in params.items() if v is not None}
@@ -189,8 +191,14 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
         )
         mu_out = log_cost_out + mk_out[design.epoch_provider][:, None]
         mu_in = log_cost_in + mk_in[design.epoch_provider][:, None]
-        loglik = _normal_logp(design.log_price_out[:, None], mu_out, price_sigma) + _normal_logp(
-            design.log_price_in[:, None], mu_in, price_sigma
+        # Observations are data containers, so a compiled model can be refitted
+        # to other (e.g. simulated) observations without compiling again.
+        obs_out = pm.Data("obs_log_price_out", design.log_price_out, dims="epoch")
+        obs_in = pm.Data("obs_log_price_in", design.log_price_in, dims="epoch")
+        price_mask = pm.Data("price_mask", design.price_mask, dims="epoch")
+        loglik = price_mask[:, None] * (
+            _normal_logp(obs_out[:, None], mu_out, price_sigma)
+            + _normal_logp(obs_in[:, None], mu_in, price_sigma)
         )
 
         speed_bias = speed_sigma = overhead = ttft_sigma = None
@@ -199,7 +207,8 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
             speed_bias = prior_variable("speed_log_bias", pr.speed_log_bias)
             speed_sigma = prior_variable("speed_sigma", pr.speed_sigma)
             log_speed_mu = -pt.log(t_step[design.speed_epoch]) + speed_bias
-            ll_speed = _normal_logp(design.log_speed[:, None], log_speed_mu, speed_sigma)
+            obs_speed = pm.Data("obs_log_speed", design.log_speed, dims="speed_obs")
+            ll_speed = _normal_logp(obs_speed[:, None], log_speed_mu, speed_sigma)
             scatter = np.zeros((n_e, len(design.speed_epoch)))
             scatter[design.speed_epoch, np.arange(len(design.speed_epoch))] = 1.0
             loglik = loglik + pt.dot(scatter, ll_speed)
@@ -214,7 +223,8 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
             )
             ov = overhead[design.epoch_provider[te]][:, None] if overhead.ndim else overhead
             log_ttft_mu = pt.log(ov + t_pre + t_step[te])
-            ll_ttft = _normal_logp(design.log_ttft[:, None], log_ttft_mu, ttft_sigma)
+            obs_ttft = pm.Data("obs_log_ttft", design.log_ttft, dims="ttft_obs")
+            ll_ttft = _normal_logp(obs_ttft[:, None], log_ttft_mu, ttft_sigma)
             scatter = np.zeros((n_e, len(te)))
             scatter[te, np.arange(len(te))] = 1.0
             loglik = loglik + pt.dot(scatter, ll_ttft)
@@ -247,7 +257,7 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
                 "mmlu",
                 mu=forward.mmlu_from_compute(log10c, slope, midpoint, xp=pt),
                 sigma=const.mmlu_sigma,
-                observed=design.mmlu_score,
+                observed=pm.Data("obs_mmlu", design.mmlu_score, dims="mmlu_obs"),
                 dims="mmlu_obs",
             )
 

@@ -37,10 +37,11 @@ def run_inference(
     tune: int | None = None,
     chains: int | None = None,
     seed: int | None = None,
+    overrides: list[str] | None = None,
     command: str = "llmsize infer",
 ) -> InferenceResult:
     """Run ``infer`` end to end and write its report folder."""
-    hyp = load_hypothesis(hypothesis_path)
+    hyp = load_hypothesis(hypothesis_path, overrides)
     data = load_dataset(data_dir)
     design = build_design(data, hyp)
     settings = SampleSettings.from_hypothesis(
@@ -73,6 +74,8 @@ def run_inference(
     with io.staged_output(out_dir) as tmp:
         io.write_posterior(tree, tmp / "posterior.nc", attrs)
         io.write_summary(table, tmp / "summary.csv")
+        # The effective hypothesis, after ``extends`` and ``--set``.
+        io.write_json(hyp.to_dict(), tmp / "hypothesis.json")
         io.write_json(
             {
                 **diag.__dict__,

@@ -259,6 +259,23 @@ def render_readme(
     lines += [f"- {note}" for note in design.notes]
     lines += [
         "",
+        "## Limits",
+        "",
+        "- Serving precision and GPU generation are chosen per price point (a cut may be "
+        "a switch to 8 bits or to H100); memory-bandwidth utilisation and GPU-hour prices are "
+        "shared by every provider; a provider's markup is shared across its dates, with a "
+        "per-price residual.",
+        "- The mixture-of-experts approximation treats every parameter as an expert "
+        "parameter when counting the weights a decode step reads.",
+        "- Speed is one token per decode step at the epoch's batch; providers that add "
+        "speculative decoding or more GPUs than memory requires look faster than the roofline "
+        "(the `speed_log_bias` term absorbs this on average).",
+        "- The MMLU link uses a single compute-to-score curve for every developer; "
+        "a developer whose data or recipes are better than average looks larger.",
+        "- These intervals have not yet been checked against held-out models of known size "
+        "(leave-one-family-out calibration); until they are, read them as the model's "
+        "statement, not a validated error bar.",
+        "",
         "## Files",
         "",
         "- `summary.csv`: one row per (model, provider, date, quantity) for every model of "
@@ -267,6 +284,7 @@ def render_readme(
         "hypothesis and data hash in its attributes); not committed, regenerate it with the "
         "command above.",
         "- `diagnostics.json`: the checks above, machine-readable.",
+        "- `hypothesis.json`: the effective hypothesis (after `extends` and `--set`).",
         *[f"- `{name}`: {text}." for name, text in FIGURES.items()],
         "",
     ]
