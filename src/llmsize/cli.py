@@ -27,7 +27,7 @@ EXIT_DIAGNOSTICS = 3
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(format="%(message)s", level=logging.INFO if verbose else logging.WARNING)
     log.setLevel(logging.INFO if verbose else logging.WARNING)
-    for name in ("pymc", "pytensor", "numba", "arviz"):
+    for name in ("pymc", "pytensor", "numba", "arviz", "distributed", "tornado"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module="pytensor")
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -169,6 +169,166 @@ def validate(data_dir, hypothesis, overrides) -> None:
     )
     for note in design.notes:
         click.echo(f"note: {note}")
+
+
+@cli.command()
+@click.option(
+    "--data",
+    "data_dir",
+    default="data",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Data directory.",
+)
+@click.option(
+    "--hypothesis",
+    default="models/default.toml",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Hypothesis file.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Output folder [default: reports/calibration-<hypothesis name>/].",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    help="Address of an existing Dask scheduler [default: a local cluster].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Workers of the local cluster.",
+)
+@click.option(
+    "--draws",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Draws per chain of each refit.",
+)
+@click.option(
+    "--tune",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Tuning steps per chain of each refit.",
+)
+@click.option(
+    "--chains",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Chains of each refit.",
+)
+@click.option("--family", "only", multiple=True, help="Hold out only this family (repeatable).")
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    type=click.Choice(["full", "no_speed", "no_price"]),
+    help="Evidence variants [all three].",
+)
+@click.option(
+    "--sbc",
+    "simulations",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Simulation-based calibration runs (0: none).",
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def calibrate(
+    data_dir,
+    hypothesis,
+    out_dir,
+    scheduler,
+    workers,
+    draws,
+    tune,
+    chains,
+    only,
+    variants,
+    simulations,
+    overrides,
+    quiet,
+) -> None:
+    """Hold out each family of known-size models, refit, and score the intervals.
+
+    Results are written as fits finish; a rerun resumes where it stopped.
+    Example: ``llmsize calibrate --family llama-2-70b --variant full``
+    """
+    _setup_logging(not quiet)
+    from llmsize.calibration import (
+        VARIANT_LABELS,
+        VARIANTS,
+        run_calibration,
+        run_sbc,
+        sentence,
+        targets,
+        write_outputs,
+    )
+    from llmsize.config import load_hypothesis
+
+    hyp = load_hypothesis(hypothesis, list(overrides))
+    out_dir = Path(out_dir) if out_dir is not None else Path("reports") / f"calibration-{hyp.name}"
+    settings = {
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "seed": hyp.sampler.seed,
+        "target_accept": hyp.sampler.target_accept,
+        "cores": 1,
+        "prior_draws": 1,
+    }
+    table, mets = run_calibration(
+        data_dir=data_dir,
+        hyp=hyp,
+        out_dir=out_dir,
+        settings=settings,
+        scheduler=scheduler,
+        workers=workers,
+        variants=variants or VARIANTS,
+        only=only or None,
+        progress=not quiet,
+    )
+    sbc = None
+    if simulations:
+        sbc_settings = {**settings, "draws": 500, "tune": 500}
+        sbc = run_sbc(
+            data_dir=data_dir,
+            hyp=hyp,
+            out_dir=out_dir,
+            simulations=simulations,
+            settings=sbc_settings,
+            scheduler=scheduler,
+            workers=workers,
+            progress=not quiet,
+        )
+    write_outputs(out_dir, table, mets, sbc)
+    click.echo(mets.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    full = mets[mets["method"] == VARIANT_LABELS["full"]]
+    if len(full):
+        m = full.iloc[0]
+        click.echo(sentence(m))
+        for name, ok, detail in targets(m):
+            click.echo(f"  {'holds' if ok else 'MISSED'}: {name}: {detail}")
+    if sbc is not None:
+        ranks, tests = sbc
+        worst = tests.loc[tests["p_value"].idxmin()]
+        click.echo(
+            f"SBC: {len(ranks)} simulations, {int((ranks['divergences'] > 0).sum())} with "
+            f"divergences; smallest uniformity p-value {worst['p_value']:.3f} "
+            f"({worst['quantity']}) of {len(tests)} quantities"
+        )
+    click.echo(f"wrote {out_dir}")
 
 
 def _given_args(ctx: click.Context) -> list[str]:

@@ -139,6 +139,8 @@ def _parse(value: str, col: Column, *, file: str, row: int) -> object:
         return int(number)
     if col.kind == "positive" and number <= 0:
         raise DataError(f"must be > 0, got {value!r}", file=file, row=row, field=col.name)
+    if col.kind == "nonnegative" and number < 0:
+        raise DataError(f"must be >= 0, got {value!r}", file=file, row=row, field=col.name)
     return number
 
 

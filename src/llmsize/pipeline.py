@@ -71,6 +71,12 @@ def run_inference(
             "sampler": "nutpie",
         },
     )
+    calib_dir = out_dir.parent / f"calibration-{hyp.name}"
+    calib = None
+    if (calib_dir / "metrics.csv").is_file():
+        import pandas as pd
+
+        calib = pd.read_csv(calib_dir / "metrics.csv")
     with io.staged_output(out_dir) as tmp:
         io.write_posterior(tree, tmp / "posterior.nc", attrs)
         io.write_summary(table, tmp / "summary.csv")
@@ -97,6 +103,8 @@ def run_inference(
                 diag=diag,
                 attrs=attrs,
                 command=command,
+                calibration=calib,
+                calibration_dir=str(calib_dir) if calib is not None else None,
             ),
             encoding="utf-8",
         )

@@ -93,6 +93,37 @@ def prior_conflicts(tree: xr.DataTree, names: tuple[str, ...]) -> list[str]:
     return out
 
 
+def calibration_section(mets: pd.DataFrame | None, where: str | None) -> list[str]:
+    """How the same model does on held-out models of known size."""
+    from llmsize.calibration import VARIANT_LABELS, sentence, targets
+
+    lines = ["## Calibration on models of known size", ""]
+    full = mets[mets["method"] == VARIANT_LABELS["full"]] if mets is not None else []
+    if mets is None or not len(full):
+        return [
+            *lines,
+            "Not run for this hypothesis: `llmsize calibrate` holds out each family of "
+            "known-size models and checks these intervals against the truth.",
+            "",
+        ]
+    m = full.iloc[0]
+    lines += [f"**{sentence(m)}**", ""]
+    lines += [
+        f"- {'holds' if ok else 'MISSED'}: {name}: {detail}" for name, ok, detail in targets(m)
+    ]
+    lines += [
+        "",
+        "| method | models | median abs log10 error | 90% coverage (families) |",
+        "|---|---|---|---|",
+    ]
+    for r in mets.itertuples(index=False):
+        cov = getattr(r, "coverage_90_families", float("nan"))
+        cov_s = f"{cov:.0%}" if isinstance(cov, float) and np.isfinite(cov) else "point estimate"
+        lines.append(f"| {r.method} | {r.models} | {r.median_abs_log10_error:.2f} | {cov_s} |")
+    lines += ["", f"Details: `{where}`." if where else "", ""]
+    return lines
+
+
 def _fmt_b(x: float) -> str:
     return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
 
@@ -142,8 +173,14 @@ def render_readme(
     diag: Diagnostics,
     attrs: dict[str, str],
     command: str,
+    calibration: pd.DataFrame | None = None,
+    calibration_dir: str | None = None,
 ) -> str:
-    """The report's README.md."""
+    """The report's README.md.
+
+    ``calibration`` is the metrics table of ``llmsize calibrate`` for the same
+    hypothesis, when it has been run.
+    """
     post = tree["posterior"].to_dataset()
     prior = tree["prior"].to_dataset()
     lines = [
@@ -216,6 +253,7 @@ def render_readme(
             "30% of the prior's spread; read these intervals as prior-driven.",
             "",
         ]
+    lines += calibration_section(calibration, calibration_dir)
     verdict = "PASS" if diag.passed else "FAIL"
     lines += [
         "## Diagnostics",

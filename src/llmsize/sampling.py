@@ -39,6 +39,8 @@ class SampleSettings:
     seed: int
     target_accept: float = 0.9
     prior_draws: int = 1000
+    #: Threads nutpie may use; ``None`` is one per chain, at most two.
+    cores: int | None = None
 
     @classmethod
     def from_hypothesis(cls, sampler: Sampler, **overrides) -> SampleSettings:
@@ -80,7 +82,7 @@ def sample_posterior(model: pm.Model, settings: SampleSettings, *, progress: boo
         seed=settings.seed,
         target_accept=settings.target_accept,
         progress_bar=progress,
-        cores=min(settings.chains, 2),
+        cores=settings.cores or min(settings.chains, 2),
     )
 
 

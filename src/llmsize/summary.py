@@ -90,6 +90,11 @@ def summary_table(tree: xr.DataTree, design: Design) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def divergences(tree: xr.DataTree) -> int:
+    """Divergent transitions after tuning."""
+    return int(tree["sample_stats"]["diverging"].sum())
+
+
 @dataclass(frozen=True)
 class Diagnostics:
     """Convergence checks of a fit."""

@@ -1,0 +1,787 @@
+"""Calibration on models of known size: leave one family out, baselines, SBC.
+
+Each family of known-size models (a model with its fine-tunes and variants, at
+every provider) is held out in turn: its sizes are removed from the known set,
+the model is refitted, and the posterior of its size is compared with the truth.
+The same is done with every speed removed and with the held-out family's prices
+removed, to show what each kind of evidence adds, and two hand-made baselines
+are scored on the same models. Simulation-based calibration (SBC) checks the
+Bayesian machinery itself: sizes drawn from the prior, prices simulated from
+them, refitted, and the ranks of the truths tested for uniformity.
+
+Fits are independent, so they run in parallel on a Dask cluster; each result is
+written to disk as soon as it arrives, and a rerun skips what is already there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmsize.config import Hypothesis
+from llmsize.data import Dataset, load_dataset, read_table
+from llmsize.design import Design, build_design
+from llmsize.exceptions import DataError
+
+log = logging.getLogger(__name__)
+
+#: Evidence kept in each refit of a held-out family.
+VARIANTS = ("full", "no_speed", "no_price")
+VARIANT_LABELS = {
+    "full": "llmsize (prices, speeds, MMLU)",
+    "no_speed": "llmsize, speeds removed",
+    "no_price": "llmsize, held-out prices removed",
+}
+#: Targets of the full variant.
+COVERAGE_RANGE = (0.85, 0.95)
+MAX_MEDIAN_LOG_ERROR = 0.3
+MAX_WIDTH_FACTOR = 10.0
+NOMINAL_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+# --------------------------------------------------------------------------- hold-outs
+
+
+def families(data: Dataset, design: Design) -> dict[str, list[str]]:
+    """Known-size families with at least one price at a modelled provider."""
+    known = data.known_models.set_index("model")
+    out: dict[str, list[str]] = {}
+    for m in design.models:
+        if m in known.index:
+            fam = known.loc[m].get("family") if "family" in known.columns else None
+            fam = str(fam) if fam is not None and str(fam).strip() else m
+            out.setdefault(fam, []).append(m)
+    return out
+
+
+def family_of(data: Dataset, family: str) -> list[str]:
+    """Every model of ``family`` in known_models.csv (priced or not)."""
+    k = data.known_models
+    if "family" not in k.columns:
+        return [family]
+    return list(k.loc[k["family"].astype(str) == family, "model"])
+
+
+def holdout_dataset(data: Dataset, family: str, variant: str) -> Dataset:
+    """``data`` with ``family``'s sizes removed (and speeds, for ``no_speed``)."""
+    members = set(family_of(data, family))
+    known = data.known_models[~data.known_models["model"].isin(members)]
+    priced = set(data.prices["model"])
+    # A held-out base checkpoint that has no price can no longer be placed.
+    quality = data.quality[data.quality["model"].isin(priced | set(known["model"]))]
+    speed = data.speed.iloc[0:0] if variant == "no_speed" else data.speed
+    return dataclasses.replace(data, known_models=known, quality=quality, speed=speed)
+
+
+def holdout_design(data: Dataset, hyp: Hypothesis, family: str, variant: str) -> Design:
+    """The design of one calibration refit."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}")
+    design = build_design(holdout_dataset(data, family, variant), hyp)
+    if variant == "no_price":
+        members = set(family_of(data, family))
+        design.price_mask = (~design.epochs["model"].isin(members)).to_numpy(float)
+    return design
+
+
+def fit_holdout(
+    data_dir: str, hyp_json: str, family: str, variant: str, settings: dict
+) -> list[dict]:
+    """Refit with ``family`` held out and score its models (runs in a worker)."""
+    import warnings
+
+    from llmsize.config import Hypothesis
+    from llmsize.model import build_model
+    from llmsize.sampling import SampleSettings, sample_posterior
+    from llmsize.summary import divergences
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pymc").setLevel(logging.ERROR)
+    hyp = Hypothesis.model_validate_json(hyp_json)
+    data = load_dataset(data_dir)
+    design = holdout_design(data, hyp, family, variant)
+    model = build_model(design, hyp)
+    trace = sample_posterior(model, SampleSettings(**settings))
+    post = trace["posterior"].to_dataset()
+    n_div = divergences(trace)
+    known = data.known_models.set_index("model")
+    rows = []
+    for m in (m for m in design.unknown if m in set(family_of(data, family))):
+        true_total = float(known.loc[m, "total_params_b"])
+        true_active = float(known.loc[m, "active_params_b"])
+        tot = post["params_total_b"].sel(unknown_model=m).values
+        act = post["params_active_b"].sel(unknown_model=m).values
+        row = {
+            "family": family,
+            "variant": variant,
+            "model": m,
+            "true_total_b": true_total,
+            "true_active_b": true_active,
+            "divergences": n_div,
+        }
+        for name, draws, truth in (("total", tot, true_total), ("active", act, true_active)):
+            flat = draws.reshape(-1)
+            q = np.quantile(flat, [0.05, 0.25, 0.5, 0.75, 0.95])
+            row.update(
+                {
+                    f"{name}_q05": q[0],
+                    f"{name}_q25": q[1],
+                    f"{name}_q50": q[2],
+                    f"{name}_q75": q[3],
+                    f"{name}_q95": q[4],
+                    f"{name}_pit": float(np.mean(flat <= truth)),
+                    f"{name}_r_hat": _rhat(draws),
+                }
+            )
+        rows.append(row)
+    return rows
+
+
+def _rhat(draws: np.ndarray) -> float:
+    import arviz as az
+    import xarray as xr
+
+    da = xr.DataArray(draws, dims=("chain", "draw"))
+    return float(az.rhat(xr.Dataset({"x": da}))["x"])
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def price_ratio_baseline(data: Dataset, design: Design, members: Iterable[str]) -> dict[str, float]:
+    """'10x cheaper, so 10x smaller': size from one reference model's price.
+
+    For each price point of a held-out model, the reference is the known model
+    of another family at the same provider whose price date is nearest; the
+    estimate is ``N_ref * price / price_ref`` (output prices), and a model's
+    estimate is the geometric mean over its price points.
+    """
+    members = set(members)
+    known = data.known_models.set_index("model")
+    ep = design.epochs
+    out: dict[str, float] = {}
+    for m in members:
+        logs = []
+        for _, r in ep[ep["model"] == m].iterrows():
+            refs = ep[(ep["provider"] == r["provider"]) & ~ep["model"].isin(members)]
+            refs = refs[refs["model"].isin(known.index)]
+            if refs.empty:
+                continue
+            gap = (refs["date"] - r["date"]).map(lambda d: abs(d.days))
+            ref = refs.loc[gap.idxmin()]
+            n_ref = float(known.loc[ref["model"], "total_params_b"])
+            logs.append(math.log10(n_ref * r["output_usd_per_mtok"] / ref["output_usd_per_mtok"]))
+        if logs:
+            out[m] = 10 ** float(np.mean(logs))
+    return out
+
+
+def size_tier_baseline(data: Dataset, members: Iterable[str]) -> dict[str, float]:
+    """Invert a provider's published size tiers (``size_tiers.csv``).
+
+    A held-out model priced at a provider that publishes per-size tiers is
+    placed at the geometric middle of the tier whose price matches, from the
+    tier list nearest in date.
+    """
+    path = data.root / "size_tiers.csv"
+    if not path.exists():
+        return {}
+    from llmsize.data import Column
+
+    tiers = read_table(
+        path,
+        [
+            Column("provider", "text"),
+            Column("date", "date"),
+            Column("min_params_b", "nonnegative"),
+            Column("max_params_b", "positive"),
+            Column("output_usd_per_mtok", "positive"),
+            Column("source", "text"),
+        ],
+    )
+    known = data.known_models.set_index("model")
+    out: dict[str, float] = {}
+    for m in members:
+        moe = float(known.loc[m, "active_params_b"]) < float(known.loc[m, "total_params_b"])
+        kind = "moe" if moe else "dense"
+        est = []
+        for _, r in data.prices[data.prices["model"] == m].iterrows():
+            t = tiers[tiers["provider"] == r["provider"]]
+            if "kind" in t.columns:
+                t = t[t["kind"].str.strip().str.lower() == kind]
+            if t.empty:
+                continue
+            gap = (t["date"] - r["date"]).map(lambda d: abs(d.days))
+            t = t[gap == gap.min()]
+            match = t[np.isclose(t["output_usd_per_mtok"], r["output_usd_per_mtok"], rtol=0.02)]
+            if match.empty:
+                continue
+            lo = max(float(match["min_params_b"].iloc[0]), 0.5)
+            hi = float(match["max_params_b"].iloc[0])
+            est.append(0.5 * (math.log10(lo) + math.log10(hi)))
+        if est:
+            out[m] = 10 ** float(np.mean(est))
+    return out
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def coverage(pit: np.ndarray, level: float) -> float:
+    """Share of truths inside the central ``level`` interval, from their PIT values."""
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    return float(np.mean((pit >= lo) & (pit <= hi)))
+
+
+def metrics(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method: families, coverage, median |log10 error|, median 90% width."""
+    rows = []
+    for method, t in table.groupby("method", sort=False):
+        err = np.abs(np.log10(t["total_q50"]) - np.log10(t["true_total_b"]))
+        row = {"method": method, "models": len(t), "families": t["family"].nunique()}
+        row["median_abs_log10_error"] = float(np.median(err))
+        if t["total_pit"].notna().any():
+            inside = (t["total_q05"] <= t["true_total_b"]) & (t["true_total_b"] <= t["total_q95"])
+            fam_cov = inside.groupby(t["family"]).all()
+            row["families_covered_90"] = int(fam_cov.sum())
+            row["coverage_90_families"] = float(fam_cov.mean())
+            row["coverage_90_models"] = float(inside.mean())
+            row["coverage_50_models"] = coverage(t["total_pit"].to_numpy(), 0.5)
+            row["median_width_factor_90"] = float(np.median(t["total_q95"] / t["total_q05"]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def targets(m: pd.Series) -> list[tuple[str, bool, str]]:
+    """The calibration targets for one method's metrics: (name, holds, detail)."""
+    cov = m["coverage_90_families"]
+    return [
+        (
+            "90% intervals cover 85-95% of held-out families",
+            COVERAGE_RANGE[0] <= cov <= COVERAGE_RANGE[1],
+            f"{cov:.0%} ({int(m['families_covered_90'])} of {int(m['families'])})",
+        ),
+        (
+            f"median abs log10 error <= {MAX_MEDIAN_LOG_ERROR}",
+            m["median_abs_log10_error"] <= MAX_MEDIAN_LOG_ERROR,
+            f"{m['median_abs_log10_error']:.2f} (a factor of {10 ** m['median_abs_log10_error']:.1f})",
+        ),
+        (
+            f"90% interval no wider than x{MAX_WIDTH_FACTOR:.0f}",
+            m["median_width_factor_90"] <= MAX_WIDTH_FACTOR,
+            f"median x{m['median_width_factor_90']:.1f}",
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _result_path(out_dir: Path, family: str, variant: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in family)
+    return out_dir / "fits" / f"{safe}__{variant}.json"
+
+
+def run_parallel(
+    tasks: list[tuple[Callable, tuple, Path]],
+    *,
+    scheduler: str | None = None,
+    workers: int = 2,
+    progress: bool = True,
+) -> None:
+    """Run ``fn(*args)`` for each task on Dask; write each result to its path as it arrives.
+
+    Tasks whose result file exists are skipped, so an interrupted run resumes.
+    """
+    todo = [t for t in tasks if not t[2].exists()]
+    if not todo:
+        return
+    from distributed import Client, LocalCluster, as_completed
+    from tqdm import tqdm
+
+    if scheduler:
+        client = Client(scheduler)
+        cluster = None
+    else:
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        client = Client(cluster)
+    try:
+        futures = {client.submit(fn, *args, pure=False): path for fn, args, path in todo}
+        bar = tqdm(
+            total=len(tasks), initial=len(tasks) - len(todo), disable=not progress, unit="fit"
+        )
+        for fut in as_completed(futures):
+            path = futures[fut]
+            result = fut.result()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(result), encoding="utf-8")
+            tmp.replace(path)
+            bar.update(1)
+        bar.close()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def collect(
+    out_dir: Path, data: Dataset, design: Design, fams: dict[str, list[str]]
+) -> pd.DataFrame:
+    """Gather the written fits and the baselines into one table."""
+    rows = []
+    for fam in fams:
+        for variant in VARIANTS:
+            path = _result_path(out_dir, fam, variant)
+            if path.exists():
+                for r in json.loads(path.read_text(encoding="utf-8")):
+                    rows.append({**r, "method": VARIANT_LABELS[variant]})
+    known = data.known_models.set_index("model")
+    for fam, members in fams.items():
+        ratio = price_ratio_baseline(data, design, members)
+        tiers = size_tier_baseline(data, members)
+        for label, est in (
+            ("baseline: price ratio to a reference model", ratio),
+            ("baseline: provider size tiers", tiers),
+        ):
+            for m, n in est.items():
+                rows.append(
+                    {
+                        "family": fam,
+                        "variant": "baseline",
+                        "method": label,
+                        "model": m,
+                        "true_total_b": float(known.loc[m, "total_params_b"]),
+                        "true_active_b": float(known.loc[m, "active_params_b"]),
+                        "total_q50": n,
+                    }
+                )
+    table = pd.DataFrame(rows)
+    for col in ("total_q05", "total_q95", "total_pit"):
+        if col not in table:
+            table[col] = np.nan
+    return table
+
+
+def run_calibration(
+    *,
+    data_dir: Path,
+    hyp: Hypothesis,
+    out_dir: Path,
+    settings: dict,
+    scheduler: str | None = None,
+    workers: int = 2,
+    variants: Iterable[str] = VARIANTS,
+    only: Iterable[str] | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out every family (or ``only`` these) under each variant; return (table, metrics)."""
+    data = load_dataset(data_dir)
+    design = build_design(data, hyp)
+    fams = families(data, design)
+    if only:
+        unknown = sorted(set(only) - set(fams))
+        if unknown:
+            raise DataError(f"no such family with prices: {', '.join(unknown)}", field="family")
+        fams = {f: fams[f] for f in only}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hyp_json = hyp.model_dump_json()
+    tasks = [
+        (fit_holdout, (str(data_dir), hyp_json, fam, v, settings), _result_path(out_dir, fam, v))
+        for fam in fams
+        for v in variants
+    ]
+    run_parallel(tasks, scheduler=scheduler, workers=workers, progress=progress)
+    table = collect(out_dir, data, design, fams)
+    return table, metrics(table)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def plot_calibration(table: pd.DataFrame):
+    """Predicted against true size; coverage against nominal; log error against size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    full = table[table["method"] == VARIANT_LABELS["full"]]
+    figs = {}
+
+    fig, ax = plt.subplots(figsize=(6, 6))
+    methods = list(table["method"].unique())
+    for i, method in enumerate(methods):
+        t = table[table["method"] == method]
+        x = t["true_total_b"].to_numpy() * (1.0 + 0.04 * (i - len(methods) / 2))
+        y = t["total_q50"].to_numpy()
+        if t["total_q05"].notna().any():
+            yerr = [y - t["total_q05"].to_numpy(), t["total_q95"].to_numpy() - y]
+            ax.errorbar(
+                x, y, yerr=yerr, fmt="o", ms=3, lw=0.8, alpha=0.8, color=f"C{i}", label=method
+            )
+        else:
+            ax.plot(x, y, "x", ms=5, color=f"C{i}", label=method)
+    lims = [0.5, 1000]
+    ax.plot(lims, lims, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lims)
+    ax.set_ylim(0.1, 5000)
+    ax.set_xlabel("true total parameters (B)")
+    ax.set_ylabel("estimate (B): median and 90% interval")
+    ax.set_title("Held-out families: estimate against truth", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    figs["calibration_pred_vs_true.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for i, method in enumerate(methods):
+        t = table[table["method"] == method]
+        if t["total_pit"].notna().any():
+            pit = t["total_pit"].to_numpy()
+            ax.plot(
+                NOMINAL_LEVELS,
+                [coverage(pit, lv) for lv in NOMINAL_LEVELS],
+                "o-",
+                color=f"C{i}",
+                label=method,
+            )
+    ax.plot([0, 1], [0, 1], color="k", lw=0.8)
+    if len(full):
+        n = len(full)
+        lv = np.linspace(0.01, 0.99, 50)
+        band = 1.96 * np.sqrt(lv * (1 - lv) / n)
+        ax.fill_between(lv, lv - band, lv + band, color="0.85", label=f"95% band for {n} models")
+    ax.set_xlabel("nominal coverage of the central interval")
+    ax.set_ylabel("empirical coverage")
+    ax.set_title("Coverage of held-out true sizes", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    figs["calibration_coverage.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, method in enumerate(methods):
+        t = table[table["method"] == method]
+        err = np.log10(t["total_q50"]) - np.log10(t["true_total_b"])
+        ax.plot(
+            t["true_total_b"],
+            err,
+            "o" if t["total_pit"].notna().any() else "x",
+            color=f"C{i}",
+            label=method,
+            alpha=0.8,
+        )
+    ax.axhline(0, color="k", lw=0.8)
+    for s in (-0.3, 0.3):
+        ax.axhline(s, color="0.6", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("true total parameters (B)")
+    ax.set_ylabel("log10(estimate / truth)")
+    ax.set_title("Error against size (dashed: a factor of 2)", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    figs["calibration_error.png"] = fig
+    return figs
+
+
+def sentence(m: pd.Series) -> str:
+    """One sentence a reader can trust."""
+    return (
+        f"On {int(m['families'])} held-out model families, 90% intervals covered the true "
+        f"size of every held-out model {int(m['families_covered_90'])} times; the median "
+        f"estimate was off by a factor of {10 ** m['median_abs_log10_error']:.1f}, and the "
+        f"median 90% interval spanned a factor of {m['median_width_factor_90']:.0f}."
+    )
+
+
+def render_markdown(table: pd.DataFrame, mets: pd.DataFrame) -> str:
+    """The calibration report (README.md of the calibration folder)."""
+    lines = ["# Calibration on models of known size", ""]
+    full = mets[mets["method"] == VARIANT_LABELS["full"]]
+    if len(full):
+        m = full.iloc[0]
+        lines += [sentence(m), "", "| target | holds | measured |", "|---|---|---|"]
+        lines += [
+            f"| {name} | {'yes' if ok else 'NO'} | {detail} |" for name, ok, detail in targets(m)
+        ]
+        lines += [""]
+    cols = list(mets.columns)
+    lines += [
+        "## Methods side by side",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    for r in mets.itertuples(index=False):
+        lines.append(
+            "| "
+            + " | ".join(
+                (
+                    (f"{v:.0f}" if float(v).is_integer() and v > 2 else f"{v:.2f}")
+                    if isinstance(v, float) and np.isfinite(v)
+                    else ("" if isinstance(v, float) else str(v))
+                )
+                for v in r
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        "*median_abs_log10_error*: 0.3 is a factor of 2. *coverage_90_families*: a family "
+        "counts as covered when the 90% interval holds the true size of every one of its "
+        "held-out models. Baselines give a point estimate only.",
+        "",
+        "![estimate against truth](calibration_pred_vs_true.png)",
+        "",
+        "![coverage](calibration_coverage.png)",
+        "",
+        "![error against size](calibration_error.png)",
+        "",
+        "## Every held-out model",
+        "",
+    ]
+    t = table[["family", "model", "method", "true_total_b", "total_q05", "total_q50", "total_q95"]]
+    lines += ["| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
+    for r in t.itertuples(index=False):
+        lines.append(
+            "| "
+            + " | ".join(
+                f"{v:.3g}"
+                if isinstance(v, float) and np.isfinite(v)
+                else ("" if isinstance(v, float) else str(v))
+                for v in r
+            )
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(
+    out_dir: Path,
+    table: pd.DataFrame,
+    mets: pd.DataFrame,
+    sbc: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> None:
+    """calibration.csv, metrics.csv, the plots, SBC results and README.md."""
+    import matplotlib.pyplot as plt
+
+    text = render_markdown(table, mets)
+    if sbc is not None:
+        ranks, tests = sbc
+        ranks.to_csv(out_dir / "sbc_ranks.csv", index=False, lineterminator="\n")
+        tests.to_csv(
+            out_dir / "sbc_tests.csv", index=False, float_format="%.4g", lineterminator="\n"
+        )
+        fig = plot_sbc(ranks, tests)
+        fig.savefig(out_dir / "sbc_ranks.png", dpi=110, metadata={"Software": None})
+        plt.close(fig)
+        n_tests = len(tests)
+        low = tests[tests["p_value"] < 0.01]
+        text += "\n".join(
+            [
+                "",
+                "## Simulation-based calibration",
+                "",
+                f"{len(ranks)} datasets simulated from the prior on the bundled design, each "
+                f"refitted; {int((ranks['divergences'] > 0).sum())} refits had divergences. If "
+                "the sampler and model are correct, the rank of each true value among its "
+                "posterior draws is uniform. Chi-square tests (10 bins) of uniformity, one per "
+                f"quantity; with {n_tests} tests, about {0.01 * n_tests:.1f} p-values below 0.01 "
+                f"are expected by chance, and {len(low)} were seen"
+                + (f" ({', '.join(low['quantity'])})." if len(low) else "."),
+                "",
+                "| quantity | simulations | chi2 | p-value |",
+                "|---|---|---|---|",
+                *[
+                    f"| {r.quantity} | {r.simulations} | {r.chi2:.1f} | {r.p_value:.3f} |"
+                    for r in tests.itertuples()
+                ],
+                "",
+                "![SBC ranks](sbc_ranks.png)",
+                "",
+            ]
+        )
+
+    table.to_csv(out_dir / "calibration.csv", index=False, float_format="%.6g", lineterminator="\n")
+    mets.to_csv(out_dir / "metrics.csv", index=False, float_format="%.6g", lineterminator="\n")
+    for name, fig in plot_calibration(table).items():
+        fig.savefig(out_dir / name, dpi=110, metadata={"Software": None})
+        plt.close(fig)
+    (out_dir / "README.md").write_text(text, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- SBC
+
+#: Shared quantities checked by SBC besides each unknown model's size.
+SBC_SCALARS = ("log_batch_mu", "mbu", "log_markup_out_mu", "provider_sigma", "price_sigma")
+SBC_RANKS = 99  # posterior draws a truth is ranked against (ranks 0..99)
+SBC_BINS = 10
+
+
+def sbc_batch(data_dir: str, hyp_json: str, batch: int, size: int, settings: dict) -> list[dict]:
+    """Simulate ``size`` datasets from the prior, refit each, and rank the truths.
+
+    The model is compiled once per batch; each simulated dataset replaces the
+    observations through the model's data containers.
+    """
+    import warnings
+
+    import nutpie
+    import pymc as pm
+
+    from llmsize.config import Hypothesis
+    from llmsize.model import build_model
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pymc").setLevel(logging.ERROR)
+    hyp = Hypothesis.model_validate_json(hyp_json)
+    design = build_design(load_dataset(data_dir), hyp)
+    seed = int(settings["seed"]) + 1000 * (batch + 1)
+    prior = pm.sample_prior_predictive(
+        draws=size, model=build_model(design, hyp, predictive="prior"), random_seed=seed
+    )
+    pr = prior["prior"].to_dataset()
+    obs_pp = prior["prior_predictive"].to_dataset()
+    compiled = nutpie.compile_pymc_model(build_model(design, hyp))
+    quantities = [("log10_params_total_b", m) for m in design.unknown] + [
+        (v, None) for v in SBC_SCALARS if v in pr and pr[v].ndim == 2
+    ]
+    rows = []
+    for i in range(size):
+
+        def pick(var, _i=i):
+            return (pr[var] if var in pr else obs_pp[var]).isel(chain=0, draw=_i).values
+
+        data = {
+            "obs_log_price_out": np.log(pick("output_price")),
+            "obs_log_price_in": np.log(pick("input_price")),
+        }
+        if len(design.log_speed):
+            data["obs_log_speed"] = np.log(pick("output_speed"))
+        if len(design.log_ttft):
+            data["obs_log_ttft"] = np.log(pick("ttft"))
+        if len(design.mmlu_score):
+            data["obs_mmlu"] = pick("mmlu")
+        trace = nutpie.sample(
+            compiled.with_data(**data),
+            draws=settings["draws"],
+            tune=settings["tune"],
+            chains=settings["chains"],
+            seed=seed + i,
+            target_accept=settings["target_accept"],
+            progress_bar=False,
+            cores=1,
+        )
+        post = trace["posterior"].to_dataset()
+        row = {
+            "simulation": batch * size + i,
+            "divergences": int(trace["sample_stats"]["diverging"].sum()),
+        }
+        for var, model in quantities:
+            truth = pr[var].isel(chain=0, draw=i)
+            draws = post[var]
+            label = var
+            if model is not None:
+                truth, draws, label = (
+                    truth.sel(unknown_model=model),
+                    draws.sel(unknown_model=model),
+                    f"{var}[{model}]",
+                )
+            flat = draws.values.reshape(-1)
+            thin = flat[np.linspace(0, flat.size - 1, SBC_RANKS).astype(int)]
+            row[label] = int(np.sum(thin < float(truth)))
+        rows.append(row)
+    return rows
+
+
+def sbc_uniformity(ranks: pd.DataFrame) -> pd.DataFrame:
+    """Chi-square test of uniform ranks (``SBC_BINS`` bins) for every quantity."""
+    from scipy import stats
+
+    rows = []
+    for col in ranks.columns:
+        if col in ("simulation", "divergences"):
+            continue
+        counts = np.histogram(ranks[col], bins=SBC_BINS, range=(0, SBC_RANKS + 1))[0]
+        chi = stats.chisquare(counts)
+        rows.append(
+            {
+                "quantity": col,
+                "simulations": int(counts.sum()),
+                "chi2": float(chi.statistic),
+                "p_value": float(chi.pvalue),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def run_sbc(
+    *,
+    data_dir: Path,
+    hyp: Hypothesis,
+    out_dir: Path,
+    simulations: int,
+    settings: dict,
+    scheduler: str | None = None,
+    workers: int = 2,
+    batch_size: int = 10,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run SBC in batches on Dask; return (ranks, uniformity tests)."""
+    n_batches = math.ceil(simulations / batch_size)
+    hyp_json = hyp.model_dump_json()
+    tasks = [
+        (
+            sbc_batch,
+            (str(data_dir), hyp_json, b, batch_size, settings),
+            out_dir / "sbc" / f"batch_{b:03d}_of_{batch_size}.json",
+        )
+        for b in range(n_batches)
+    ]
+    run_parallel(tasks, scheduler=scheduler, workers=workers, progress=progress)
+    rows = []
+    for _, _, path in tasks:
+        rows += json.loads(path.read_text(encoding="utf-8"))
+    ranks = pd.DataFrame(rows).sort_values("simulation").head(simulations)
+    return ranks, sbc_uniformity(ranks)
+
+
+def plot_sbc(ranks: pd.DataFrame, tests: pd.DataFrame):
+    """Rank histograms with the 99% band of a uniform histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    cols = list(tests["quantity"])
+    ncol = 4
+    nrow = max(1, math.ceil(len(cols) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.4 * nrow), squeeze=False)
+    n = len(ranks)
+    lo, hi = stats.binom.ppf([0.005, 0.995], n, 1 / SBC_BINS)
+    for ax, col in zip(axes.flat, cols, strict=False):
+        ax.hist(ranks[col], bins=SBC_BINS, range=(0, SBC_RANKS + 1), color="C0", alpha=0.8)
+        ax.axhspan(lo, hi, color="0.85", zorder=0)
+        p = float(tests.loc[tests["quantity"] == col, "p_value"].iloc[0])
+        ax.set_title(f"{col}\nchi2 p = {p:.2f}", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(cols) :]:
+        ax.axis("off")
+    fig.suptitle(f"SBC rank histograms ({n} simulations; grey: 99% band if uniform)", fontsize=9)
+    fig.tight_layout()
+    return fig
