@@ -93,6 +93,31 @@ def prior_conflicts(tree: xr.DataTree, names: tuple[str, ...]) -> list[str]:
     return out
 
 
+def _calibration_limit(mets: pd.DataFrame | None) -> str:
+    from llmsize.calibration import COVERAGE_RANGE, VARIANT_LABELS
+
+    full = mets[mets["method"] == VARIANT_LABELS["full"]] if mets is not None else []
+    if mets is None or not len(full):
+        return (
+            "- These intervals have not been checked against held-out models of known size "
+            "(`llmsize calibrate`); until they are, read them as the model's statement, not "
+            "a validated error bar."
+        )
+    cov = float(full.iloc[0]["coverage_90_families"])
+    if cov < COVERAGE_RANGE[0]:
+        return (
+            f"- On held-out models of known size the 90% intervals covered {cov:.0%} of "
+            "families, fewer than the nominal 90%: these intervals are too narrow, and the "
+            "true uncertainty is larger than shown."
+        )
+    if cov > COVERAGE_RANGE[1]:
+        return (
+            f"- On held-out models of known size the 90% intervals covered {cov:.0%} of "
+            "families: these intervals are conservative."
+        )
+    return f"- On held-out models of known size the 90% intervals covered {cov:.0%} of families."
+
+
 def calibration_section(mets: pd.DataFrame | None, where: str | None) -> list[str]:
     """How the same model does on held-out models of known size."""
     from llmsize.calibration import VARIANT_LABELS, sentence, targets
@@ -310,9 +335,7 @@ def render_readme(
         "(the `speed_log_bias` term absorbs this on average).",
         "- The MMLU link uses a single compute-to-score curve for every developer; "
         "a developer whose data or recipes are better than average looks larger.",
-        "- These intervals have not yet been checked against held-out models of known size "
-        "(leave-one-family-out calibration); until they are, read them as the model's "
-        "statement, not a validated error bar.",
+        _calibration_limit(calibration),
         "",
         "## Files",
         "",
