@@ -10,12 +10,12 @@ import pytest
 from scipy.special import logsumexp
 
 from llmsize import forward
-from llmsize.config import validate
+from llmsize.config import load_hypothesis, validate
 from llmsize.design import build_design, years_since_2024
 from llmsize.model import build_model
 from llmsize.sampling import SampleSettings, sample_prior
 
-from .conftest import SEED
+from .conftest import MODELS_DIR, SEED
 
 # --- design on the tiny fixture ------------------------------------------------------
 
@@ -227,9 +227,17 @@ def test_log_cost_matches_forward(tiny_design, default_hypothesis):
 
     vals = {
         v: at_point(model[v])
-        for v in ("batch", "usd_per_gpu_hour", "mbu", "log_markup_out_mu", "provider_sigma")
+        for v in (
+            "batch",
+            "usd_per_gpu_hour",
+            "mbu",
+            "log_markup_out_mu",
+            "provider_sigma",
+            "model_markup_sigma",
+        )
     }
     z_out = point["provider_out_z"]
+    z_model = point["model_markup_z"]
     e = next(i for i, r in enumerate(d.epochs.itertuples()) if r.model == "mid-70b")
     k = 1  # 16-bit on H100
     acc = d.accelerators[d.component_hardware[k]]
@@ -252,7 +260,11 @@ def test_log_cost_matches_forward(tiny_design, default_hypothesis):
     )
     g = vals["usd_per_gpu_hour"][d.component_hardware[k]]
     cost = forward.output_cost_per_mtok(t, b, n_gpus=n_gpus, usd_per_gpu_hour=g)
-    markup = vals["log_markup_out_mu"] + vals["provider_sigma"] * z_out[d.epoch_provider[e]]
+    markup = (
+        vals["log_markup_out_mu"]
+        + vals["provider_sigma"] * z_out[d.epoch_provider[e]]
+        + vals["model_markup_sigma"] * z_model[d.epoch_model[e]]
+    )
     # The model's mean of the log output price, with every epoch's serving
     # component set to k (the LogNormal's inputs are rng, size, mu, sigma).
     mu = model["output_price"].owner.inputs[2]
@@ -306,3 +318,24 @@ def test_prior_group_has_latents(bundled_prior, bundled_design, default_hypothes
     x = prior["log10_params_total_b"].values
     assert x.mean() == pytest.approx(spec.mu, abs=0.08 * spec.sigma)
     assert x.std() == pytest.approx(spec.sigma, rel=0.06)
+
+
+# --- every hypothesis in models/ builds and draws from its prior ----------------------
+
+
+@pytest.mark.filterwarnings("ignore:The effect of Potentials:UserWarning")
+@pytest.mark.parametrize("path", sorted(MODELS_DIR.glob("*.toml")), ids=lambda p: p.name)
+def test_every_model_file_builds_and_draws_prior_predictive(path, tiny_data):
+    import pymc as pm
+
+    hyp = load_hypothesis(path)
+    design = build_design(tiny_data, hyp)
+    build_model(design, hyp)
+    model = build_model(design, hyp, predictive="prior")
+    # FAST_COMPILE: a prior draw needs no optimised kernels, and twelve files must stay cheap.
+    tree = pm.sample_prior_predictive(
+        draws=10, model=model, random_seed=SEED, compile_kwargs={"mode": "FAST_COMPILE"}
+    )
+    prices = tree["prior"]["output_price"].values
+    assert prices.shape[-1] == design.n_epochs
+    assert np.all(np.isfinite(prices)) and np.all(prices > 0)

@@ -284,9 +284,20 @@ def targets(m: pd.Series) -> list[tuple[str, bool, str]]:
 # --------------------------------------------------------------------------- running
 
 
-def _result_path(out_dir: Path, family: str, variant: str) -> Path:
+def run_key(hyp_json: str, data_digest: str, settings: dict) -> str:
+    """Short hash of everything a stored fit depends on, so a resume never mixes
+    fits of another hypothesis, dataset, sampler setting or llmsize version."""
+    import hashlib
+
+    from llmsize import __version__
+
+    blob = json.dumps([hyp_json, data_digest, settings, __version__], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _result_path(out_dir: Path, family: str, variant: str, key: str = "") -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in family)
-    return out_dir / "fits" / f"{safe}__{variant}.json"
+    return out_dir / (f"fits-{key}" if key else "fits") / f"{safe}__{variant}.json"
 
 
 def run_parallel(
@@ -339,13 +350,13 @@ def run_parallel(
 
 
 def collect(
-    out_dir: Path, data: Dataset, design: Design, fams: dict[str, list[str]]
+    out_dir: Path, data: Dataset, design: Design, fams: dict[str, list[str]], key: str = ""
 ) -> pd.DataFrame:
     """Gather the written fits and the baselines into one table."""
     rows = []
     for fam in fams:
         for variant in VARIANTS:
-            path = _result_path(out_dir, fam, variant)
+            path = _result_path(out_dir, fam, variant, key)
             if path.exists():
                 for r in json.loads(path.read_text(encoding="utf-8")):
                     rows.append({**r, "method": VARIANT_LABELS[variant]})
@@ -399,13 +410,18 @@ def run_calibration(
         fams = {f: fams[f] for f in only}
     out_dir.mkdir(parents=True, exist_ok=True)
     hyp_json = hyp.model_dump_json()
+    key = run_key(hyp_json, data.digest, settings)
     tasks = [
-        (fit_holdout, (str(data_dir), hyp_json, fam, v, settings), _result_path(out_dir, fam, v))
+        (
+            fit_holdout,
+            (str(data_dir), hyp_json, fam, v, settings),
+            _result_path(out_dir, fam, v, key),
+        )
         for fam in fams
         for v in variants
     ]
     run_parallel(tasks, scheduler=scheduler, workers=workers, progress=progress)
-    table = collect(out_dir, data, design, fams)
+    table = collect(out_dir, data, design, fams, key)
     return table, metrics(table)
 
 
@@ -744,11 +760,12 @@ def run_sbc(
     """Run SBC in batches on Dask; return (ranks, uniformity tests)."""
     n_batches = math.ceil(simulations / batch_size)
     hyp_json = hyp.model_dump_json()
+    key = run_key(hyp_json, load_dataset(data_dir).digest, settings)
     tasks = [
         (
             sbc_batch,
             (str(data_dir), hyp_json, b, batch_size, settings),
-            out_dir / "sbc" / f"batch_{b:03d}_of_{batch_size}.json",
+            out_dir / f"sbc-{key}" / f"batch_{b:03d}_of_{batch_size}.json",
         )
         for b in range(n_batches)
     ]

@@ -80,7 +80,7 @@ def cli() -> None:
     "--draws",
     type=click.IntRange(min=1),
     default=None,
-    help="Posterior draws per chain [hypothesis: 2000].",
+    help="Posterior draws per chain [hypothesis: 3000].",
 )
 @click.option(
     "--tune",
@@ -313,6 +313,13 @@ def calibrate(
             progress=not quiet,
         )
     write_outputs(out_dir, table, mets, sbc)
+    from llmsize.data import data_digest
+    from llmsize.io import write_json
+
+    write_json(
+        {"model_sha256": hyp.model_digest(), "data_sha256": data_digest(Path(data_dir))},
+        out_dir / "provenance.json",
+    )
     click.echo(mets.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     full = mets[mets["method"] == VARIANT_LABELS["full"]]
     if len(full):

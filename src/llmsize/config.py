@@ -106,6 +106,10 @@ class Priors(_Strict):
     - ``log_markup_out_mu``, ``log_markup_in_mu``: natural-log price over cost
       for output and input tokens, averaged over providers.
     - ``provider_sigma``: spread of the providers' markups around that mean.
+    - ``model_markup_sigma``: spread of a model's prices, at every provider, around
+      what its size and the providers' markups predict (demand, competition, a
+      provider's choice of precision for that model). It keeps the many prices of
+      one model from counting as independent evidence of its size.
     - ``price_sigma``: residual spread of a price around its provider's markup.
     - ``speed_log_bias``, ``speed_sigma``: measured speed over roofline speed
       (log), and the spread of measurements around it.
@@ -129,6 +133,7 @@ class Priors(_Strict):
     log_markup_out_mu: Prior
     log_markup_in_mu: Prior
     provider_sigma: Prior
+    model_markup_sigma: Prior
     price_sigma: Prior
     speed_log_bias: Prior
     speed_sigma: Prior
@@ -195,7 +200,7 @@ class Constants(_Strict):
 class Sampler(_Strict):
     """Sampler settings, separate from the priors."""
 
-    draws: int = Field(2000, ge=1)
+    draws: int = Field(3000, ge=1)
     tune: int = Field(1000, ge=0)
     chains: int = Field(4, ge=1)
     target_accept: float = Field(0.9, gt=0, lt=1)
@@ -223,6 +228,14 @@ class Hypothesis(_Strict):
         """sha256 of the canonical JSON of the hypothesis."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
+
+    def model_digest(self) -> str:
+        """sha256 of what defines the statistical model: everything but the
+        name, description and sampler settings."""
+        d = self.to_dict()
+        for key in ("name", "description", "sampler"):
+            d.pop(key, None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

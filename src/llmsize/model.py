@@ -11,8 +11,8 @@ provider :math:`p` from a date :math:`t`) and discrete serving component
     B_e &= 1 + \exp(\mu_B + \tau_B\, t_e + \sigma_B z_e),\quad z_e \sim N(0, 1) \\
     c^{out}_{ek} &= \text{output\_cost}(N_m, N^{act}_m, b_k, B_e, h_k, g_{h_k}, \text{MBU}) \\
     c^{in}_{ek} &= \text{input\_cost}(N^{act}_m, b_k, h_k, g_{h_k}, \text{MFU}) \\
-    \log \pi^{out}_e \mid k &\sim N(\log c^{out}_{ek} + \mu^{out} + \sigma_P u^{out}_p,\ \sigma_\pi) \\
-    \log \pi^{in}_e \mid k &\sim N(\log c^{in}_{ek} + \mu^{in} + \sigma_P u^{in}_p,\ \sigma_\pi) \\
+    \log \pi^{out}_e \mid k &\sim N(\log c^{out}_{ek} + \mu^{out} + \sigma_P u^{out}_p + \sigma_M v_m,\ \sigma_\pi) \\
+    \log \pi^{in}_e \mid k &\sim N(\log c^{in}_{ek} + \mu^{in} + \sigma_P u^{in}_p + \sigma_M v_m,\ \sigma_\pi) \\
     \log v_{s} \mid k &\sim N(-\log t^{step}_{ek} + \delta_v,\ \sigma_v) \\
     \log \text{TTFT}_{s} \mid k &\sim N(\log(o_p + t^{pre}_{ek} + t^{step}_{ek}),\ \sigma_T) \\
     p(\text{data}_e) &= \textstyle\sum_k w_{ek}\, p(\text{data}_e \mid k) \\
@@ -154,6 +154,9 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
         z_in = pm.Normal("provider_in_z", 0.0, 1.0, dims="provider")
         mk_out = mk_out_mu + prov_sigma * z_out
         mk_in = mk_in_mu + prov_sigma * z_in
+        model_sigma = prior_variable("model_markup_sigma", pr.model_markup_sigma)
+        z_model = pm.Normal("model_markup_z", 0.0, 1.0, dims="model")
+        model_offset = (model_sigma * z_model)[design.epoch_model][:, None]
         price_sigma = prior_variable("price_sigma", pr.price_sigma)
 
         # --- forward model on the (epoch, component) grid -------------------
@@ -189,8 +192,8 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
                 n_act, flops=flops, mfu=mfu_prefill, usd_per_gpu_hour=g_hour
             )
         )
-        mu_out = log_cost_out + mk_out[design.epoch_provider][:, None]
-        mu_in = log_cost_in + mk_in[design.epoch_provider][:, None]
+        mu_out = log_cost_out + mk_out[design.epoch_provider][:, None] + model_offset
+        mu_in = log_cost_in + mk_in[design.epoch_provider][:, None] + model_offset
         # Observations are data containers, so a compiled model can be refitted
         # to other (e.g. simulated) observations without compiling again.
         obs_out = pm.Data("obs_log_price_out", design.log_price_out, dims="epoch")

@@ -73,10 +73,23 @@ def run_inference(
     )
     calib_dir = out_dir.parent / f"calibration-{hyp.name}"
     calib = None
-    if (calib_dir / "metrics.csv").is_file():
+    if (calib_dir / "metrics.csv").is_file() and (calib_dir / "provenance.json").is_file():
+        import json
+
         import pandas as pd
 
-        calib = pd.read_csv(calib_dir / "metrics.csv")
+        made = json.loads((calib_dir / "provenance.json").read_text(encoding="utf-8"))
+        if (
+            made.get("model_sha256") == hyp.model_digest()
+            and made.get("data_sha256") == data.digest
+        ):
+            calib = pd.read_csv(calib_dir / "metrics.csv")
+        else:
+            log.warning(
+                "%s was made with another hypothesis or data; the report leaves it out "
+                "(rerun llmsize calibrate)",
+                calib_dir,
+            )
     with io.staged_output(out_dir) as tmp:
         io.write_posterior(tree, tmp / "posterior.nc", attrs)
         io.write_summary(table, tmp / "summary.csv")

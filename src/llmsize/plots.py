@@ -30,6 +30,7 @@ SCALARS = (
     "log_markup_out_mu",
     "log_markup_in_mu",
     "provider_sigma",
+    "model_markup_sigma",
     "price_sigma",
     "speed_log_bias",
     "speed_sigma",

@@ -35,6 +35,9 @@ def _nuisances(
         provider=p
     )
     out[f"{provider}'s input markup"] = flat(mk_in)
+    if "model_markup_z" in post and "model_markup_sigma" in post:
+        own = post["model_markup_sigma"] * post["model_markup_z"].sel(model=model)
+        out["the model's own price offset"] = flat(own)
     names = list(post["batch"].coords["epoch"].values)
     out["decode batch at its price points"] = flat(
         np.log(post["batch"].sel(epoch=[names[e] for e in epochs])).mean("epoch")
@@ -326,8 +329,8 @@ def render_readme(
         "",
         "- Serving precision and GPU generation are chosen per price point (a cut may be "
         "a switch to 8 bits or to H100); memory-bandwidth utilisation and GPU-hour prices are "
-        "shared by every provider; a provider's markup is shared across its dates, with a "
-        "per-price residual.",
+        "shared by every provider; a provider's markup is shared across its dates and a "
+        "model's price offset across its providers, with a per-price residual.",
         "- The mixture-of-experts approximation treats every parameter as an expert "
         "parameter when counting the weights a decode step reads.",
         "- Speed is one token per decode step at the epoch's batch; providers that add "
