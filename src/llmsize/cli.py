@@ -47,14 +47,8 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="llmsize")
-def cli() -> None:
-    """Infer how big closed language models are from their API prices and speeds."""
-
-
-@cli.command()
-@click.option(
+#: Options shared by the commands.
+DATA_OPTION = click.option(
     "--data",
     "data_dir",
     default="data",
@@ -62,13 +56,24 @@ def cli() -> None:
     type=click.Path(path_type=Path),
     help="Data directory.",
 )
-@click.option(
+HYPOTHESIS_OPTION = click.option(
     "--hypothesis",
     default="models/default.toml",
     show_default=True,
     type=click.Path(path_type=Path),
     help="Hypothesis (priors) file.",
 )
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="llmsize")
+def cli() -> None:
+    """Infer how big closed language models are from their API prices and speeds."""
+
+
+@cli.command()
+@DATA_OPTION
+@HYPOTHESIS_OPTION
 @click.option(
     "--out",
     "out_dir",
@@ -143,15 +148,8 @@ def infer(
 
 
 @cli.command()
-@click.option(
-    "--data", "data_dir", default="data", show_default=True, type=click.Path(path_type=Path)
-)
-@click.option(
-    "--hypothesis",
-    default="models/default.toml",
-    show_default=True,
-    type=click.Path(path_type=Path),
-)
+@DATA_OPTION
+@HYPOTHESIS_OPTION
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
 def validate(data_dir, hypothesis, overrides) -> None:
     """Check the data and the hypothesis without sampling."""
@@ -172,21 +170,8 @@ def validate(data_dir, hypothesis, overrides) -> None:
 
 
 @cli.command()
-@click.option(
-    "--data",
-    "data_dir",
-    default="data",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="Data directory.",
-)
-@click.option(
-    "--hypothesis",
-    default="models/default.toml",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="Hypothesis file.",
-)
+@DATA_OPTION
+@HYPOTHESIS_OPTION
 @click.option(
     "--out",
     "out_dir",
