@@ -29,6 +29,7 @@ from llmsize.config import Hypothesis
 from llmsize.data import Dataset, load_dataset, read_table
 from llmsize.design import Design, build_design
 from llmsize.exceptions import DataError
+from llmsize.report import _md_table
 
 log = logging.getLogger(__name__)
 
@@ -524,6 +525,18 @@ def sentence(m: pd.Series) -> str:
     )
 
 
+def _cell(v, fmt: str) -> str:
+    """A table cell: numbers formatted (``"metric"``: counts whole, rates to 2 places),
+    missing values empty."""
+    if not isinstance(v, float):
+        return str(v)
+    if not np.isfinite(v):
+        return ""
+    if fmt == "metric":
+        return f"{v:.0f}" if v.is_integer() and v > 2 else f"{v:.2f}"
+    return format(v, fmt)
+
+
 def render_markdown(table: pd.DataFrame, mets: pd.DataFrame) -> str:
     """The calibration report (README.md of the calibration folder)."""
     lines = ["# Calibration on models of known size", ""]
@@ -535,26 +548,7 @@ def render_markdown(table: pd.DataFrame, mets: pd.DataFrame) -> str:
             f"| {name} | {'yes' if ok else 'NO'} | {detail} |" for name, ok, detail in targets(m)
         ]
         lines += [""]
-    cols = list(mets.columns)
-    lines += [
-        "## Methods side by side",
-        "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "---|" * len(cols),
-    ]
-    for r in mets.itertuples(index=False):
-        lines.append(
-            "| "
-            + " | ".join(
-                (
-                    (f"{v:.0f}" if float(v).is_integer() and v > 2 else f"{v:.2f}")
-                    if isinstance(v, float) and np.isfinite(v)
-                    else ("" if isinstance(v, float) else str(v))
-                )
-                for v in r
-            )
-            + " |"
-        )
+    lines += ["## Methods side by side", "", _md_table(mets.map(lambda v: _cell(v, "metric")))]
     lines += [
         "",
         "*median_abs_log10_error*: 0.3 is a factor of 2. *coverage_90_families*: a family "
@@ -571,18 +565,7 @@ def render_markdown(table: pd.DataFrame, mets: pd.DataFrame) -> str:
         "",
     ]
     t = table[["family", "model", "method", "true_total_b", "total_q05", "total_q50", "total_q95"]]
-    lines += ["| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
-    for r in t.itertuples(index=False):
-        lines.append(
-            "| "
-            + " | ".join(
-                f"{v:.3g}"
-                if isinstance(v, float) and np.isfinite(v)
-                else ("" if isinstance(v, float) else str(v))
-                for v in r
-            )
-            + " |"
-        )
+    lines.append(_md_table(t.map(lambda v: _cell(v, ".3g"))))
     return "\n".join(lines) + "\n"
 
 
