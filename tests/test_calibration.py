@@ -51,7 +51,8 @@ def test_holdout_makes_the_family_unknown(tiny_data, default_hypothesis):
 
 def test_no_speed_and_no_price_variants(tiny_data, default_hypothesis):
     d = cal.holdout_design(tiny_data, default_hypothesis, "mid", "no_speed")
-    assert len(d.speed_epoch) == 0 and len(d.ttft_epoch) == 0
+    assert len(d.speed_epoch) == 0
+    assert len(d.ttft_epoch) == 0
     d = cal.holdout_design(tiny_data, default_hypothesis, "mid", "no_price")
     masked = d.epochs.loc[d.price_mask == 0.0, "model"]
     assert set(masked) == {"mid-70b"}

@@ -64,6 +64,8 @@ GROUPS = {
     "observed_data",
     "sample_stats",
     "prior_predictive",
+    "log_likelihood",
+    "log_prior",
 }
 FIGURES = ("size_by_date.png", "prior_posterior.png", "ppc.png")
 
@@ -187,6 +189,26 @@ def test_posterior_nc(tiny_infer_subprocess, default_hypothesis):
     # Stored as exp(log(price)): equal to the CSV up to float rounding.
     expected = np.sort(load_dataset(TINY_DIR).prices["output_usd_per_mtok"].astype(float))
     np.testing.assert_allclose(obs, expected, rtol=1e-12)
+
+
+def test_pointwise_log_likelihood_and_prior_sensitivity(tiny_infer_subprocess):
+    _, out = tiny_infer_subprocess
+    tree = read_posterior(out / "posterior.nc")
+    ll = tree["log_likelihood"]
+    # One term per serving epoch (prices, speeds, TTFTs) and per MMLU score; the
+    # deterministics behind them are moved out of the posterior.
+    assert ll["serving"].sizes["epoch"] == tree["observed_data"].sizes["epoch"]
+    assert "mmlu" in ll
+    assert "loglik_serving" not in tree["posterior"]
+    assert "log10_params_total_b" in tree["log_prior"]
+    sens = list(csv.DictReader((out / "psense.csv").open(encoding="utf-8")))
+    assert {(r["quantity"], r["model"]) for r in sens} == {
+        (q, m)
+        for q in ("params_total_b", "params_active_b", "tokens_t")
+        for m in ("closed-x", "closed-y")
+    }
+    assert {r["diagnosis"] for r in sens} <= {"ok", "prior-driven", "prior-data conflict"}
+    assert "## Prior sensitivity" in (out / "README.md").read_text(encoding="utf-8")
 
 
 def test_summary_agrees_with_posterior(tiny_infer_subprocess):

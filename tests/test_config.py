@@ -155,6 +155,7 @@ WRONG = {
     "wrong_extends_cycle_b.toml": ("extends", None, "cycle"),
 }
 
+
 def test_every_wrong_fixture_has_an_expectation():
     on_disk = {p.name for p in HYPOTHESIS_FIXTURES.glob("wrong_*.toml")}
     assert on_disk == set(WRONG)
@@ -300,3 +301,49 @@ def test_broken_override_gets_the_same_one_line_error(override, field, fragment)
     assert "\n" not in msg
     assert f"'{field}'" in msg, msg
     assert fragment in msg, msg
+
+
+# --- per-model priors -------------------------------------------------------------------
+
+
+def test_model_priors_last_matching_pattern_wins(default_hypothesis):
+    raw = default_hypothesis.to_dict()
+    normal = {"distribution": "Normal", "sigma": 0.1}
+    raw["model_priors"] = {
+        "gpt-*": {"log10_params_total_b": {**normal, "mu": 2.0}},
+        "gpt-3.5-turbo*": {"log10_params_total_b": {**normal, "mu": 1.3}},
+    }
+    hyp = validate(raw)
+    assert hyp.prior_for("log10_params_total_b", "gpt-3.5-turbo-0613").mu == 1.3
+    assert hyp.prior_for("log10_params_total_b", "gpt-4o-mini").mu == 2.0
+    assert hyp.prior_for("log10_params_total_b", "llama") == hyp.priors.log10_params_total_b
+    assert hyp.prior_for("active_fraction", "gpt-4o-mini") == hyp.priors.active_fraction
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        (
+            {"log10_params_total_b": {"distribution": "LogNormal", "mu": 1.0, "sigma": 0.1}},
+            "use Normal like priors.log10_params_total_b",
+        ),
+        (
+            {"log10_params_totl_b": {"distribution": "Normal", "mu": 1.0, "sigma": 0.1}},
+            "did you mean 'log10_params_total_b'?",
+        ),
+        ({"mbu": {"distribution": "Beta", "alpha": 1.0, "beta": 1.0}}, "unknown key 'mbu'"),
+    ],
+)
+def test_broken_model_prior_is_one_line(default_hypothesis, entry, fragment):
+    raw = default_hypothesis.to_dict()
+    raw["model_priors"] = {"gpt-3.5*": entry}
+    with pytest.raises(HypothesisError) as info:
+        validate(raw, source="x.toml")
+    assert "\n" not in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_claim_files_restrict_their_prior_to_gpt35():
+    hyp = load_hypothesis(MODELS_DIR / "chatgpt_20b.toml")
+    assert hyp.prior_for("log10_params_total_b", "gpt-3.5-turbo-0301").mu == pytest.approx(1.301)
+    assert hyp.prior_for("log10_params_total_b", "gpt-4o-mini").mu == pytest.approx(1.5)

@@ -338,4 +338,101 @@ def test_every_model_file_builds_and_draws_prior_predictive(path, tiny_data):
     )
     prices = tree["prior"]["output_price"].values
     assert prices.shape[-1] == design.n_epochs
-    assert np.all(np.isfinite(prices)) and np.all(prices > 0)
+    assert np.all(np.isfinite(prices))
+    assert np.all(prices > 0)
+
+
+# --- per-model priors and the hidden-size evidence ------------------------------------
+
+
+def test_model_priors_apply_to_matching_models_only(tiny_data, default_hypothesis):
+    import pymc as pm
+
+    raw = default_hypothesis.to_dict()
+    raw["model_priors"] = {
+        "closed-*": {"log10_overtrain": {"distribution": "Normal", "mu": 1.0, "sigma": 0.1}},
+        "closed-x": {
+            "log10_params_total_b": {"distribution": "Normal", "mu": 1.301, "sigma": 0.05}
+        },
+    }
+    hyp = validate(raw)
+    design = build_design(tiny_data, hyp)
+    model = build_model(design, hyp)
+    size, omega = pm.draw(
+        [model["log10_params_total_b"], model["log10_overtrain"]], draws=4000, random_seed=SEED
+    )
+    ix, iy = design.unknown.index("closed-x"), design.unknown.index("closed-y")
+    base = default_hypothesis.priors.log10_params_total_b
+    # closed-x takes its own size prior; closed-y keeps the default one.
+    assert size[:, ix].mean() == pytest.approx(1.301, abs=0.01)
+    assert size[:, ix].std() == pytest.approx(0.05, rel=0.1)
+    assert size[:, iy].mean() == pytest.approx(base.mu, abs=0.08)
+    assert size[:, iy].std() == pytest.approx(base.sigma, rel=0.1)
+    # Both match "closed-*" for the training prior.
+    assert omega.mean(axis=0) == pytest.approx([1.0, 1.0], abs=0.02)
+
+
+def _hidden_size_setup(tiny_copy, default_hypothesis, on=True):
+    from llmsize.data import load_dataset
+
+    (tiny_copy / "hidden_size.csv").write_text(
+        "model,date,hidden_size,source\nclosed-y,2024-03-01,4096,test row\n", encoding="utf-8"
+    )
+    raw = default_hypothesis.to_dict()
+    raw["evidence"] = {"hidden_size": on}
+    hyp = validate(raw)
+    return hyp, build_design(load_dataset(tiny_copy), hyp)
+
+
+def test_hidden_size_likelihood_matches_hand_calculation(tiny_copy, default_hypothesis):
+    from scipy import stats
+
+    hyp, design = _hidden_size_setup(tiny_copy, default_hypothesis)
+    model = build_model(design, hyp)
+    assert "log_hidden_size" in model.named_vars
+    point = model.initial_point()
+    from scipy.special import expit
+
+    values = {
+        "log10_params_total_b": point["log10_params_total_b"],
+        "active_fraction": expit(point["active_fraction_logodds__"]),
+        "log_depth": point["log_depth"],
+        "log_params_per_layer_d2": point["log_params_per_layer_d2"],
+    }
+    iy = design.unknown.index("closed-y")
+    n_act = values["active_fraction"][iy] * 10 ** values["log10_params_total_b"][iy] * 1e9
+    d = 4096.0
+    # Active = coef * depth * d^2 + 2 * vocab * d, so d = sqrt((active - embeddings) / (coef * depth)).
+    core = n_act - 2 * hyp.evidence.vocab_size * d
+    mu = 0.5 * (np.log(core) - values["log_params_per_layer_d2"][0] - values["log_depth"][0])
+    expected = stats.norm.logpdf(np.log(d), mu, hyp.evidence.hidden_size_log_sigma)
+    got = model.compile_logp(vars=[model["log_hidden_size"]])(point)
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_hidden_size_is_off_unless_the_hypothesis_turns_it_on(tiny_copy, default_hypothesis):
+    hyp, design = _hidden_size_setup(tiny_copy, default_hypothesis, on=False)
+    assert list(design.hidden_size) == [4096.0]
+    model = build_model(design, hyp)
+    assert "log_hidden_size" not in model.named_vars
+    assert "log_depth" not in model.named_vars
+
+
+def test_pointwise_log_likelihood_sums_to_the_potential(tiny_design, default_hypothesis):
+    model = build_model(tiny_design, default_hypothesis, pointwise=True)
+    point = model.initial_point()
+    fn = model.compile_fn(
+        model.replace_rvs_by_values([model["loglik_serving"], model["loglik_mmlu"]]),
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+    )
+    serving, mmlu = fn(point)
+    assert serving.shape == (tiny_design.n_epochs,)
+    potential = model.compile_fn(
+        model.replace_rvs_by_values([model.potentials[0]])[0],
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+    )(point)
+    assert serving.sum() == pytest.approx(float(potential), rel=1e-9)
+    mmlu_logp = model.compile_logp(vars=[model["mmlu"]])(point)
+    assert mmlu.sum() == pytest.approx(float(mmlu_logp), rel=1e-9)

@@ -398,9 +398,16 @@ def run_calibration(
     workers: int = 2,
     variants: Iterable[str] = VARIANTS,
     only: Iterable[str] | None = None,
+    simulations: int = 0,
+    sbc_settings: dict | None = None,
     progress: bool = True,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out every family (or ``only`` these) under each variant; return (table, metrics)."""
+) -> tuple[pd.DataFrame, pd.DataFrame, tuple[pd.DataFrame, pd.DataFrame] | None]:
+    """Hold out every family (or ``only`` these) under each variant, and run
+    ``simulations`` SBC refits; return (table, metrics, SBC ranks and tests or None).
+
+    Hold-out and SBC fits go to the same Dask cluster in one queue, the long SBC
+    batches first, so neither kind waits for the other's stragglers.
+    """
     data = load_dataset(data_dir)
     design = build_design(data, hyp)
     fams = families(data, design)
@@ -421,9 +428,14 @@ def run_calibration(
         for fam in fams
         for v in variants
     ]
-    run_parallel(tasks, scheduler=scheduler, workers=workers, progress=progress)
+    sbc_todo: list[tuple[Callable, tuple, Path]] = []
+    if simulations:
+        sbc_settings = {**settings, **(sbc_settings or SBC_SETTINGS)}
+        sbc_todo = sbc_tasks(data_dir, hyp_json, data.digest, out_dir, simulations, sbc_settings)
+    run_parallel(sbc_todo + tasks, scheduler=scheduler, workers=workers, progress=progress)
     table = collect(out_dir, data, design, fams, key)
-    return table, metrics(table)
+    sbc = sbc_collect(sbc_todo, simulations) if simulations else None
+    return table, metrics(table), sbc
 
 
 # --------------------------------------------------------------------------- output
@@ -596,7 +608,8 @@ def write_outputs(
                 "## Simulation-based calibration",
                 "",
                 f"{len(ranks)} datasets simulated from the prior on the bundled design, each "
-                f"refitted; {int((ranks['divergences'] > 0).sum())} refits had divergences. If "
+                f"refitted (one chain, {SBC_SETTINGS['tune']} tuning steps, "
+                f"{SBC_SETTINGS['draws']} draws thinned to {SBC_RANKS}); {int((ranks['divergences'] > 0).sum())} refits had divergences. If "
                 "the sampler and model are correct, the rank of each true value among its "
                 "posterior draws is uniform. Chi-square tests (10 bins) of uniformity, one per "
                 f"quantity; with {n_tests} tests, about {0.01 * n_tests:.1f} p-values below 0.01 "
@@ -629,10 +642,16 @@ def write_outputs(
 SBC_SCALARS = ("log_batch_mu", "mbu", "log_markup_out_mu", "provider_sigma", "price_sigma")
 SBC_RANKS = 99  # posterior draws a truth is ranked against (ranks 0..99)
 SBC_BINS = 10
+SBC_BATCH = 10  # simulations per Dask task (the model is compiled once per task)
+#: Each SBC refit is one chain: ranks need draws, not between-chain diagnostics.
+#: nutpie adapts in a few hundred steps, and 400 draws thinned to 99 keep the
+#: ranks nearly independent (Talts et al. 2018 thin for the same reason).
+SBC_SETTINGS = {"chains": 1, "tune": 300, "draws": 400}
 
 
-def sbc_batch(data_dir: str, hyp_json: str, batch: int, size: int, settings: dict) -> list[dict]:
-    """Simulate ``size`` datasets from the prior, refit each, and rank the truths.
+def sbc_batch(data_dir: str, hyp_json: str, first: int, size: int, settings: dict) -> list[dict]:
+    """Simulate datasets ``first .. first + size - 1`` from the prior, refit each,
+    and rank the truths.
 
     The model is compiled once per batch; each simulated dataset replaces the
     observations through the model's data containers.
@@ -649,9 +668,11 @@ def sbc_batch(data_dir: str, hyp_json: str, batch: int, size: int, settings: dic
     logging.getLogger("pymc").setLevel(logging.ERROR)
     hyp = Hypothesis.model_validate_json(hyp_json)
     design = build_design(load_dataset(data_dir), hyp)
-    seed = int(settings["seed"]) + 1000 * (batch + 1)
+    seed = int(settings["seed"])
     prior = pm.sample_prior_predictive(
-        draws=size, model=build_model(design, hyp, predictive="prior"), random_seed=seed
+        draws=size,
+        model=build_model(design, hyp, predictive="prior"),
+        random_seed=seed + 1_000_000 + first,
     )
     pr = prior["prior"].to_dataset()
     obs_pp = prior["prior_predictive"].to_dataset()
@@ -680,14 +701,14 @@ def sbc_batch(data_dir: str, hyp_json: str, batch: int, size: int, settings: dic
             draws=settings["draws"],
             tune=settings["tune"],
             chains=settings["chains"],
-            seed=seed + i,
+            seed=seed + 2_000_000 + first + i,
             target_accept=settings["target_accept"],
             progress_bar=False,
             cores=1,
         )
         post = trace["posterior"].to_dataset()
         row = {
-            "simulation": batch * size + i,
+            "simulation": first + i,
             "divergences": int(trace["sample_stats"]["diverging"].sum()),
         }
         for var, model in quantities:
@@ -728,36 +749,39 @@ def sbc_uniformity(ranks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_sbc(
-    *,
+def sbc_tasks(
     data_dir: Path,
-    hyp: Hypothesis,
+    hyp_json: str,
+    data_digest: str,
     out_dir: Path,
     simulations: int,
     settings: dict,
-    scheduler: str | None = None,
-    workers: int = 2,
-    batch_size: int = 10,
-    progress: bool = True,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run SBC in batches on Dask; return (ranks, uniformity tests)."""
-    n_batches = math.ceil(simulations / batch_size)
-    hyp_json = hyp.model_dump_json()
-    key = run_key(hyp_json, load_dataset(data_dir).digest, settings)
-    tasks = [
-        (
-            sbc_batch,
-            (str(data_dir), hyp_json, b, batch_size, settings),
-            out_dir / f"sbc-{key}" / f"batch_{b:03d}_of_{batch_size}.json",
+    batch_size: int = SBC_BATCH,
+) -> list[tuple[Callable, tuple, Path]]:
+    """SBC refits in batches of at most ``batch_size`` (one compiled model per batch)."""
+    key = run_key(hyp_json, data_digest, settings)
+    tasks = []
+    for first in range(0, simulations, batch_size):
+        size = min(batch_size, simulations - first)
+        tasks.append(
+            (
+                sbc_batch,
+                (str(data_dir), hyp_json, first, size, settings),
+                out_dir / f"sbc-{key}" / f"sims_{first:04d}_{first + size - 1:04d}.json",
+            )
         )
-        for b in range(n_batches)
-    ]
-    run_parallel(tasks, scheduler=scheduler, workers=workers, progress=progress)
+    return tasks
+
+
+def sbc_collect(
+    tasks: list[tuple[Callable, tuple, Path]], simulations: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Ranks of the first ``simulations`` simulations and their uniformity tests."""
     rows = []
     for _, _, path in tasks:
         rows += json.loads(path.read_text(encoding="utf-8"))
     ranks = pd.DataFrame(rows).sort_values("simulation").head(simulations)
-    return ranks, sbc_uniformity(ranks)
+    return ranks.reset_index(drop=True), sbc_uniformity(ranks)
 
 
 def plot_sbc(ranks: pd.DataFrame, tests: pd.DataFrame):

@@ -27,7 +27,7 @@ EXIT_DIAGNOSTICS = 3
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(format="%(message)s", level=logging.INFO if verbose else logging.WARNING)
     log.setLevel(logging.INFO if verbose else logging.WARNING)
-    for name in ("pymc", "pytensor", "numba", "arviz", "distributed", "tornado"):
+    for name in ("pymc", "pytensor", "numba", "arviz", "arviz_stats", "distributed", "tornado"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module="pytensor")
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -255,7 +255,6 @@ def calibrate(
         VARIANT_LABELS,
         VARIANTS,
         run_calibration,
-        run_sbc,
         sentence,
         targets,
         write_outputs,
@@ -273,7 +272,7 @@ def calibrate(
         "cores": 1,
         "prior_draws": 1,
     }
-    table, mets = run_calibration(
+    table, mets, sbc = run_calibration(
         data_dir=data_dir,
         hyp=hyp,
         out_dir=out_dir,
@@ -282,21 +281,9 @@ def calibrate(
         workers=workers,
         variants=variants or VARIANTS,
         only=only or None,
+        simulations=simulations,
         progress=not quiet,
     )
-    sbc = None
-    if simulations:
-        sbc_settings = {**settings, "draws": 500, "tune": 500}
-        sbc = run_sbc(
-            data_dir=data_dir,
-            hyp=hyp,
-            out_dir=out_dir,
-            simulations=simulations,
-            settings=sbc_settings,
-            scheduler=scheduler,
-            workers=workers,
-            progress=not quiet,
-        )
     write_outputs(out_dir, table, mets, sbc)
     from llmsize.data import data_digest
     from llmsize.io import write_json
@@ -321,6 +308,144 @@ def calibrate(
             f"({worst['quantity']}) of {len(tests)} quantities"
         )
     click.echo(f"wrote {out_dir}")
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@DATA_OPTION
+@click.option(
+    "--out",
+    "out_dir",
+    default="reports/compare",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Output folder.",
+)
+@click.option(
+    "--reference",
+    default=None,
+    help="Hypothesis name the others are compared against [default: 'default' if given, "
+    "else the first file].",
+)
+@click.option(
+    "--draws",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="NUTS draws per chain of each fit.",
+)
+@click.option(
+    "--tune",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="NUTS tuning steps per chain.",
+)
+@click.option(
+    "--chains", type=click.IntRange(min=1), default=4, show_default=True, help="NUTS chains."
+)
+@click.option(
+    "--smc-draws",
+    type=click.IntRange(min=10),
+    default=500,
+    show_default=True,
+    help="Particles of each SMC chain.",
+)
+@click.option(
+    "--smc-chains",
+    type=click.IntRange(min=2),
+    default=4,
+    show_default=True,
+    help="Independent SMC chains (their spread is the evidence's error).",
+)
+@click.option("--no-smc", is_flag=True, help="Skip the marginal likelihoods (LOO only).")
+@click.option("--seed", type=int, default=20231026, show_default=True, help="Random seed.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a setting in every hypothesis (repeatable).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+def compare(
+    files,
+    data_dir,
+    out_dir,
+    reference,
+    draws,
+    tune,
+    chains,
+    smc_draws,
+    smc_chains,
+    no_smc,
+    seed,
+    overrides,
+    quiet,
+) -> None:
+    """Fit several hypothesis files to the same data and compare them.
+
+    Writes sizes per price date, Bayes factors (SMC), PSIS-LOO, prior
+    sensitivity and the public claims' probabilities.
+    Example: ``llmsize compare models/*.toml``
+    """
+    _setup_logging(not quiet)
+    from llmsize.compare import CompareSettings, run_compare, write_compare
+    from llmsize.config import load_hypothesis
+    from llmsize.data import load_dataset
+
+    start = time.perf_counter()
+    ctx = click.get_current_context()
+    command = " ".join(
+        shlex.quote(a) for a in ["llmsize", *ctx.command_path.split()[1:], *_given_args(ctx)]
+    )
+    # Validate everything before the first fit.
+    hyps = [load_hypothesis(f, list(overrides)) for f in files]
+    names = [h.name for h in hyps]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise LlmsizeError(f"two files share the hypothesis name {dupes[0]!r}", field="name")
+    if reference is None:
+        reference = "default" if "default" in names else names[0]
+    elif reference not in names:
+        raise LlmsizeError(
+            f"--reference {reference!r} is none of {', '.join(names)}", field="reference"
+        )
+    data = load_dataset(data_dir)
+    settings = CompareSettings(
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        smc_draws=smc_draws,
+        smc_chains=smc_chains,
+    )
+    fits = run_compare(
+        list(files),
+        data=data,
+        settings=settings,
+        overrides=list(overrides),
+        smc=not no_smc,
+        progress=lambda i, n, name: log.info("[%d/%d] %s", i + 1, n, name),
+    )
+    sizes, evidence, claims = write_compare(
+        Path(out_dir), fits, reference=reference, settings=settings, data=data, command=command
+    )
+    cols = [
+        c
+        for c in (
+            "hypothesis",
+            "log_bf_vs_ref",
+            "log_bf_se",
+            "elpd_diff_vs_ref",
+            "elpd_diff_se",
+            "max_pareto_k",
+            "notes",
+        )
+        if c in evidence
+    ]
+    click.echo(evidence[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    click.echo(f"wrote {out_dir} in {time.perf_counter() - start:.0f} s")
 
 
 def _given_args(ctx: click.Context) -> list[str]:

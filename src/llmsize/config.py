@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import fnmatch
 import hashlib
 import json
 import tomllib
@@ -120,6 +121,14 @@ class Priors(_Strict):
 
     - ``mmlu_slope``, ``mmlu_midpoint``: the sigmoid of log10 training FLOP
       that maps compute to MMLU.
+
+    Shape (used only with ``[evidence] hidden_size = true``, per model whose
+    hidden size was measured):
+
+    - ``log_depth``: natural log of the number of layers.
+    - ``log_params_per_layer_d2``: natural log of the active parameters per
+      layer over d_model squared (12 for a dense MHA transformer, about 13
+      for Llama-3-8B's GQA and SwiGLU, about 23 for Mixtral's two experts).
     """
 
     log10_params_total_b: Prior
@@ -141,6 +150,38 @@ class Priors(_Strict):
     ttft_sigma: Prior
     mmlu_slope: Prior
     mmlu_midpoint: Prior
+    # Optional so that hypothesis files written before the hidden-size evidence
+    # still validate; models/default.toml states both with their sources.
+    log_depth: Prior = NormalPrior(distribution="Normal", mu=3.466, sigma=0.4)
+    log_params_per_layer_d2: Prior = NormalPrior(distribution="Normal", mu=2.565, sigma=0.35)
+
+
+#: Priors that are one value per model of unknown size, and so may be set per model.
+PER_MODEL_PRIORS = ("log10_params_total_b", "active_fraction", "log10_overtrain")
+
+
+class ModelPriors(_Strict):
+    """Priors for the models of unknown size whose names match one pattern."""
+
+    log10_params_total_b: Prior | None = None
+    active_fraction: Prior | None = None
+    log10_overtrain: Prior | None = None
+
+
+class Evidence(_Strict):
+    """Optional likelihood terms beyond prices, speeds and MMLU.
+
+    ``hidden_size``: use ``hidden_size.csv`` (d_model measured from a model's
+    logits, Finlayson et al. 2024): d^2 * depth * params-per-layer-per-d^2, plus
+    the embeddings, must match the model's active parameters.
+    """
+
+    hidden_size: bool = False
+    #: log-scale error of a measured d_model: 0.06 puts 4096 and 4608 (the two
+    #: readings of Finlayson et al.) two standard deviations apart.
+    hidden_size_log_sigma: float = Field(0.06, gt=0)
+    #: Vocabulary of the embedding and unembedding (cl100k_base: 100,256 tokens).
+    vocab_size: int = Field(100_256, gt=0)
 
 
 class Precision(_Strict):
@@ -219,6 +260,41 @@ class Hypothesis(_Strict):
     scaling_law: ScalingLaw = ScalingLaw()
     constants: Constants = Constants()
     sampler: Sampler = Sampler()
+    #: Per-model priors: ``[model_priors."gpt-3.5-turbo*"]`` overrides [priors]
+    #: for the models of unknown size matching the pattern (shell-style; the
+    #: last matching pattern wins).
+    model_priors: dict[str, ModelPriors] = {}
+    evidence: Evidence = Evidence()
+
+    @model_validator(mode="after")
+    def _same_distribution(self) -> Hypothesis:
+        for pattern, mp in self.model_priors.items():
+            for name in PER_MODEL_PRIORS:
+                spec = getattr(mp, name)
+                base = getattr(self.priors, name)
+                if spec is None:
+                    continue
+                if spec.distribution != base.distribution:
+                    raise ValueError(
+                        f"model_priors.{pattern}.{name}: use {base.distribution} like "
+                        f"priors.{name} (one distribution per quantity across models), "
+                        f"got {spec.distribution}"
+                    )
+                if {k for k, v in spec.model_dump().items() if v is None} != {
+                    k for k, v in base.model_dump().items() if v is None
+                }:
+                    raise ValueError(
+                        f"model_priors.{pattern}.{name}: set the same parameters as priors.{name}"
+                    )
+        return self
+
+    def prior_for(self, name: str, model: str):
+        """The prior of per-model quantity ``name`` for ``model`` (last matching pattern)."""
+        spec = getattr(self.priors, name)
+        for pattern, mp in self.model_priors.items():
+            if fnmatch.fnmatchcase(model, pattern) and getattr(mp, name) is not None:
+                spec = getattr(mp, name)
+        return spec
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able mapping (dates as ISO strings)."""
@@ -252,34 +328,47 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    file = _one_line(str(path))
     if path in seen:
-        raise HypothesisError("'extends' forms a cycle", file=str(path), field="extends")
+        raise HypothesisError("'extends' forms a cycle", file=file, field="extends")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise HypothesisError("no such hypothesis file", file=str(path)) from None
+        raise HypothesisError("no such hypothesis file", file=file) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise HypothesisError(f"cannot read: {exc}", file=str(path)) from None
+        raise HypothesisError(_one_line(f"cannot read: {exc}"), file=file) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise HypothesisError(f"not valid TOML: {exc}", file=str(path)) from None
+        raise HypothesisError(f"not valid TOML: {exc}", file=file) from None
+    except RecursionError:
+        raise HypothesisError("not valid TOML: nested too deeply", file=file) from None
     parent = raw.pop("extends", None)
     if parent is None:
         return raw
     if not isinstance(parent, str):
-        raise HypothesisError("must be a file name", file=str(path), field="extends")
-    parent_path = (path.parent / parent).resolve()
-    if not parent_path.is_file():
+        raise HypothesisError("must be a file name", file=file, field="extends")
+    parent_path = path.parent / parent
+    try:
+        parent_path = parent_path.resolve()
+        exists = parent_path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        exists = False
+    if not exists:
         raise HypothesisError(
-            f"extends {parent!r}, which does not exist ({parent_path})",
-            file=str(path),
+            _one_line(f"extends {parent!r}, which does not exist ({parent_path})"),
+            file=file,
             field="extends",
         )
     base = _read_toml(parent_path, (*seen, path))
     base.pop("name", None)
     base.pop("description", None)
     return _merge(base, raw)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped, as in repr."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _hint(word: str, options: list[str]) -> str:
@@ -316,7 +405,10 @@ def _explain(err: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
             "scaling_law": ScalingLaw,
             "constants": Constants,
             "sampler": Sampler,
+            "evidence": Evidence,
         }.get(".".join(loc[:-1]))
+        if loc[:1] == ["model_priors"] and len(loc) == 3:
+            section = ModelPriors
         names = list(section.model_fields) if section else []
         return where, f"unknown key '{loc[-1]}'{_hint(loc[-1], names)}"
     if kind == "union_tag_invalid":
@@ -329,6 +421,8 @@ def _explain(err: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
         return where, "a prior needs a 'distribution' key"
     if kind == "missing":
         return where, "required but missing"
+    if kind == "value_error":
+        return where, err["msg"].removeprefix("Value error, ")
     if "input" in err and not isinstance(err["input"], dict | list):
         return where, f"{err['msg']} (got {err['input']!r})"
     return where, err["msg"]
@@ -347,7 +441,9 @@ def validate(raw: dict[str, Any], *, source: str = "<hypothesis>") -> Hypothesis
         more = len(exc.errors()) - 1
         if more:
             message += f" (and {more} more problem{'s' if more > 1 else ''})"
-        raise HypothesisError(message, file=source, field=where or None) from None
+        raise HypothesisError(
+            _one_line(message), file=_one_line(source), field=_one_line(where) or None
+        ) from None
 
 
 def _parse_value(text: str) -> Any:
@@ -371,30 +467,43 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
-            raise HypothesisError("expected KEY=VALUE, e.g. mbu.alpha=4", file="--set", field=item)
+            raise HypothesisError(
+                "expected KEY=VALUE, e.g. mbu.alpha=4", file="--set", field=_one_line(item)
+            )
         parts = key.split(".")
         if parts[0] in Priors.model_fields:
             parts = ["priors", *parts]
         elif parts[0] not in Hypothesis.model_fields:
             names = list(Hypothesis.model_fields) + list(Priors.model_fields)
             raise HypothesisError(
-                f"unknown key '{parts[0]}'{_hint(parts[0], names)}", file="--set", field=key
+                _one_line(f"unknown key '{parts[0]}'{_hint(parts[0], names)}"),
+                file="--set",
+                field=_one_line(key),
             )
         node = out
         for part in parts[:-1]:
             if not isinstance(node.get(part, {}), dict):
-                raise HypothesisError(f"'{part}' is not a table", file="--set", field=key)
+                raise HypothesisError(
+                    _one_line(f"'{part}' is not a table"), file="--set", field=_one_line(key)
+                )
             node = node.setdefault(part, {})
         if parts[-1] == "distribution":
             node.clear()
-        node[parts[-1]] = _parse_value(value.strip())
+        try:
+            node[parts[-1]] = _parse_value(value.strip())
+        except RecursionError:
+            raise HypothesisError("nested too deeply", file="--set", field=_one_line(key)) from None
     return out
 
 
 def load_hypothesis(path: str | Path, overrides: list[str] | None = None) -> Hypothesis:
     """Read, merge (``extends``), override (``--set``) and validate a hypothesis file."""
     path = Path(path)
-    raw = _read_toml(path.resolve())
+    try:
+        resolved = path.resolve()
+    except ValueError:  # a NUL byte
+        raise HypothesisError("no such hypothesis file", file=_one_line(str(path))) from None
+    raw = _read_toml(resolved)
     raw.setdefault("name", path.stem)
     if overrides:
         raw = apply_overrides(raw, overrides)

@@ -89,6 +89,12 @@ SCHEMAS: dict[str, list[Column]] = {
         Column("accelerator", "text"),
         Column("source", "text"),
     ],
+    "hidden_size.csv": [
+        Column("model", "text"),
+        Column("date", "date"),
+        Column("hidden_size", "positive"),
+        Column("source", "text"),
+    ],
 }
 
 #: Files a data directory must have; the others are optional.
@@ -102,6 +108,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "quality.csv": ("model", "benchmark", "source"),
     "hardware.csv": ("gpu",),
     "providers.csv": ("provider",),
+    "hidden_size.csv": ("model",),
 }
 
 MAX_ROWS = 100_000
@@ -159,7 +166,11 @@ def read_table(path: Path, columns: list[Column]) -> pd.DataFrame:
                 raise DataError(f"missing column '{missing[0]}'", file=file, field=missing[0])
             if len(set(header)) != len(header):
                 dup = next(h for h in header if header.count(h) > 1)
+                # A header cell may hold a line break: escape it to keep the error one line.
+                dup = "".join(c if c.isprintable() else repr(c)[1:-1] for c in dup)
                 raise DataError("column appears twice", file=file, field=dup)
+            if "_row" in header:
+                raise DataError("column name reserved for the row number", file=file, field="_row")
             index = {name: i for i, name in enumerate(header)}
             records = []
             for n, cells in enumerate(reader, start=1):
@@ -211,6 +222,10 @@ class Dataset:
     providers: pd.DataFrame
     digest: str
     notes: list[str] = field(default_factory=list)
+    #: d_model measured from a model's outputs (optional evidence).
+    hidden_size: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["_row", "model", "date", "hidden_size"])
+    )
 
     @property
     def unknown_models(self) -> list[str]:
@@ -240,7 +255,11 @@ def data_digest(root: Path) -> str:
 def load_dataset(root: str | Path) -> Dataset:
     """Load, check and cross-check every file of a data directory."""
     root = Path(root)
-    if not root.is_dir():
+    try:
+        is_dir = root.is_dir()
+    except OSError:  # e.g. a name too long for the file system
+        is_dir = False
+    if not is_dir:
         raise DataError("no such data directory", file=str(root))
     tables: dict[str, pd.DataFrame] = {}
     for name, columns in SCHEMAS.items():
@@ -276,7 +295,7 @@ def load_dataset(root: str | Path) -> Dataset:
                 field="gpu",
             )
     priced_models = set(prices["model"]) | set(known["model"])
-    for name in ("speed.csv", "quality.csv"):
+    for name in ("speed.csv", "quality.csv", "hidden_size.csv"):
         for _, r in tables[name].iterrows():
             if r["model"] not in priced_models:
                 raise DataError(
@@ -303,6 +322,10 @@ def load_dataset(root: str | Path) -> Dataset:
                 row=int(r["_row"]),
                 field="score_pct",
             )
+    try:
+        digest = data_digest(root)
+    except OSError as exc:  # e.g. a folder named like a CSV file
+        raise DataError(f"cannot read: {exc}", file=str(root)) from None
     return Dataset(
         root=root,
         prices=prices,
@@ -312,5 +335,6 @@ def load_dataset(root: str | Path) -> Dataset:
         speed=speed,
         quality=quality,
         providers=tables["providers.csv"],
-        digest=data_digest(root),
+        digest=digest,
+        hidden_size=tables["hidden_size.csv"],
     )

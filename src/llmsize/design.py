@@ -60,6 +60,9 @@ class Design:
     mmlu_model: np.ndarray  # index into ``models`` (-1 for a known model)
     mmlu_score: np.ndarray
     mmlu_known_log10_compute: np.ndarray  # NaN when the model's compute is latent
+    #: Measured d_model of models of unknown size: index into ``unknown``, value.
+    hidden_unknown: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    hidden_size: np.ndarray = field(default_factory=lambda: np.zeros(0))
     notes: list[str] = field(default_factory=list)
     #: 1 where an epoch's prices enter the likelihood, 0 where they are withheld
     #: (calibration with prices removed). Speeds and MMLU are unaffected.
@@ -240,7 +243,10 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
             "or model of unknown size not priced at a GPU provider)"
         )
 
+    hid = data.hidden_size[data.hidden_size["model"].isin(unknown)]
     return Design(
+        hidden_unknown=np.array([unknown.index(m) for m in hid["model"]], dtype=int),
+        hidden_size=hid["hidden_size"].to_numpy(float),
         models=models,
         unknown=unknown,
         providers=providers,

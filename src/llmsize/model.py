@@ -67,11 +67,32 @@ def prior_variable(name: str, spec, *, dims=None, size: int | None = None):
     return dist(name, **params, dims=dims)
 
 
+def unknown_model_variable(name: str, hyp: Hypothesis, models: list[str]):
+    """Create a per-model quantity of the models of unknown size, each model's
+    prior taken from ``[model_priors]`` where a pattern matches it, else from
+    ``[priors]``. The hypothesis validator ensures one distribution for all."""
+    specs = [hyp.prior_for(name, m) for m in models]
+    first = specs[0]
+    if all(s == first for s in specs):
+        return prior_variable(name, first, dims="unknown_model", size=len(models))
+    if isinstance(first, ConstantPrior):
+        value = np.array([s.value for s in specs], dtype=float)
+        return pm.Deterministic(name, pt.as_tensor_variable(value), dims="unknown_model")
+    params = {
+        k: np.array([getattr(s, k) for s in specs], dtype=float)
+        for k, v in first.model_dump(exclude={"distribution"}).items()
+        if v is not None
+    }
+    return getattr(pm, first.distribution)(name, **params, dims="unknown_model")
+
+
 def _normal_logp(x, mu, sigma):
     return -0.5 * ((x - mu) / sigma) ** 2 - pt.log(sigma) - 0.5 * np.log(2 * np.pi)
 
 
-def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = None) -> pm.Model:
+def build_model(
+    design: Design, hyp: Hypothesis, *, predictive: Predictive = None, pointwise: bool = False
+) -> pm.Model:
     """Build (do not sample) the PyMC model of ``design`` under ``hyp``.
 
     Parameters
@@ -102,24 +123,19 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
         "speed_obs": np.arange(len(design.speed_epoch)),
         "ttft_obs": np.arange(len(design.ttft_epoch)),
         "mmlu_obs": np.arange(len(design.mmlu_score)),
+        "hidden_obs": [design.unknown[i] for i in design.hidden_unknown],
     }
     with pm.Model(coords=coords) as model:
         # --- sizes and training tokens -------------------------------------
         total = pt.as_tensor_variable(np.nan_to_num(design.known_total, nan=1.0))
         active = pt.as_tensor_variable(np.nan_to_num(design.known_active, nan=1.0))
         if n_u:
-            log10_n = prior_variable(
-                "log10_params_total_b", pr.log10_params_total_b, dims="unknown_model", size=n_u
-            )
-            frac = prior_variable(
-                "active_fraction", pr.active_fraction, dims="unknown_model", size=n_u
-            )
+            log10_n = unknown_model_variable("log10_params_total_b", hyp, design.unknown)
+            frac = unknown_model_variable("active_fraction", hyp, design.unknown)
             n_unknown = 10.0**log10_n * 1e9
             total = pt.set_subtensor(total[design.unknown_pos], n_unknown)
             active = pt.set_subtensor(active[design.unknown_pos], frac * n_unknown)
-            omega = prior_variable(
-                "log10_overtrain", pr.log10_overtrain, dims="unknown_model", size=n_u
-            )
+            omega = unknown_model_variable("log10_overtrain", hyp, design.unknown)
             sl = hyp.scaling_law
             d_opt = forward.chinchilla_optimal_tokens(
                 n_unknown, E=sl.E, A=sl.A, B=sl.B, alpha=sl.alpha, beta=sl.beta
@@ -233,7 +249,10 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
             loglik = loglik + pt.dot(scatter, ll_ttft)
 
         joint = design.log_weights + loglik
-        pm.Potential("serving_loglik", pm.math.logsumexp(joint, axis=1).sum())
+        epoch_loglik = pm.math.logsumexp(joint, axis=1)
+        pm.Potential("serving_loglik", epoch_loglik.sum())
+        if pointwise:
+            pm.Deterministic("loglik_serving", epoch_loglik, dims="epoch")
         post = pt.special.softmax(joint, axis=1)
         n_bits = len(hyp.precision.bits)
         pm.Deterministic(
@@ -256,13 +275,44 @@ def build_model(design: Design, hyp: Hypothesis, *, predictive: Predictive = Non
                 ui = np.array([u_index[design.mmlu_model[r]] for r in rows])
                 c_u = pt.log10(forward.training_compute(frac * n_unknown, tokens))
                 log10c = pt.set_subtensor(log10c[rows], c_u[ui])
+            mmlu_mu = forward.mmlu_from_compute(log10c, slope, midpoint, xp=pt)
+            obs_mmlu = pm.Data("obs_mmlu", design.mmlu_score, dims="mmlu_obs")
             pm.Normal(
-                "mmlu",
-                mu=forward.mmlu_from_compute(log10c, slope, midpoint, xp=pt),
-                sigma=const.mmlu_sigma,
-                observed=pm.Data("obs_mmlu", design.mmlu_score, dims="mmlu_obs"),
-                dims="mmlu_obs",
+                "mmlu", mu=mmlu_mu, sigma=const.mmlu_sigma, observed=obs_mmlu, dims="mmlu_obs"
             )
+            if pointwise:
+                pm.Deterministic(
+                    "loglik_mmlu",
+                    _normal_logp(obs_mmlu, mmlu_mu, const.mmlu_sigma),
+                    dims="mmlu_obs",
+                )
+
+        # --- measured hidden size (optional evidence) -------------------------
+        if hyp.evidence.hidden_size and n_u and len(design.hidden_size):
+            ev = hyp.evidence
+            n_h = len(design.hidden_size)
+            log_depth = prior_variable("log_depth", pr.log_depth, dims="hidden_obs", size=n_h)
+            log_coef = prior_variable(
+                "log_params_per_layer_d2", pr.log_params_per_layer_d2, dims="hidden_obs", size=n_h
+            )
+            d = design.hidden_size
+            # Active parameters = coef * depth * d^2 + embedding and unembedding.
+            n_act_h = (frac * n_unknown)[design.hidden_unknown]
+            core = pt.maximum(n_act_h - 2.0 * ev.vocab_size * d, 1e6)
+            mu_d = 0.5 * (pt.log(core) - log_coef - log_depth)
+            pm.Normal(
+                "log_hidden_size",
+                mu=mu_d,
+                sigma=ev.hidden_size_log_sigma,
+                observed=np.log(d),
+                dims="hidden_obs",
+            )
+            if pointwise:
+                pm.Deterministic(
+                    "loglik_hidden",
+                    _normal_logp(np.log(d), mu_d, ev.hidden_size_log_sigma),
+                    dims="hidden_obs",
+                )
 
         if predictive is not None:
             probs = pt.exp(design.log_weights) if predictive == "prior" else post

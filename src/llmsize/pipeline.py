@@ -16,7 +16,7 @@ from llmsize.data import load_dataset
 from llmsize.design import build_design
 from llmsize.report import headline_table, render_readme
 from llmsize.sampling import SampleSettings, fit
-from llmsize.summary import Diagnostics, diagnostics, summary_table
+from llmsize.summary import Diagnostics, diagnostics, psense_table, summary_table
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ def run_inference(
     tree = fit(design, hyp, settings)
     table = summary_table(tree, design)
     diag = diagnostics(tree, table)
+    sensitivity = psense_table(tree)
     attrs = io.provenance(
         hypothesis=hyp.to_dict(),
         hypothesis_digest=hyp.digest(),
@@ -93,6 +94,9 @@ def run_inference(
     with io.staged_output(out_dir) as tmp:
         io.write_posterior(tree, tmp / "posterior.nc", attrs)
         io.write_summary(table, tmp / "summary.csv")
+        sensitivity.to_csv(
+            tmp / "psense.csv", index=False, float_format="%.4g", lineterminator="\n"
+        )
         # The effective hypothesis, after ``extends`` and ``--set``.
         io.write_json(hyp.to_dict(), tmp / "hypothesis.json")
         io.write_json(
@@ -118,6 +122,7 @@ def run_inference(
                 command=command,
                 calibration=calib,
                 calibration_dir=str(calib_dir) if calib is not None else None,
+                sensitivity=sensitivity,
             ),
             encoding="utf-8",
         )

@@ -9,7 +9,7 @@ import xarray as xr
 from llmsize.config import Hypothesis
 from llmsize.design import Design
 from llmsize.plots import CLAIMS, SCALARS, headline_epochs
-from llmsize.summary import ESS_BULK_MIN, RHAT_MAX, Diagnostics
+from llmsize.summary import ESS_BULK_MIN, PSENSE_THRESHOLD, RHAT_MAX, Diagnostics
 
 FIGURES = {
     "size_by_date.png": "Posterior size at each price point, with the public claims",
@@ -152,6 +152,48 @@ def calibration_section(mets: pd.DataFrame | None, where: str | None) -> list[st
     return lines
 
 
+def sensitivity_section(sens: pd.DataFrame | None) -> list[str]:
+    """Power-scaling sensitivity of every reported per-model quantity, with flags."""
+    if sens is None or sens.empty:
+        return []
+    lines = [
+        "## Prior sensitivity",
+        "",
+        "Power-scaling sensitivity (ArviZ `psense`, Kallioinen et al. 2024): how far each "
+        "posterior moves when the hypothesis file's priors, or the likelihood of the prices, "
+        "speeds and MMLU scores, are raised to a power near 1. Above "
+        f"{PSENSE_THRESHOLD} on the prior but not on the likelihood, a conclusion is "
+        "*prior-driven*: the data barely inform it and another prior would move it. Above on "
+        "both, prior and data *conflict*: the data inform the quantity, but they pull it away "
+        "from where the priors put it, so the answer depends on both. The last column scales "
+        "one prior at a time and names the one that moves the quantity most.",
+        "",
+    ]
+    flagged = sens[sens["diagnosis"] != "ok"]
+    if flagged.empty:
+        lines.append(
+            "No reported quantity is flagged: every size, active size and training-token "
+            "count below is informed by the data."
+        )
+    else:
+        lines.append(
+            "**Flagged:** "
+            + "; ".join(f"{r.model} {r.quantity} ({r.diagnosis})" for r in flagged.itertuples())
+            + "."
+        )
+    show = sens.assign(
+        prior=sens["prior"].map(lambda v: f"{v:.3f}"),
+        likelihood=sens["likelihood"].map(lambda v: f"{v:.3f}"),
+        driving=[
+            f"`{p}` ({v:.3f})"
+            for p, v in zip(sens["driving_prior"], sens["driving_prior_sensitivity"], strict=True)
+        ],
+    )[["model", "quantity", "prior", "likelihood", "diagnosis", "driving"]].rename(
+        columns={"driving": "prior that moves it most"}
+    )
+    return [*lines, "", _md_table(show), ""]
+
+
 def _fmt_b(x: float) -> str:
     return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
 
@@ -203,6 +245,7 @@ def render_readme(
     command: str,
     calibration: pd.DataFrame | None = None,
     calibration_dir: str | None = None,
+    sensitivity: pd.DataFrame | None = None,
 ) -> str:
     """The report's README.md.
 
@@ -281,6 +324,7 @@ def render_readme(
             "30% of the prior's spread; read these intervals as prior-driven.",
             "",
         ]
+    lines += sensitivity_section(sensitivity)
     lines += calibration_section(calibration, calibration_dir)
     verdict = "PASS" if diag.passed else "FAIL"
     lines += [
@@ -348,6 +392,7 @@ def render_readme(
         "hypothesis and data hash in its attributes); not committed, regenerate it with the "
         "command above.",
         "- `diagnostics.json`: the checks above, machine-readable.",
+        "- `psense.csv`: the prior sensitivity table above.",
         "- `hypothesis.json`: the effective hypothesis (after `extends` and `--set`).",
         *[f"- `{name}`: {text}." for name, text in FIGURES.items()],
         "",

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 #: Predictive variables written to the prior and posterior predictive groups.
 PREDICTIVE_VARS = ("output_price", "input_price", "output_speed", "ttft", "mmlu")
 
+#: Pointwise log-likelihood deterministics and their names in the log_likelihood group.
+LOGLIK_VARS = {"loglik_serving": "serving", "loglik_mmlu": "mmlu", "loglik_hidden": "hidden_size"}
+
 #: Deterministics that are the same for every draw of the prior and only clutter it.
 _PRIOR_DROP = ("p_bits", "p_hardware", "serving_component")
 
@@ -130,11 +133,47 @@ def _numeric(ds: xr.Dataset) -> xr.Dataset:
     return ds.drop_vars([v for v, a in ds.data_vars.items() if a.dtype.kind == "O"])
 
 
+def split_log_likelihood(posterior: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
+    """Move the pointwise log-likelihood deterministics into their own dataset."""
+    present = {k: v for k, v in LOGLIK_VARS.items() if k in posterior}
+    return posterior.drop_vars(list(present)), posterior[list(present)].rename(present)
+
+
+def log_prior(posterior: xr.Dataset, model: pm.Model, hyp: Hypothesis) -> xr.Dataset:
+    """Log density of each draw under the hypothesis' priors (one variable per prior).
+
+    Only the priors a hypothesis file sets are included, not the standard-normal
+    offsets of the hierarchical terms: power-scaling sensitivity then asks how
+    much a conclusion depends on what a user can swap.
+    """
+    free = {rv.name for rv in model.free_RVs}
+    names = [n for n in type(hyp.priors).model_fields if n in free]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        lp = pm.stats.compute_log_prior(
+            xr.DataTree.from_dict({"posterior": posterior}),
+            var_names=names,
+            model=model,
+            extend_inferencedata=False,
+            progressbar=False,
+        )
+    return lp if isinstance(lp, xr.Dataset) else lp["log_prior"].to_dataset()
+
+
 def fit(
-    design: Design, hyp: Hypothesis, settings: SampleSettings, *, progress: bool = False
+    design: Design,
+    hyp: Hypothesis,
+    settings: SampleSettings,
+    *,
+    progress: bool = False,
+    pointwise: bool = True,
 ) -> xr.DataTree:
-    """Build, sample and predict: one DataTree with every group of the run."""
-    model = build_model(design, hyp)
+    """Build, sample and predict: one DataTree with every group of the run.
+
+    With ``pointwise``, the tree also holds ``log_likelihood`` (per serving epoch
+    and per MMLU score) and ``log_prior`` groups, for PSIS-LOO and psense.
+    """
+    model = build_model(design, hyp, pointwise=pointwise)
     log.info(
         "sampling %d chains x %d draws (tune %d) with nutpie",
         settings.chains,
@@ -145,12 +184,16 @@ def fit(
     log.info("prior and predictive draws")
     prior = sample_prior(design, hyp, settings)
     ppc = sample_posterior_predictive(trace, design, hyp, settings)
+    posterior, loglik = split_log_likelihood(trace["posterior"].to_dataset())
     groups = {
-        "posterior": trace["posterior"].to_dataset(),
+        "posterior": posterior,
         "sample_stats": _numeric(trace["sample_stats"].to_dataset()),
         "prior": prior["prior"].to_dataset(),
         "prior_predictive": prior["prior_predictive"].to_dataset(),
         "posterior_predictive": ppc,
         "observed_data": observed_dataset(design, {k: list(v) for k, v in model.coords.items()}),
     }
+    if pointwise:
+        groups["log_likelihood"] = loglik
+        groups["log_prior"] = log_prior(posterior, model, hyp)
     return xr.DataTree.from_dict(groups)

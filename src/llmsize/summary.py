@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
 from dataclasses import dataclass
 
 import arviz as az
@@ -15,6 +18,8 @@ from llmsize.design import Design
 RHAT_MAX = 1.01
 ESS_BULK_MIN = 400
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+#: Power-scaling sensitivity above this is flagged (Kallioinen et al. 2024).
+PSENSE_THRESHOLD = 0.05
 
 #: Per-model quantities of ``summary.csv``, with the posterior variable behind each.
 MODEL_QUANTITIES = {
@@ -168,3 +173,75 @@ def diagnostics(tree: xr.DataTree, table: pd.DataFrame) -> Diagnostics:
         all_max_r_hat=all_r,
         all_min_ess_bulk=all_e,
     )
+
+
+def psense_table(
+    tree: xr.DataTree, var_names=("params_total_b", "params_active_b", "tokens_t")
+) -> pd.DataFrame:
+    """Power-scaling sensitivity (ArviZ ``psense``) of per-model quantities.
+
+    Each posterior is reweighted as if the prior (the hypothesis file's priors,
+    the ``log_prior`` group) or the likelihood (every term of the
+    ``log_likelihood`` group) were raised to a power near 1; the cumulative
+    Jensen-Shannon distance per unit of log power is the sensitivity. Prior
+    sensitivity above ``PSENSE_THRESHOLD`` with likelihood sensitivity below it
+    means the conclusion is prior-driven; above on both, the prior and data
+    conflict. Returns one row per (quantity, model).
+    """
+    from arviz_stats import psense_summary
+
+    lik = list(tree["log_likelihood"].data_vars)
+    names = [v for v in var_names if v in tree["posterior"].data_vars]
+    # psense_summary logs and prints advice; the report explains the diagnosis instead.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        table = psense_summary(
+            tree, var_names=names, likelihood_var_names=lik, threshold=PSENSE_THRESHOLD
+        )
+    table = table.reset_index()
+    label = table.columns[0]
+    parts = table[label].str.extract(r"^([^\[]+)(?:\[(.*)\])?$")
+    out = pd.DataFrame(
+        {
+            "quantity": parts[0],
+            "model": parts[1],
+            "prior": table["prior"].astype(float),
+            "likelihood": table["likelihood"].astype(float),
+            "diagnosis": table["diagnosis"].map(_diagnosis),
+        }
+    )
+    out["driving_prior"], out["driving_prior_sensitivity"] = _driving_priors(tree, names, out)
+    return out
+
+
+def _driving_priors(tree: xr.DataTree, names: list[str], rows: pd.DataFrame):
+    """For each (quantity, model), the one prior whose power-scaling moves it most."""
+    from arviz_stats import psense
+
+    priors = list(tree["log_prior"].data_vars)
+    per_prior = {}
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        for p in priors:
+            per_prior[p] = psense(tree, var_names=names, group="prior", group_var_names=[p])
+    best, value = [], []
+    for r in rows.itertuples():
+        scores = {}
+        for p, ds in per_prior.items():
+            da = ds[r.quantity]
+            if isinstance(r.model, str) and "unknown_model" in da.dims:
+                da = da.sel(unknown_model=r.model)
+            scores[p] = float(da)
+        top = max(scores, key=scores.get) if scores else ""
+        best.append(top)
+        value.append(scores.get(top, float("nan")))
+    return best, value
+
+
+def _diagnosis(text: str) -> str:
+    text = str(text)
+    if "conflict" in text:
+        return "prior-data conflict"
+    if "strong prior" in text or "weak likelihood" in text:
+        return "prior-driven"
+    return "ok"

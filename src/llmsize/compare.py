@@ -1,0 +1,933 @@
+"""Compare hypotheses on the same data: ``llmsize compare FILE...``.
+
+Every hypothesis file is fitted to the same data twice over:
+
+- **NUTS** (nutpie) gives the posterior: gpt-3.5-turbo's size at each price
+  date, the probability of each public claim, PSIS-LOO on the price and speed
+  observations (one serving epoch is one observation: its prices, speeds and
+  TTFTs) and power-scaling sensitivity (psense) of each size.
+- **Sequential Monte Carlo** (PyMC) estimates the marginal likelihood, run as
+  several independent SMC chains whose spread is its error; **bridge sampling**
+  on the NUTS draws estimates it a second way (repeated over random splits).
+
+The two answer different questions. A Bayes factor weighs each hypothesis'
+priors against all the data, so a prior that puts its mass where the data are
+not is penalised even if its posterior predicts well; PSIS-LOO asks how well
+each posterior predicts one held-out price point from the rest. The table says
+where they disagree, where the two evidence estimates disagree, and where an
+estimate is unreliable (runs that spread by more than a nat; Pareto k above 0.7).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from llmsize.config import Hypothesis, load_hypothesis
+from llmsize.data import Dataset
+from llmsize.design import Design, build_design
+from llmsize.model import build_model
+from llmsize.plots import HEADLINE_PREFIX, headline_epochs
+from llmsize.report import _md_table, drivers
+from llmsize.sampling import SampleSettings, fit
+from llmsize.summary import (
+    PSENSE_THRESHOLD,
+    Diagnostics,
+    diagnostics,
+    psense_table,
+    summary_table,
+)
+
+log = logging.getLogger(__name__)
+
+#: "About X" in a claim: within this factor of X either way.
+ABOUT_FACTOR = 1.5
+#: The largest standard error (nats) of a log evidence that is called reliable.
+EVIDENCE_SE_MAX = 1.0
+#: Pareto k above this makes a PSIS-LOO estimate unreliable (Vehtari et al. 2024).
+PARETO_K_MAX = 0.7
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A public claim about ChatGPT's size, as a question the posterior can answer."""
+
+    text: str
+    source: str
+    model: str
+    #: "about X billion": P(X / ABOUT_FACTOR <= N <= X * ABOUT_FACTOR).
+    about_b: float | None = None
+    #: "smaller than that model": P(N_model < N_other).
+    smaller_than: str | None = None
+    #: The claim is about what some evidence implies; evaluate it where that evidence is on.
+    needs_evidence: str | None = None
+    date: str = ""
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "ChatGPT was about 200B at launch",
+        "the hand-argued timeline this project tests (GPT-3 was 175B, so ChatGPT started near it)",
+        "gpt-3.5-turbo-0301",
+        about_b=200,
+        date="2023-03-01",
+    ),
+    Claim(
+        "about 120B after March 2023",
+        "the same timeline, after the first price cut",
+        "gpt-3.5-turbo-0613",
+        about_b=120,
+        date="2023-06-13",
+    ),
+    Claim(
+        "about 20B by the end of 2023",
+        "CodeFusion, arXiv:2310.17680 v1 (withdrawn; traced to a Forbes opinion article)",
+        "gpt-3.5-turbo-1106",
+        about_b=20,
+        date="2023-11-06",
+    ),
+    Claim(
+        "ChatGPT is about 175B",
+        "MEDEC, arXiv:2412.19260 v1 (an estimate without evidence)",
+        "gpt-3.5-turbo-0125",
+        about_b=175,
+        date="2024-01-25",
+    ),
+    Claim(
+        "a hidden size of about 4096 means about 7B parameters",
+        "Finlayson et al. 2024 (arXiv:2403.09539) measured d_model about 4096; "
+        "press readings turned it into 7B",
+        "gpt-3.5-turbo-0125",
+        about_b=7,
+        needs_evidence="hidden_size",
+        date="2024-01-25",
+    ),
+    Claim(
+        "the 2023-06-13 cut was a smaller model",
+        "the hand-argued timeline: each price cut a smaller model",
+        "gpt-3.5-turbo-0613",
+        smaller_than="gpt-3.5-turbo-0301",
+        date="2023-06-13",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """Sampler settings of a comparison (shared by every hypothesis)."""
+
+    draws: int = 2000
+    tune: int = 1000
+    chains: int = 4
+    seed: int = 20231026
+    target_accept: float = 0.9
+    prior_draws: int = 1000
+    smc_draws: int = 500
+    smc_chains: int = 4
+    cores: int = 2
+
+
+@dataclass
+class SmcEvidence:
+    """Log marginal likelihood from independent SMC chains."""
+
+    log_ml: np.ndarray
+    seconds: float
+
+    @property
+    def estimate(self) -> float:
+        """log of the mean of the chains' estimates of Z (each is unbiased for Z)."""
+        x = self.log_ml[np.isfinite(self.log_ml)]
+        if not len(x):
+            return float("nan")
+        m = x.max()
+        return float(m + np.log(np.mean(np.exp(x - m))))
+
+    @property
+    def sd(self) -> float:
+        x = self.log_ml
+        return float(np.std(x, ddof=1)) if len(x) > 1 and np.isfinite(x).all() else float("nan")
+
+    @property
+    def se(self) -> float:
+        return self.sd / math.sqrt(len(self.log_ml))
+
+    @property
+    def reliable(self) -> bool:
+        return bool(np.isfinite(self.log_ml).all() and self.se <= EVIDENCE_SE_MAX)
+
+
+@dataclass
+class HypothesisFit:
+    """Everything ``compare`` keeps of one hypothesis."""
+
+    name: str
+    path: str
+    hyp: Hypothesis
+    design: Design
+    tree: xr.DataTree
+    diagnostics: Diagnostics
+    seconds: float
+    smc: SmcEvidence | None = None
+    bridge: BridgeEvidence | None = None
+    loo: object | None = None
+    psense: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def smc_evidence(design: Design, hyp: Hypothesis, settings: CompareSettings) -> SmcEvidence:
+    """Marginal likelihood of a hypothesis by sequential Monte Carlo."""
+    return run_smc(
+        build_model(design, hyp),
+        draws=settings.smc_draws,
+        chains=settings.smc_chains,
+        cores=settings.cores,
+        seed=settings.seed,
+    )
+
+
+def run_smc(model, *, draws: int, chains: int, cores: int, seed: int) -> SmcEvidence:
+    """Run ``chains`` independent SMC samplers on ``model``; keep each one's log evidence.
+
+    PyMC's SMC tempers from the prior to the posterior; the product of the
+    normalising constants of its stages estimates the marginal likelihood
+    (observed variables and Potentials alike).
+    """
+    import pymc as pm
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trace = pm.sample_smc(
+            draws=draws,
+            chains=chains,
+            cores=min(cores, chains),
+            model=model,
+            random_seed=seed,
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
+    lml = trace["sample_stats"]["log_marginal_likelihood"].values
+    # One value per chain (PyMC stores it against the chain, repeated or padded with NaN).
+    per_chain = np.array([_last_finite(np.atleast_1d(row).astype(float)) for row in lml])
+    return SmcEvidence(log_ml=per_chain, seconds=time.perf_counter() - t0)
+
+
+@dataclass
+class BridgeEvidence:
+    """Log marginal likelihood by bridge sampling, repeated over random splits."""
+
+    log_ml: np.ndarray
+
+    @property
+    def estimate(self) -> float:
+        return float(np.mean(self.log_ml))
+
+    @property
+    def sd(self) -> float:
+        return float(np.std(self.log_ml, ddof=1)) if len(self.log_ml) > 1 else float("nan")
+
+    @property
+    def se(self) -> float:
+        return self.sd / math.sqrt(len(self.log_ml))
+
+    @property
+    def reliable(self) -> bool:
+        return bool(np.isfinite(self.log_ml).all() and self.se <= EVIDENCE_SE_MAX)
+
+
+def unconstrained_draws(model, posterior: xr.Dataset) -> tuple[list[str], list[tuple], np.ndarray]:
+    """Posterior draws of every free variable on the sampler's unconstrained scale.
+
+    Returns the value variables' names, their shapes, and an (S, D) matrix.
+    """
+    import pytensor.tensor as pt
+
+    names, shapes, cols = [], [], []
+    n = posterior.sizes["chain"] * posterior.sizes["draw"]
+    for value in model.value_vars:
+        rv = model.values_to_rvs[value]
+        x = posterior[rv.name].values.reshape(n, -1)
+        transform = model.rvs_to_transforms.get(rv)
+        if transform is not None:
+            shape = posterior[rv.name].shape[2:]
+            x = transform.forward(pt.as_tensor(x.reshape(n, *shape)), *rv.owner.inputs).eval()
+            x = np.asarray(x).reshape(n, -1)
+        names.append(value.name)
+        shapes.append(tuple(posterior[rv.name].shape[2:]))
+        cols.append(x)
+    return names, shapes, np.hstack(cols)
+
+
+def bridge_evidence(
+    model, posterior: xr.Dataset, *, seed: int, repeats: int = 4, max_iter: int = 1000
+) -> BridgeEvidence:
+    """Marginal likelihood by bridge sampling (Meng and Wong 1996; Gronau et al. 2017).
+
+    Half of the posterior draws (a random half each repeat) fit a multivariate
+    normal proposal on the unconstrained scale; the other half and as many
+    proposal draws enter the iterative bridge estimator, with the posterior
+    half's effective sample size in its weights. Repeating with other splits
+    and proposal draws gives the spread reported as its error.
+    """
+    from scipy import stats
+    from scipy.special import logsumexp
+
+    names, shapes, theta = unconstrained_draws(model, posterior)
+    logp = model.compile_logp(jacobian=True)
+
+    def log_density(x: np.ndarray) -> np.ndarray:
+        out = np.empty(len(x))
+        for i, row in enumerate(x):
+            point, at = {}, 0
+            for name, shape in zip(names, shapes, strict=True):
+                size = int(np.prod(shape)) if shape else 1
+                point[name] = row[at : at + size].reshape(shape)
+                at += size
+            out[i] = logp(point)
+        return out
+
+    rng = np.random.default_rng(seed)
+    n = len(theta)
+    estimates = []
+    for _ in range(repeats):
+        order = rng.permutation(n)
+        fit_half, iter_half = theta[order[: n // 2]], theta[order[n // 2 :]]
+        mean = fit_half.mean(axis=0)
+        cov = np.cov(fit_half, rowvar=False) + 1e-9 * np.eye(theta.shape[1])
+        proposal = stats.multivariate_normal(mean, cov, allow_singular=True)
+        draws = proposal.rvs(size=len(iter_half), random_state=rng)
+        l1 = log_density(iter_half) - proposal.logpdf(iter_half)
+        l2 = log_density(draws) - proposal.logpdf(draws)
+        l2 = np.where(np.isfinite(l2), l2, -np.inf)
+        n1 = _ess_of_draws(posterior, order[n // 2 :], len(iter_half))
+        n2 = len(draws)
+        s1, s2 = n1 / (n1 + n2), n2 / (n1 + n2)
+        lstar = float(np.median(l1))
+        log_r = 0.0
+        for _ in range(max_iter):
+            num = logsumexp(l2 - lstar - np.logaddexp(np.log(s1) + l2 - lstar, np.log(s2) + log_r))
+            den = logsumexp(-np.logaddexp(np.log(s1) + l1 - lstar, np.log(s2) + log_r))
+            new = num - math.log(n2) - (den - math.log(len(l1)))
+            if abs(new - log_r) < 1e-10:
+                log_r = new
+                break
+            log_r = new
+        estimates.append(log_r + lstar)
+    return BridgeEvidence(log_ml=np.array(estimates))
+
+
+def _ess_of_draws(posterior: xr.Dataset, index: np.ndarray, size: int) -> float:
+    """Effective size of a random half of the draws: the half's share of the
+    smallest bulk ESS of the log10 sizes (the draws are autocorrelated)."""
+    import arviz as az
+
+    total = posterior.sizes["chain"] * posterior.sizes["draw"]
+    if "log10_params_total_b" not in posterior:
+        return float(size)
+    ess = az.ess(posterior[["log10_params_total_b"]], method="bulk")["log10_params_total_b"]
+    share = float(np.min(ess.values)) / total
+    return float(np.clip(share, 0.01, 1.0) * size)
+
+
+def _last_finite(x: np.ndarray) -> float:
+    x = x.reshape(-1)
+    ok = x[np.isfinite(x)]
+    return float(ok[-1]) if len(ok) else float("nan")
+
+
+def fit_hypothesis(
+    path: str | Path,
+    data: Dataset,
+    settings: CompareSettings,
+    *,
+    overrides: list[str] | None = None,
+    smc: bool = True,
+) -> HypothesisFit:
+    """Fit one hypothesis with NUTS (and SMC); compute LOO and psense."""
+    from arviz_stats import loo
+
+    hyp = load_hypothesis(path, overrides)
+    design = build_design(data, hyp)
+    t0 = time.perf_counter()
+    tree = fit(
+        design,
+        hyp,
+        SampleSettings(
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            seed=settings.seed,
+            target_accept=settings.target_accept,
+            prior_draws=settings.prior_draws,
+            cores=settings.cores,
+        ),
+        pointwise=True,
+    )
+    diag = diagnostics(tree, summary_table(tree, design))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        elpd = loo(tree, var_name="serving", pointwise=True)
+    out = HypothesisFit(
+        name=hyp.name,
+        path=str(path),
+        hyp=hyp,
+        design=design,
+        tree=tree,
+        diagnostics=diag,
+        seconds=time.perf_counter() - t0,
+        loo=elpd,
+        psense=psense_table(tree, ("params_total_b",)),
+    )
+    plain = build_model(design, hyp)
+    out.bridge = bridge_evidence(plain, tree["posterior"].to_dataset(), seed=settings.seed)
+    if smc:
+        out.smc = smc_evidence(design, hyp, settings)
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _headline(fit: HypothesisFit) -> list[tuple[str, str]]:
+    """(model, date) of each headline price point, one row per model and date."""
+    seen = []
+    for e in headline_epochs(fit.design):
+        r = fit.design.epochs.iloc[e]
+        key = (r["model"], r["date"].isoformat())
+        if key not in seen:
+            seen.append(key)
+    return seen
+
+
+def _sizes(ds: xr.Dataset, model: str) -> np.ndarray:
+    return ds["params_total_b"].sel(unknown_model=model).values.reshape(-1)
+
+
+def size_table(fits: list[HypothesisFit]) -> pd.DataFrame:
+    """Per hypothesis and headline price date: size quantiles and claim probabilities."""
+    rows = []
+    for f in fits:
+        post = f.tree["posterior"].to_dataset()
+        for model, date in _headline(f):
+            x = _sizes(post, model)
+            q05, q50, q95 = np.quantile(x, [0.05, 0.5, 0.95])
+            rows.append(
+                {
+                    "hypothesis": f.name,
+                    "date": date,
+                    "model": model,
+                    "median_b": q50,
+                    "q05_b": q05,
+                    "q95_b": q95,
+                    "p_le_20b": float(np.mean(x <= 20)),
+                    "p_ge_100b": float(np.mean(x >= 100)),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+EVIDENCE_METHODS = {"smc": "SMC", "bridge": "bridge sampling"}
+
+
+def evidence_table(fits: list[HypothesisFit], reference: str) -> pd.DataFrame:
+    """Bayes factors (SMC and bridge sampling) and PSIS-LOO against the reference, with flags."""
+    ref = next(f for f in fits if f.name == reference)
+    rows = []
+    for f in fits:
+        row: dict[str, object] = {"hypothesis": f.name}
+        for method in EVIDENCE_METHODS:
+            ev, ev_ref = getattr(f, method, None), getattr(ref, method, None)
+            if ev is None or ev_ref is None:
+                continue
+            row[f"log_evidence_{method}"] = ev.estimate
+            row[f"{method}_sd"] = ev.sd
+            row[f"{method}_reliable"] = ev.reliable
+            row[f"log_bf_{method}"] = ev.estimate - ev_ref.estimate
+            row[f"log_bf_{method}_se"] = math.hypot(ev.se, ev_ref.se) if f is not ref else 0.0
+            row[f"log_bf_{method}_reliable"] = ev.reliable and ev_ref.reliable
+        if f.smc is not None:
+            row["smc_seconds"] = f.smc.seconds
+        elpd = f.loo
+        k = np.asarray(elpd.pareto_k).reshape(-1)
+        diff = np.asarray(elpd.elpd_i).reshape(-1) - np.asarray(ref.loo.elpd_i).reshape(-1)
+        row.update(
+            elpd_loo=float(elpd.elpd),
+            elpd_se=float(elpd.se),
+            p_loo=float(elpd.p),
+            elpd_diff_vs_ref=float(diff.sum()),
+            elpd_diff_se=float(math.sqrt(len(diff)) * diff.std(ddof=1)) if f is not ref else 0.0,
+            max_pareto_k=float(np.nanmax(k)),
+            n_pareto_k_bad=int(np.sum(k > PARETO_K_MAX)),
+            divergences=f.diagnostics.divergences,
+            max_r_hat=f.diagnostics.max_r_hat,
+            min_ess_bulk=f.diagnostics.min_ess_bulk,
+            nuts_seconds=f.seconds,
+        )
+        row["notes"] = "; ".join(_evidence_notes(row, f is ref))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _significant_sign(value: float, se: float) -> int:
+    """Sign of a difference that is both over 1 nat and over 2 standard errors, else 0."""
+    return int(np.sign(value)) if abs(value) > max(1.0, 2 * se) else 0
+
+
+def _evidence_notes(row: dict, is_ref: bool) -> list[str]:
+    notes = ["reference"] if is_ref else []
+    for method, label in EVIDENCE_METHODS.items():
+        sd = row.get(f"{method}_sd")
+        if sd is not None and not row[f"{method}_reliable"]:
+            notes.append(f"{label} unreliable (runs spread sd {sd:.2g} nats)")
+    if row["n_pareto_k_bad"]:
+        notes.append(f"LOO unreliable ({row['n_pareto_k_bad']} Pareto k > {PARETO_K_MAX})")
+    if row["divergences"]:
+        notes.append(f"{row['divergences']} divergences")
+    if is_ref:
+        return notes
+    reliable = [m for m in EVIDENCE_METHODS if row.get(f"log_bf_{m}_reliable")]
+    if len(reliable) == 2:
+        gap = row["log_bf_smc"] - row["log_bf_bridge"]
+        se = math.hypot(row["log_bf_smc_se"], row["log_bf_bridge_se"])
+        if abs(gap) > max(1.0, 3 * se):
+            notes.append(f"SMC and bridge sampling disagree by {gap:+.1f} nats")
+    if reliable:
+        m = "bridge" if "bridge" in reliable else "smc"
+        bf_sign = _significant_sign(row[f"log_bf_{m}"], row[f"log_bf_{m}_se"])
+        loo_sign = _significant_sign(row["elpd_diff_vs_ref"], row["elpd_diff_se"])
+        if bf_sign and loo_sign and bf_sign != loo_sign:
+            notes.append("evidence and LOO disagree")
+    return notes
+
+
+def _claim_probability(ds: xr.Dataset, claim: Claim) -> float:
+    x = _sizes(ds, claim.model)
+    if claim.about_b is not None:
+        lo, hi = claim.about_b / ABOUT_FACTOR, claim.about_b * ABOUT_FACTOR
+        return float(np.mean((x >= lo) & (x <= hi)))
+    y = _sizes(ds, claim.smaller_than)
+    return float(np.mean(x < y))
+
+
+def claims_table(fits: list[HypothesisFit]) -> pd.DataFrame:
+    """Each public claim under each hypothesis: posterior and prior probability."""
+    rows = []
+    for claim in CLAIMS:
+        for f in fits:
+            needed = claim.needs_evidence
+            models = set(f.design.unknown)
+            if claim.model not in models or (
+                claim.smaller_than and claim.smaller_than not in models
+            ):
+                continue
+            if needed and not getattr(f.hyp.evidence, needed):
+                continue
+            post = _claim_probability(f.tree["posterior"].to_dataset(), claim)
+            prior = _claim_probability(f.tree["prior"].to_dataset(), claim)
+            sens = f.psense[
+                (f.psense["model"] == claim.model) & (f.psense["quantity"] == "params_total_b")
+            ]
+            rows.append(
+                {
+                    "claim": claim.text,
+                    "hypothesis": f.name,
+                    "model": claim.model,
+                    "posterior_p": post,
+                    "prior_p": prior,
+                    "odds_ratio": _odds(post) / _odds(prior) if 0 < prior < 1 else float("nan"),
+                    "prior_sensitivity": float(sens["prior"].iloc[0]) if len(sens) else np.nan,
+                    "psense": str(sens["diagnosis"].iloc[0]) if len(sens) else "-",
+                    "rests_on": "; ".join(
+                        f"{label} ({r:+.2f})" for label, r in drivers(f.tree, f.design, claim.model)
+                    ),
+                }
+            )
+    columns = [
+        "claim",
+        "hypothesis",
+        "model",
+        "posterior_p",
+        "prior_p",
+        "odds_ratio",
+        "prior_sensitivity",
+        "psense",
+        "rests_on",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _odds(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return p / (1 - p)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plot_sizes(sizes: pd.DataFrame):
+    """gpt-3.5-turbo's size at each price date under each hypothesis (90% intervals)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from llmsize.plots import CLAIMS as CLAIM_LINES
+
+    keys = list(dict.fromkeys(zip(sizes["date"], sizes["model"], strict=True)))
+    hyps = list(dict.fromkeys(sizes["hypothesis"]))
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(3.0 * len(keys) + 1.5, 0.32 * len(hyps) + 1.6), sharey=True
+    )
+    axes = np.atleast_1d(axes)
+    for ax, (date, model) in zip(axes, keys, strict=True):
+        t = sizes[(sizes["date"] == date) & (sizes["model"] == model)].set_index("hypothesis")
+        for i, h in enumerate(hyps):
+            if h not in t.index:
+                continue
+            r = t.loc[h]
+            ax.plot([r["q05_b"], r["q95_b"]], [i, i], color="C0", lw=2)
+            ax.plot(r["median_b"], i, "o", color="C0", ms=4)
+        for value in CLAIM_LINES.values():
+            ax.axvline(value, color="0.6", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlim(1, 3000)
+        ax.set_title(f"{model.removeprefix(HEADLINE_PREFIX + '-')}\n{date}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("total parameters (B)", fontsize=7)
+    axes[0].set_yticks(range(len(hyps)))
+    axes[0].set_yticklabels(hyps, fontsize=7)
+    axes[0].invert_yaxis()
+    fig.suptitle(
+        f"{HEADLINE_PREFIX}: median and 90% interval under each hypothesis "
+        "(dotted: claims of 7B, 20B, 175B)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_evidence(evidence: pd.DataFrame, reference: str):
+    """log Bayes factors (SMC) and ELPD differences (PSIS-LOO) against the reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hyps = list(evidence["hypothesis"])
+    y = np.arange(len(hyps))
+    panels = [
+        (f"log_bf_{m}", f"log_bf_{m}_se", f"log Bayes factor ({label})")
+        for m, label in EVIDENCE_METHODS.items()
+        if f"log_bf_{m}" in evidence
+    ]
+    panels.append(("elpd_diff_vs_ref", "elpd_diff_se", "ELPD-LOO difference (prices, speeds)"))
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.2 * len(panels) + 1.5, 0.32 * len(hyps) + 1.6), sharey=True
+    )
+    axes = np.atleast_1d(axes)
+    for ax, (col, se, title) in zip(axes, panels, strict=True):
+        ax.errorbar(evidence[col], y, xerr=2 * evidence[se].fillna(0), fmt="o", ms=4, lw=1.2)
+        ax.axvline(0, color="0.5", lw=0.8)
+        ax.set_title(f"{title}\nagainst {reference} (bars: 2 se)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_yticks(y)
+    axes[0].set_yticklabels(hyps, fontsize=7)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt_b(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+
+
+def _fmt_p(p: float) -> str:
+    if not np.isfinite(p):
+        return "-"
+    return "<0.001" if p < 0.001 else (">0.999" if p > 0.999 else f"{p:.3f}")
+
+
+def claim_sentences(claims: pd.DataFrame, reference: str) -> list[str]:
+    """One quotable paragraph per claim, from the reference hypothesis where it applies."""
+    out = []
+    for claim in CLAIMS:
+        t = claims[claims["claim"] == claim.text]
+        if t.empty:
+            out.append(
+                f'- **"{claim.text}"** ({claim.source}): not evaluated; no compared hypothesis '
+                + (
+                    f"turns on the {claim.needs_evidence} evidence "
+                    f"(add models/{claim.needs_evidence}.toml)."
+                    if claim.needs_evidence
+                    else f"has {claim.model}."
+                )
+            )
+            continue
+        main = t[t["hypothesis"] == reference]
+        r = (main if len(main) else t).iloc[0]
+        what = (
+            f"{claim.model} between {_fmt_b(claim.about_b / ABOUT_FACTOR)}B and "
+            f"{_fmt_b(claim.about_b * ABOUT_FACTOR)}B"
+            if claim.about_b is not None
+            else f"{claim.model} smaller than {claim.smaller_than}"
+        )
+        rng = (
+            f" Across the {len(t)} hypotheses that can answer it: "
+            f"{_fmt_p(t['posterior_p'].min())} to {_fmt_p(t['posterior_p'].max())}."
+            if len(t) > 1
+            else ""
+        )
+        sens = r["prior_sensitivity"]
+        flag = {
+            "prior-driven": f" The size behind it is prior-driven (psense prior sensitivity "
+            f"{sens:.2f}, likelihood sensitivity below {PSENSE_THRESHOLD}): the data barely "
+            "inform it.",
+            "prior-data conflict": f" The prior and the data pull the size apart (psense "
+            f"prior sensitivity {sens:.2f}).",
+        }.get(r["psense"], "")
+        out.append(
+            f'- **"{claim.text}"** ({claim.source}). Read as: {what}. '
+            f"Under `{r['hypothesis']}`: **P = {_fmt_p(r['posterior_p'])}** "
+            f"(prior {_fmt_p(r['prior_p'])}; the data multiplied its odds by "
+            f"{r['odds_ratio']:.2g}).{flag}{rng} It rests most on: {r['rests_on']}."
+        )
+    return out
+
+
+def render_markdown(
+    fits: list[HypothesisFit],
+    sizes: pd.DataFrame,
+    evidence: pd.DataFrame,
+    claims: pd.DataFrame,
+    *,
+    reference: str,
+    settings: CompareSettings,
+    data: Dataset,
+    command: str,
+) -> str:
+    from llmsize import __version__
+
+    lines = [
+        "# llmsize: hypotheses compared",
+        "",
+        f"Produced by `{command}` (llmsize {__version__}, data sha256 `{data.digest[:12]}`, "
+        f"seed {settings.seed}). Each hypothesis: nutpie NUTS, {settings.chains} chains x "
+        f"{settings.draws} draws (tune {settings.tune}); SMC, {settings.smc_chains} independent "
+        f"chains x {settings.smc_draws} particles. Reference hypothesis: `{reference}`.",
+        "",
+        "| hypothesis | what it claims |",
+        "|---|---|",
+        *[f"| `{f.name}` | {f.hyp.description.strip()} |" for f in fits],
+        "",
+        "## The public claims put to the test",
+        "",
+        f'"About X" is read as within a factor of {ABOUT_FACTOR} of X. A probability is the '
+        "share of posterior draws where the claim holds; the prior probability is the same share "
+        "before the data, so their odds ratio is how much the prices, speeds and MMLU scores "
+        'moved it. "Rests on" lists the quantities most correlated with that model\'s size in '
+        "the posterior (sign: a larger value goes with a larger model), i.e. the inputs whose "
+        "priors would move the answer most.",
+        "",
+        *claim_sentences(claims, reference),
+        "",
+        "Every claim under every hypothesis (`claims.csv`):",
+        "",
+        _md_table(
+            claims[["claim", "hypothesis", "posterior_p", "prior_p"]].assign(
+                posterior_p=claims["posterior_p"].map(_fmt_p),
+                prior_p=claims["prior_p"].map(_fmt_p),
+            )
+        ),
+        "",
+        f"## {HEADLINE_PREFIX} at each price date",
+        "",
+        "Median and 90% interval of total parameters (billions), P(size <= 20B) and "
+        "P(size >= 100B) (`comparison.csv`).",
+        "",
+    ]
+    keys = list(dict.fromkeys(zip(sizes["date"], sizes["model"], strict=True)))
+    head = ["hypothesis", *[f"{m.removeprefix(HEADLINE_PREFIX + '-')} {d}" for d, m in keys]]
+    body = []
+    for h in dict.fromkeys(sizes["hypothesis"]):
+        row = [f"`{h}`"]
+        for d, m in keys:
+            r = sizes[(sizes["hypothesis"] == h) & (sizes["date"] == d) & (sizes["model"] == m)]
+            if r.empty:
+                row.append("-")
+                continue
+            r = r.iloc[0]
+            row.append(
+                f"{_fmt_b(r.median_b)} [{_fmt_b(r.q05_b)}-{_fmt_b(r.q95_b)}]; "
+                f"{r.p_le_20b:.2f} / {r.p_ge_100b:.2f}"
+            )
+        body.append(row)
+    lines += [
+        _md_table(pd.DataFrame(body, columns=head)),
+        "",
+        "Cells: median [90%]; P(<=20B) / P(>=100B).",
+        "",
+    ]
+    lines += ["![sizes under each hypothesis](compare_sizes.png)", ""]
+
+    lines += [
+        "## Which hypothesis do the data favour?",
+        "",
+        "*log BF*: natural-log Bayes factor against the reference (+1 is a factor of 2.7), from "
+        "two estimates of each marginal likelihood: sequential Monte Carlo (se from the spread "
+        "of its independent chains) and bridge sampling on the NUTS draws (Gronau et al. 2017; "
+        "se from repeats over random splits of the draws). An estimate whose standard error "
+        f"exceeds {EVIDENCE_SE_MAX:g} nat is flagged unreliable. *ELPD diff*: "
+        "PSIS-LOO expected log predictive density of the serving epochs (prices, speeds, TTFTs) "
+        "against the reference, with the standard error of the paired difference. Hypotheses "
+        "that only change the prior of gpt-3.5-turbo's size barely change how well the known "
+        "models' prices are predicted, so LOO cannot tell them apart while the evidence can.",
+        "",
+    ]
+    ev = pd.DataFrame({"hypothesis": evidence["hypothesis"].map(lambda h: f"`{h}`")})
+    for m, label in EVIDENCE_METHODS.items():
+        if f"log_bf_{m}" in evidence:
+            ev[f"log BF, {label} (se)"] = [
+                f"{bf:+.1f} ({se:.1f})"
+                for bf, se in zip(evidence[f"log_bf_{m}"], evidence[f"log_bf_{m}_se"], strict=True)
+            ]
+    ev["ELPD diff (se)"] = [
+        f"{d:+.1f} ({se:.1f})"
+        for d, se in zip(evidence["elpd_diff_vs_ref"], evidence["elpd_diff_se"], strict=True)
+    ]
+    ev["p_loo"] = evidence["p_loo"].map(lambda v: f"{v:.1f}")
+    ev["max Pareto k"] = evidence["max_pareto_k"].map(lambda v: f"{v:.2f}")
+    ev["NUTS: div / max R-hat / min ESS"] = [
+        f"{r.divergences} / {r.max_r_hat:.3f} / {r.min_ess_bulk:.0f}" for r in evidence.itertuples()
+    ]
+    ev["notes"] = evidence["notes"]
+    lines += [_md_table(ev), "", "![evidence](compare_evidence.png)", ""]
+
+    lines += [
+        "## Prior sensitivity",
+        "",
+        "Power-scaling sensitivity (ArviZ `psense`, Kallioinen et al. 2024) of total size "
+        "to the priors of the hypothesis file and to the likelihood. Above "
+        f"{PSENSE_THRESHOLD} on the prior and below on the likelihood: the conclusion is "
+        "prior-driven (the data barely inform it); above on both: prior-data conflict.",
+        "",
+    ]
+    ps = []
+    for f in fits:
+        for r in f.psense.itertuples():
+            if isinstance(r.model, str) and r.model.startswith(HEADLINE_PREFIX):
+                ps.append(
+                    [
+                        f"`{f.name}`",
+                        r.model,
+                        f"{r.prior:.3f}",
+                        f"{r.likelihood:.3f}",
+                        r.diagnosis,
+                        f"`{r.driving_prior}` ({r.driving_prior_sensitivity:.3f})",
+                    ]
+                )
+    lines += [
+        _md_table(
+            pd.DataFrame(
+                ps,
+                columns=[
+                    "hypothesis",
+                    "model",
+                    "prior",
+                    "likelihood",
+                    "diagnosis",
+                    "prior that moves it most",
+                ],
+            )
+        ),
+        "",
+        "## Limits",
+        "",
+        "- Marginal likelihoods in a model of a few hundred dimensions are hard to estimate. "
+        "SMC tempers a few thousand particles from the prior to the posterior and its "
+        "independent chains can disagree by many nats; bridge sampling uses a normal "
+        "approximation of the posterior on the unconstrained scale as its proposal. Both are "
+        "reported with their standard errors, and one above "
+        f"{EVIDENCE_SE_MAX:g} nat is flagged rather than ranked.",
+        "- A Bayes factor depends on the whole prior, including how wide it is: a hypothesis "
+        "that pins a quantity the data cannot see is neither rewarded nor punished, and one "
+        "that pins it where the data disagree is punished.",
+        '- Claims are read with fixed tolerances; a different reading of "about" changes the '
+        "probabilities. `claims.csv` holds the numbers.",
+        "",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_compare(
+    paths: list[Path],
+    *,
+    data: Dataset,
+    settings: CompareSettings,
+    overrides: list[str] | None = None,
+    smc: bool = True,
+    progress=None,
+) -> list[HypothesisFit]:
+    """Fit every hypothesis (in order); ``progress(i, n, name)`` is told before each."""
+    fits = []
+    for i, p in enumerate(paths):
+        if progress:
+            progress(i, len(paths), str(p))
+        fits.append(fit_hypothesis(p, data, settings, overrides=overrides, smc=smc))
+    return fits
+
+
+def write_compare(
+    out_dir: Path,
+    fits: list[HypothesisFit],
+    *,
+    reference: str,
+    settings: CompareSettings,
+    data: Dataset,
+    command: str,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """comparison.csv, evidence.csv, claims.csv, psense.csv, hypotheses.json, plots, README.md."""
+    import matplotlib.pyplot as plt
+
+    from llmsize import io as llmsize_io
+
+    sizes = size_table(fits)
+    evidence = evidence_table(fits, reference)
+    claims = claims_table(fits)
+    psense = pd.concat([f.psense.assign(hypothesis=f.name) for f in fits], ignore_index=True)
+    with llmsize_io.staged_output(out_dir) as tmp:
+        sizes.to_csv(tmp / "comparison.csv", index=False, float_format="%.4g", lineterminator="\n")
+        evidence.to_csv(tmp / "evidence.csv", index=False, float_format="%.4g", lineterminator="\n")
+        claims.to_csv(tmp / "claims.csv", index=False, float_format="%.4g", lineterminator="\n")
+        psense.to_csv(tmp / "psense.csv", index=False, float_format="%.4g", lineterminator="\n")
+        llmsize_io.write_json({f.name: f.hyp.to_dict() for f in fits}, tmp / "hypotheses.json")
+        for name, fig in (
+            ("compare_sizes.png", plot_sizes(sizes)),
+            ("compare_evidence.png", plot_evidence(evidence, reference)),
+        ):
+            fig.savefig(tmp / name, dpi=110, metadata={"Software": None})
+            plt.close(fig)
+        (tmp / "README.md").write_text(
+            render_markdown(
+                fits,
+                sizes,
+                evidence,
+                claims,
+                reference=reference,
+                settings=settings,
+                data=data,
+                command=command,
+            ),
+            encoding="utf-8",
+        )
+    return sizes, evidence, claims

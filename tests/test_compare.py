@@ -1,0 +1,211 @@
+"""``llmsize compare``: evidence by SMC, PSIS-LOO, claims, and the command itself."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+from scipy import stats
+
+from llmsize import compare as cmp
+from llmsize.cli import EXIT_INPUT, cli
+
+from .conftest import DEFAULT_HYPOTHESIS, HYPOTHESIS_FIXTURES, SEED, TINY_DIR
+
+
+def test_smc_evidence_matches_the_exact_marginal_likelihood():
+    # y_i ~ N(mu, 1), mu ~ N(0, 1): y ~ N(0, I + 11'), so log Z is known exactly.
+    y = np.array([0.3, -0.5, 1.2, 0.8, 0.1])
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 1)
+        pm.Normal("y", mu, 1, observed=y)
+    exact = stats.multivariate_normal(np.zeros(5), np.eye(5) + 1).logpdf(y)
+    ev = cmp.run_smc(model, draws=400, chains=4, cores=1, seed=SEED)
+    assert ev.log_ml.shape == (4,)
+    assert ev.reliable
+    assert abs(ev.estimate - exact) < max(4 * ev.se, 0.15)
+
+
+def test_smc_evidence_flags_spread_chains():
+    # Standard error 1.5 nats: too spread to rank hypotheses by.
+    assert not cmp.SmcEvidence(np.array([-10.0, -14.0, -9.0]), 1.0).reliable
+    assert not cmp.SmcEvidence(np.array([-10.0, np.nan]), 1.0).reliable
+    ev = cmp.SmcEvidence(np.array([-10.0, -10.2]), 1.0)
+    assert ev.reliable
+    # The mean of Z, not of log Z.
+    assert ev.estimate == pytest.approx(np.log(np.mean(np.exp([-10.0, -10.2]))))
+
+
+def _fake_fit(name, log_ml, elpd_i, k, divergences=0):
+    elpd_i = np.asarray(elpd_i, dtype=float)
+    return SimpleNamespace(
+        name=name,
+        smc=cmp.SmcEvidence(np.asarray(log_ml, dtype=float), 1.0),
+        bridge=None,
+        loo=SimpleNamespace(
+            elpd=elpd_i.sum(), se=1.0, p=2.0, elpd_i=elpd_i, pareto_k=np.asarray(k, dtype=float)
+        ),
+        diagnostics=SimpleNamespace(divergences=divergences, max_r_hat=1.001, min_ess_bulk=900.0),
+        seconds=1.0,
+    )
+
+
+def test_evidence_table_bayes_factors_and_flags():
+    rng = np.random.default_rng(SEED)
+    base = rng.normal(-1, 0.3, 40)
+    fits = [
+        _fake_fit("ref", [-100.0, -100.1, -99.9], base, np.full(40, 0.2)),
+        # Much more evidence, but clearly worse LOO: flagged as a disagreement.
+        _fake_fit("bf_up_loo_down", [-90.0, -90.1, -89.9], base - 0.5, np.full(40, 0.2)),
+        # SMC chains far apart, one bad Pareto k, divergences.
+        _fake_fit("shaky", [-95.0, -101.0, -90.0], base, np.r_[np.full(39, 0.2), 0.9], 3),
+    ]
+    t = cmp.evidence_table(fits, "ref").set_index("hypothesis")
+    assert t.loc["ref", "log_bf_smc"] == 0
+    assert t.loc["ref", "notes"] == "reference"
+    assert t.loc["bf_up_loo_down", "log_bf_smc"] == pytest.approx(10.0, abs=0.01)
+    assert t.loc["bf_up_loo_down", "elpd_diff_vs_ref"] == pytest.approx(-20.0)
+    assert "evidence and LOO disagree" in t.loc["bf_up_loo_down", "notes"]
+    notes = t.loc["shaky", "notes"]
+    assert "SMC unreliable" in notes
+    assert "1 Pareto k > 0.7" in notes
+    assert "3 divergences" in notes
+
+
+def test_bridge_sampling_matches_the_exact_marginal_likelihood():
+    import nutpie
+
+    y = np.array([0.3, -0.5, 1.2, 0.8, 0.1])
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 1)
+        pm.Normal("y", mu, 1, observed=y)
+        # A positive quantity the data do not touch: log-transformed, prior-only.
+        pm.HalfNormal("s", 1)
+    exact = stats.multivariate_normal(np.zeros(5), np.eye(5) + 1).logpdf(y)
+    trace = nutpie.sample(
+        nutpie.compile_pymc_model(model),
+        draws=1000,
+        tune=500,
+        chains=2,
+        seed=SEED,
+        progress_bar=False,
+    )
+    ev = cmp.bridge_evidence(model, trace["posterior"].to_dataset(), seed=SEED)
+    assert ev.reliable
+    assert abs(ev.estimate - exact) < 0.05
+
+
+def test_evidence_notes_when_smc_and_bridge_disagree():
+    rng = np.random.default_rng(SEED)
+    base = rng.normal(-1, 0.3, 40)
+    ref = _fake_fit("ref", [-100.0, -100.1], base, np.full(40, 0.2))
+    other = _fake_fit("other", [-95.0, -95.1], base, np.full(40, 0.2))
+    ref.bridge = cmp.BridgeEvidence(np.array([-100.0, -100.05]))
+    other.bridge = cmp.BridgeEvidence(np.array([-104.0, -104.05]))
+    t = cmp.evidence_table([ref, other], "ref").set_index("hypothesis")
+    assert t.loc["other", "log_bf_bridge"] == pytest.approx(-4.0)
+    assert "SMC and bridge sampling disagree by +9.0 nats" in t.loc["other", "notes"]
+
+
+def test_claim_probabilities_from_draws():
+    sizes = np.array([[[5.0, 10.0], [8.0, 4.0], [12.0, 13.0], [30.0, 60.0]]])  # chain, draw, model
+    ds = xr.Dataset(
+        {"params_total_b": (("chain", "draw", "unknown_model"), sizes.reshape(1, 4, 2))},
+        coords={"unknown_model": ["a", "b"]},
+    )
+    about = cmp.Claim("a is about 8B", "test", "a", about_b=8)
+    # 8 / 1.5 = 5.33 .. 12: draws 10 and 8 and 12 of a's (5, 8, 12, 30) -> 8 and 12.
+    assert cmp._claim_probability(ds, about) == pytest.approx(2 / 4)
+    smaller = cmp.Claim("a < b", "test", "a", smaller_than="b")
+    assert cmp._claim_probability(ds, smaller) == pytest.approx(3 / 4)
+
+
+def test_compare_rejects_bad_input_before_fitting(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cmp"
+    res = runner.invoke(
+        cli, ["compare", str(DEFAULT_HYPOTHESIS), str(DEFAULT_HYPOTHESIS), "--out", str(out)]
+    )
+    assert res.exit_code == EXIT_INPUT
+    assert "share the hypothesis name 'default'" in res.output
+    res = runner.invoke(
+        cli, ["compare", str(DEFAULT_HYPOTHESIS), "--reference", "nope", "--out", str(out)]
+    )
+    assert res.exit_code == EXIT_INPUT
+    assert "--reference 'nope'" in res.output
+    bad = HYPOTHESIS_FIXTURES / "wrong_unknown_prior.toml"
+    res = runner.invoke(cli, ["compare", str(DEFAULT_HYPOTHESIS), str(bad), "--out", str(out)])
+    assert res.exit_code == EXIT_INPUT
+    assert res.output.count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_compare_end_to_end_on_tiny_data(tmp_path, hypothesis_dir):
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "compare",
+            str(hypothesis_dir / "default.toml"),
+            str(hypothesis_dir / "good_override_size.toml"),
+            "--data",
+            str(TINY_DIR),
+            "--out",
+            str(out),
+            "--draws",
+            "100",
+            "--tune",
+            "100",
+            "--chains",
+            "2",
+            "--smc-draws",
+            "100",
+            "--smc-chains",
+            "2",
+            "-q",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    for name in (
+        "README.md",
+        "comparison.csv",
+        "evidence.csv",
+        "claims.csv",
+        "psense.csv",
+        "hypotheses.json",
+        "compare_sizes.png",
+        "compare_evidence.png",
+    ):
+        assert (out / name).is_file(), name
+    ev = pd.read_csv(out / "evidence.csv").set_index("hypothesis")
+    assert list(ev.index) == ["default", "good_override_size"]
+    assert ev.loc["default", "log_bf_smc"] == 0
+    assert ev.loc["default", "log_bf_bridge"] == 0
+    assert np.isfinite(ev["log_evidence_smc"]).all()
+    assert np.isfinite(ev["log_evidence_bridge"]).all()
+    assert np.isfinite(ev["elpd_loo"]).all()
+    sizes = pd.read_csv(out / "comparison.csv")
+    # The tiny data's models of unknown size stand in for gpt-3.5-turbo's snapshots.
+    assert set(sizes["model"]) == {"closed-x", "closed-y"}
+    assert (sizes["q05_b"] <= sizes["median_b"]).all()
+    assert (sizes["median_b"] <= sizes["q95_b"]).all()
+    ps = pd.read_csv(out / "psense.csv")
+    assert {"prior", "likelihood", "diagnosis", "hypothesis"} <= set(ps.columns)
+    assert set(json.loads((out / "hypotheses.json").read_text())) == set(ev.index)
+    text = (out / "README.md").read_text()
+    for section in (
+        "## The public claims put to the test",
+        "## Which hypothesis do the data favour?",
+        "## Prior sensitivity",
+    ):
+        assert section in text
+    # No gpt-3.5-turbo in the tiny data: each claim says why it was not evaluated.
+    assert text.count("not evaluated") == len(cmp.CLAIMS)
