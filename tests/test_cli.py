@@ -126,6 +126,10 @@ def test_infer_writes_every_file(tiny_infer_subprocess):
         assert f"({fig})" in readme
     assert "closed-x" in readme
     assert "closed-y" in readme
+    # The same report as one page, its figures embedded.
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.count('src="data:image/png;base64,') == len(FIGURES)
+    assert 'src="http' not in page
 
 
 def test_summary_csv(tiny_infer_subprocess, tiny_data):
@@ -396,3 +400,36 @@ def test_tiny_args_are_what_the_fits_used(tiny_infer_subprocess):
     diag = json.loads((out / "diagnostics.json").read_text(encoding="utf-8"))
     assert diag["seed"] == str(SEED)
     assert json.loads(diag["sampler_settings"])["draws"] == TINY_DRAWS
+
+
+# --- interruption --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_signal_during_a_run_keeps_the_previous_report(tmp_path, signame):
+    import signal
+    import time
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "summary.csv").write_text("the previous report\n", encoding="utf-8")
+    before = snapshot(out)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmsize", "infer", *TINY_ARGS, "--out", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    # Wait until sampling has begun (the handlers are installed by then), then signal.
+    deadline = time.monotonic() + 300
+    for line in proc.stderr:
+        if "sampling" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(getattr(signal, signame))
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=300) == 130
+    assert "interrupted; the previous report is unchanged" in rest
+    assert "Traceback" not in rest
+    assert snapshot(out) == before
+    # No staging folder is left beside the report.
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]

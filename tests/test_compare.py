@@ -167,7 +167,7 @@ def test_compare_end_to_end_on_tiny_data(tmp_path, hypothesis_dir):
             "--chains",
             "2",
             "--smc-draws",
-            "100",
+            "50",
             "--smc-chains",
             "2",
             "-q",

@@ -292,6 +292,9 @@ def test_set_replaces_a_distribution_and_reaches_other_sections():
         ("sampler.draw=4", "sampler.draw", "did you mean 'draws'?"),
         ("mbuu.alpha=3", "mbuu", "did you mean 'mbu'?"),
         ("mbu", "mbu", "KEY=VALUE"),
+        ("mbu.alpha=inf", "priors.mbu.alpha", "finite number"),
+        ("log10_overtrain.mu=nan", "priors.log10_overtrain.mu", "finite number"),
+        ("precision.weights=[nan, 1.0, 1.0]", "precision.weights.0", "finite number"),
     ],
 )
 def test_broken_override_gets_the_same_one_line_error(override, field, fragment):

@@ -307,3 +307,12 @@ def test_blank_lines_and_extra_columns_are_tolerated(tiny_copy):
     data = load_dataset(tiny_copy)
     assert len(data.prices) == 9
     assert "notes" in data.prices.columns
+
+
+def test_error_text_stays_on_one_line():
+    from llmsize.exceptions import DataError
+
+    err = DataError("bad\nvalue", file="a\r\nb.csv", row=3, field="x\ny")
+    assert "\n" not in str(err)
+    assert "\r" not in str(err)
+    assert str(err) == "a\\r\\nb.csv, row 3, field 'x\\ny': bad\\nvalue"

@@ -468,6 +468,15 @@ def _given_args(ctx: click.Context) -> list[str]:
     return out
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM unwinds like Ctrl-C, so staged output is cleaned up and the
+    # previous report stays in place.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point of the ``llmsize`` console script."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     cli(standalone_mode=True)

@@ -41,7 +41,9 @@ class LlmsizeError(Exception):
         if self.field:
             where.append(f"field '{self.field}'")
         prefix = ", ".join(where)
-        return f"{prefix}: {self.message}" if prefix else self.message
+        text = f"{prefix}: {self.message}" if prefix else self.message
+        # One line whatever the input held (a path or key with a line break).
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class DataError(LlmsizeError):

@@ -14,6 +14,7 @@ from llmsize import io, plots
 from llmsize.config import load_hypothesis
 from llmsize.data import load_dataset
 from llmsize.design import build_design
+from llmsize.html import write_html
 from llmsize.report import headline_table, render_readme
 from llmsize.sampling import SampleSettings, fit
 from llmsize.summary import Diagnostics, diagnostics, psense_table, summary_table
@@ -126,6 +127,8 @@ def run_inference(
             ),
             encoding="utf-8",
         )
+        # The same report as one self-contained page (images embedded, sources linked).
+        write_html(tmp, data_dir=data_dir)
     head = headline_table(tree, design)
     lines = [
         f"{r['date']} {r['model']}: {r['median (B)']}B (90% {r['90% interval']})"
