@@ -201,6 +201,8 @@ def test_compare_end_to_end_on_tiny_data(tmp_path, hypothesis_dir):
     assert {"prior", "likelihood", "diagnosis", "hypothesis"} <= set(ps.columns)
     assert set(json.loads((out / "hypotheses.json").read_text())) == set(ev.index)
     text = (out / "README.md").read_text()
+    # The command that made it, with its files as given.
+    assert f"`llmsize compare {hypothesis_dir / 'default.toml'} " in text
     for section in (
         "## The public claims put to the test",
         "## Which hypothesis do the data favour?",

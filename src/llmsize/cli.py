@@ -456,6 +456,9 @@ def _given_args(ctx: click.Context) -> list[str]:
         if source is not click.core.ParameterSource.COMMANDLINE:
             continue
         value = ctx.params[param.name]
+        if isinstance(param, click.Argument):
+            out += [str(v) for v in value] if isinstance(value, tuple | list) else [str(value)]
+            continue
         flag = param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0]
         if getattr(param, "is_flag", False):
             if value:

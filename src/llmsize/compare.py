@@ -812,6 +812,19 @@ def render_markdown(
     ]
     ev["notes"] = evidence["notes"]
     lines += [_md_table(ev), "", "![evidence](compare_evidence.png)", ""]
+    if {"log_evidence_smc", "log_evidence_bridge"} <= set(evidence):
+        gap = (evidence["log_evidence_smc"] - evidence["log_evidence_bridge"]).to_numpy()
+        lines += [
+            f"SMC's log evidence lies {np.min(gap):+.0f} to {np.max(gap):+.0f} nats from bridge "
+            f"sampling's, and its chains spread by {evidence['smc_sd'].min():.1f} to "
+            f"{evidence['smc_sd'].max():.1f} nats. A low, spread SMC estimate is the sign of too "
+            "few particles for this many dimensions (an SMC estimate of the evidence is unbiased "
+            "for Z but, when its particles miss the posterior mass, far too low on the log "
+            "scale). Where SMC is flagged, read the bridge-sampling column, whose repeats agree "
+            "to within its standard error; more particles (`--smc-draws`) narrow the gap at a "
+            "proportional cost in time.",
+            "",
+        ]
 
     lines += [
         "## Prior sensitivity",
