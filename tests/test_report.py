@@ -121,3 +121,27 @@ def test_summary_quantiles_match_draws(tiny_design, default_hypothesis):
     # holds for 2 x 100 iid draws with overwhelming probability) and ESS near 200.
     assert abs(row["r_hat"] - 1) < 0.05
     assert 100 < row["ess_bulk"] < 400
+
+
+def test_sensitivity_section_flags_prior_driven_quantities():
+    import pandas as pd
+
+    from llmsize.report import sensitivity_section
+
+    sens = pd.DataFrame(
+        {
+            "quantity": ["params_total_b", "params_total_b", "tokens_t"],
+            "model": ["a", "b", "a"],
+            "prior": [0.2, 0.01, 0.3],
+            "likelihood": [0.01, 0.3, 0.4],
+            "diagnosis": ["prior-driven", "ok", "prior-data conflict"],
+            "driving_prior": ["log10_params_total_b", "mbu", "log10_overtrain"],
+            "driving_prior_sensitivity": [0.2, 0.01, 0.25],
+        }
+    )
+    text = "\n".join(sensitivity_section(sens))
+    assert "1 of 3 quantities prior-driven" in text
+    assert "1 of 3 quantities prior-data conflict" in text
+    assert "Prior-driven: a params_total_b." in text
+    assert "`log10_overtrain` (0.250)" in text
+    assert sensitivity_section(None) == []

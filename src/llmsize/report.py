@@ -176,9 +176,18 @@ def sensitivity_section(sens: pd.DataFrame | None) -> list[str]:
             "count below is informed by the data."
         )
     else:
+        counts = flagged["diagnosis"].value_counts()
         lines.append(
             "**Flagged:** "
-            + "; ".join(f"{r.model} {r.quantity} ({r.diagnosis})" for r in flagged.itertuples())
+            + "; ".join(f"{n} of {len(sens)} quantities {d}" for d, n in counts.items())
+            + ". Prior-driven: "
+            + (
+                ", ".join(
+                    f"{r.model} {r.quantity}"
+                    for r in flagged[flagged["diagnosis"] == "prior-driven"].itertuples()
+                )
+                or "none"
+            )
             + "."
         )
     show = sens.assign(
