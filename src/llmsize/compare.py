@@ -718,13 +718,18 @@ def render_markdown(
 ) -> str:
     from llmsize import __version__
 
+    smc_text = (
+        f"SMC, {settings.smc_chains} independent chains x {settings.smc_draws} particles"
+        if any(f.smc is not None for f in fits)
+        else "SMC not run"
+    )
     lines = [
         "# llmsize: hypotheses compared",
         "",
         f"Produced by `{command}` (llmsize {__version__}, data sha256 `{data.digest[:12]}`, "
         f"seed {settings.seed}). Each hypothesis: nutpie NUTS, {settings.chains} chains x "
-        f"{settings.draws} draws (tune {settings.tune}); SMC, {settings.smc_chains} independent "
-        f"chains x {settings.smc_draws} particles. Reference hypothesis: `{reference}`.",
+        f"{settings.draws} draws (tune {settings.tune}); bridge sampling on its draws; "
+        f"{smc_text}. Reference hypothesis: `{reference}`.",
         "",
         "| hypothesis | what it claims |",
         "|---|---|",
