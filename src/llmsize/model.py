@@ -17,14 +17,19 @@ provider :math:`p` from a date :math:`t`) and discrete serving component
     \log \text{TTFT}_{s} \mid k &\sim N(\log(o_p + t^{pre}_{ek} + t^{step}_{ek}),\ \sigma_T) \\
     p(\text{data}_e) &= \textstyle\sum_k w_{ek}\, p(\text{data}_e \mid k) \\
     \text{MMLU}_m &\sim N(25 + 75\,\sigma(a(\log_{10} 6 N^{act}_m D_m - c_0)),\ \sigma_Q) \\
-    D_m &= D^*(N_m)\, 10^{\omega_m},\quad \omega_m \sim \text{prior}
+    D_m &= D^*(N_m)\, 10^{\omega_m},\quad \omega_m \sim \text{prior} \\
+    \log d_m &\sim N\big(\tfrac12 \log\frac{N^{act}_m - 2 V d_m}{c_m L_m},\ \sigma_d\big)
+        \quad \text{(optional: a measured hidden size } d_m\text{)}
 
 :math:`g_h` is the GPU-hour price, :math:`D^*` the compute-optimal training
 tokens of the hypothesis' scaling law, and :math:`w_{ek}` the prior weight of
 each precision times the date-dependent chance of the newer hardware. The
 discrete component is summed out of the likelihood epoch by epoch, so NUTS
 samples only continuous quantities; the posterior probability of each
-component is recorded for every draw.
+component is recorded for every draw. With ``[evidence] hidden_size``, a
+measured d_model enters through the layer count :math:`L_m` and the parameters
+per layer over :math:`d^2`, :math:`c_m` (both with priors), and the vocabulary
+:math:`V`.
 
 Known-size models enter with their size fixed, so their prices, speeds and
 MMLU scores inform the shared serving, markup and quality parameters that the
