@@ -164,9 +164,10 @@ def render_html(report_dir: Path | str, data_dir: Path | str | None = None) -> s
             body,
             *extra,
             "</main>",
-            f"<footer>Written by llmsize {escape(__version__)} from the report folder "
-            f"<code>{escape(report_dir.name)}</code>; a single file, with every image embedded."
-            "</footer>",
+            # No folder name here: a report is written in a temporary folder, and the
+            # page must be the same bytes for the same run.
+            f"<footer>Written by llmsize {escape(__version__)} from README.md and the files "
+            "beside it; a single file, with every image embedded.</footer>",
             "</body>",
             "</html>",
             "",
