@@ -136,20 +136,10 @@ class CompareSettings:
 
 
 @dataclass
-class SmcEvidence:
-    """Log marginal likelihood from independent SMC chains."""
+class _Evidence:
+    """Repeated estimates of one log marginal likelihood and their spread."""
 
     log_ml: np.ndarray
-    seconds: float
-
-    @property
-    def estimate(self) -> float:
-        """log of the mean of the chains' estimates of Z (each is unbiased for Z)."""
-        x = self.log_ml[np.isfinite(self.log_ml)]
-        if not len(x):
-            return float("nan")
-        m = x.max()
-        return float(m + np.log(np.mean(np.exp(x - m))))
 
     @property
     def sd(self) -> float:
@@ -163,6 +153,22 @@ class SmcEvidence:
     @property
     def reliable(self) -> bool:
         return bool(np.isfinite(self.log_ml).all() and self.se <= EVIDENCE_SE_MAX)
+
+
+@dataclass
+class SmcEvidence(_Evidence):
+    """Log marginal likelihood from independent SMC chains."""
+
+    seconds: float = 0.0
+
+    @property
+    def estimate(self) -> float:
+        """log of the mean of the chains' estimates of Z (each is unbiased for Z)."""
+        x = self.log_ml[np.isfinite(self.log_ml)]
+        if not len(x):
+            return float("nan")
+        m = x.max()
+        return float(m + np.log(np.mean(np.exp(x - m))))
 
 
 @dataclass
@@ -221,26 +227,12 @@ def run_smc(model, *, draws: int, chains: int, cores: int, seed: int) -> SmcEvid
 
 
 @dataclass
-class BridgeEvidence:
+class BridgeEvidence(_Evidence):
     """Log marginal likelihood by bridge sampling, repeated over random splits."""
-
-    log_ml: np.ndarray
 
     @property
     def estimate(self) -> float:
         return float(np.mean(self.log_ml))
-
-    @property
-    def sd(self) -> float:
-        return float(np.std(self.log_ml, ddof=1)) if len(self.log_ml) > 1 else float("nan")
-
-    @property
-    def se(self) -> float:
-        return self.sd / math.sqrt(len(self.log_ml))
-
-    @property
-    def reliable(self) -> bool:
-        return bool(np.isfinite(self.log_ml).all() and self.se <= EVIDENCE_SE_MAX)
 
 
 def unconstrained_draws(model, posterior: xr.Dataset) -> tuple[list[str], list[tuple], np.ndarray]:
