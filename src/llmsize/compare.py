@@ -36,7 +36,7 @@ from llmsize.data import Dataset
 from llmsize.design import Design, build_design
 from llmsize.model import build_model
 from llmsize.plots import HEADLINE_PREFIX, headline_epochs
-from llmsize.report import _md_table, drivers
+from llmsize.report import _fmt_b, _md_table, drivers
 from llmsize.sampling import SampleSettings, fit
 from llmsize.summary import (
     PSENSE_THRESHOLD,
@@ -186,17 +186,6 @@ class HypothesisFit:
     bridge: BridgeEvidence | None = None
     loo: object | None = None
     psense: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-
-def smc_evidence(design: Design, hyp: Hypothesis, settings: CompareSettings) -> SmcEvidence:
-    """Marginal likelihood of a hypothesis by sequential Monte Carlo."""
-    return run_smc(
-        build_model(design, hyp),
-        draws=settings.smc_draws,
-        chains=settings.smc_chains,
-        cores=settings.cores,
-        seed=settings.seed,
-    )
 
 
 def run_smc(model, *, draws: int, chains: int, cores: int, seed: int) -> SmcEvidence:
@@ -378,10 +367,17 @@ def fit_hypothesis(
         loo=elpd,
         psense=psense_table(tree, ("params_total_b",)),
     )
+    # Both evidence estimates use the model without pointwise deterministics.
     plain = build_model(design, hyp)
     out.bridge = bridge_evidence(plain, tree["posterior"].to_dataset(), seed=settings.seed)
     if smc:
-        out.smc = smc_evidence(design, hyp, settings)
+        out.smc = run_smc(
+            plain,
+            draws=settings.smc_draws,
+            chains=settings.smc_chains,
+            cores=settings.cores,
+            seed=settings.seed,
+        )
     return out
 
 
@@ -638,10 +634,6 @@ def plot_evidence(evidence: pd.DataFrame, reference: str):
 
 
 # --------------------------------------------------------------------------- report
-
-
-def _fmt_b(x: float) -> str:
-    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
 
 
 def _fmt_p(p: float) -> str:
