@@ -5,9 +5,13 @@ Three measurements, all with the same draws, tuning steps, chains and seed
 
 1. **Cold**: ``python -m llmsize infer`` in a fresh subprocess whose PyTensor
    compile directories (``base_compiledir``, which holds PyTensor's Numba
-   kernels, and ``compiledir``) and ``NUMBA_CACHE_DIR`` are new, empty
-   temporary folders.
-2. **Warm**: the same command again, reusing those caches.
+   kernels, and ``compiledir``), ``NUMBA_CACHE_DIR`` and llmsize's
+   compiled-model cache (``LLMSIZE_CACHE_DIR``) are new, empty temporary
+   folders.
+2. **Warm**: the same command again, reusing those caches: the compiled model
+   is loaded from llmsize's cache (``llmsize.cache``). The table gives the
+   ratio cold / warm and whether the two runs wrote the same ``summary.csv``,
+   byte for byte (they must: same data, hypothesis and seed).
 3. **Samplers**: in this process, the model is built once and sampled with
    nutpie (compile and sampling timed apart) and with PyMC's own NUTS
    (``pm.sample(nuts_sampler="pymc")``, timed as a whole, including its
@@ -117,7 +121,7 @@ class SamplerRun:
 
 
 def cache_env(cache_root: Path) -> dict[str, str]:
-    """Environment variables that point PyTensor and Numba at caches under ``cache_root``.
+    """Environment variables that point PyTensor, Numba and llmsize at caches under ``cache_root``.
 
     PyTensor's own Numba cache (its compiled logp and gradient kernels) lives
     in ``<base_compiledir>/numba``, not in ``compiledir`` and not in
@@ -128,22 +132,29 @@ def cache_env(cache_root: Path) -> dict[str, str]:
     Parameters
     ----------
     cache_root : Path
-        Folder to hold ``pytensor/`` and ``numba/``; created if missing.
+        Folder to hold ``pytensor/``, ``numba/`` and ``llmsize/``; created if
+        missing.
 
     Returns
     -------
     dict of str to str
         ``PYTENSOR_FLAGS`` (flags already set are kept, the two compile
-        directories are overridden) and ``NUMBA_CACHE_DIR``.
+        directories are overridden), ``NUMBA_CACHE_DIR`` and
+        ``LLMSIZE_CACHE_DIR`` (the compiled-model cache of ``llmsize.cache``).
     """
     pytensor_dir = cache_root / "pytensor"
     numba_dir = cache_root / "numba"
-    pytensor_dir.mkdir(parents=True, exist_ok=True)
-    numba_dir.mkdir(parents=True, exist_ok=True)
+    llmsize_dir = cache_root / "llmsize"
+    for folder in (pytensor_dir, numba_dir, llmsize_dir):
+        folder.mkdir(parents=True, exist_ok=True)
     flags = [f for f in os.environ.get("PYTENSOR_FLAGS", "").split(",") if f.strip()]
     flags = [f for f in flags if not f.strip().startswith(("compiledir=", "base_compiledir="))]
     flags += [f"base_compiledir={pytensor_dir}", f"compiledir={pytensor_dir / 'compiledir'}"]
-    return {"PYTENSOR_FLAGS": ",".join(flags), "NUMBA_CACHE_DIR": str(numba_dir)}
+    return {
+        "PYTENSOR_FLAGS": ",".join(flags),
+        "NUMBA_CACHE_DIR": str(numba_dir),
+        "LLMSIZE_CACHE_DIR": str(llmsize_dir),
+    }
 
 
 def _maxrss_mib(ru_maxrss: int) -> float:
@@ -238,6 +249,11 @@ def same_posterior(report_a: Path, report_b: Path) -> bool:
     return load(report_a).equals(load(report_b))
 
 
+def same_file(report_a: Path, report_b: Path, name: str = "summary.csv") -> bool:
+    """Whether two ``infer`` reports hold the same file ``name``, byte for byte."""
+    return (report_a / name).read_bytes() == (report_b / name).read_bytes()
+
+
 # --------------------------------------------------------------------------- samplers
 
 
@@ -286,7 +302,9 @@ def sample_once(data: Path, hypothesis: Path, settings: Settings, sampler: str) 
     settings : Settings
         Draws, tuning steps, chains, seed and target acceptance.
     sampler : {"nutpie", "pymc"}
-        nutpie as ``llmsize.sampling.sample_posterior`` calls it, or PyMC's own NUTS.
+        nutpie as ``llmsize.sampling.sample_posterior`` calls it (compiled by
+        ``llmsize.cache.compile_model``, here into an empty cache), or PyMC's
+        own NUTS.
 
     Returns
     -------
@@ -297,6 +315,7 @@ def sample_once(data: Path, hypothesis: Path, settings: Settings, sampler: str) 
     import nutpie
     import pymc as pm
 
+    from llmsize.cache import compile_model
     from llmsize.config import load_hypothesis
     from llmsize.data import load_dataset
     from llmsize.design import build_design
@@ -314,7 +333,7 @@ def sample_once(data: Path, hypothesis: Path, settings: Settings, sampler: str) 
 
     if sampler == "nutpie":
         start = time.perf_counter()
-        compiled = nutpie.compile_pymc_model(model)
+        compiled = compile_model(model)
         compile_s = time.perf_counter() - start
         start = time.perf_counter()
         tree = nutpie.sample(
@@ -384,7 +403,11 @@ def compare_samplers(
 
 
 def format_report(
-    settings: Settings, processes: list[ProcessRun], reproducible: bool, samplers: list[SamplerRun]
+    settings: Settings,
+    processes: list[ProcessRun],
+    reproducible: bool,
+    samplers: list[SamplerRun],
+    summary_identical: bool | None = None,
 ) -> str:
     """The printed tables: end-to-end runs, then the sampler comparison."""
     lines = [
@@ -395,6 +418,14 @@ def format_report(
     ]
     for p in processes:
         lines.append(f"  {p.label:<26} {p.wall_s:8.1f} {p.peak_rss_mib:14.0f}")
+    by_label = {p.label: p for p in processes}
+    if "cold" in by_label and "warm" in by_label:
+        ratio = by_label["cold"].wall_s / by_label["warm"].wall_s
+        lines.append(f"  warm speed-up (cold / warm wall time): {ratio:.2f}x")
+    if summary_identical is not None:
+        lines.append(
+            f"  summary.csv byte-identical, cold vs warm: {'yes' if summary_identical else 'NO'}"
+        )
     lines.append(f"  warm posterior identical to cold: {'yes' if reproducible else 'NO'}")
 
     def fmt(value, spec):
@@ -505,16 +536,19 @@ def main(argv: list[str] | None = None) -> int:
             for label in ("cold", "warm")
         ]
         reproducible = same_posterior(root / "report-cold", root / "report-warm")
+        summary_identical = same_file(root / "report-cold", root / "report-warm", "summary.csv")
         samplers = compare_samplers(
             args.data, args.hypothesis, settings, skip_pymc=args.skip_pymc, cache_root=root
         )
 
-    print(format_report(settings, processes, reproducible, samplers))  # noqa: T201
+    print(format_report(settings, processes, reproducible, samplers, summary_identical))  # noqa: T201
     if args.json is not None:
         result = {
             "settings": asdict(settings),
             "environment": environment(),
             "infer": [asdict(p) for p in processes],
+            "warm_speedup": processes[0].wall_s / processes[1].wall_s,
+            "summary_csv_identical_cold_warm": summary_identical,
             "warm_posterior_identical_to_cold": reproducible,
             "samplers": [s.to_dict() for s in samplers],
         }

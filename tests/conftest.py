@@ -162,10 +162,26 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_model_cache(tmp_path_factory):
+    """Compiled models (``llmsize.cache``) go to a folder of the session, not ~/.cache."""
+    path = tmp_path_factory.mktemp("llmsize-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMSIZE_CACHE_DIR", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
-def tiny_infer_subprocess(tmp_path_factory):
+def tiny_subprocess_cache(tmp_path_factory):
+    """The compiled-model cache of ``tiny_infer_subprocess``, empty when it starts."""
+    return tmp_path_factory.mktemp("cache_subprocess")
+
+
+@pytest.fixture(scope="session")
+def tiny_infer_subprocess(tmp_path_factory, tiny_subprocess_cache):
     """ONE real ``python -m llmsize infer -q`` on the tiny data, shared by every test.
 
+    It compiles the model into an empty cache (``tiny_subprocess_cache``).
     Returns ``(completed_process, out_dir)``.
     """
     out = tmp_path_factory.mktemp("infer_subprocess") / "report"
@@ -175,7 +191,7 @@ def tiny_infer_subprocess(tmp_path_factory):
         text=True,
         timeout=600,
         cwd=tmp_path_factory.getbasetemp(),
-        env=subprocess_env(),
+        env={**subprocess_env(), "LLMSIZE_CACHE_DIR": str(tiny_subprocess_cache)},
     )
     return proc, out
 
@@ -185,12 +201,15 @@ def tiny_infer_runner(tmp_path_factory):
     """ONE real in-process ``infer --strict`` through click's CliRunner.
 
     Same data, hypothesis, settings and seed as ``tiny_infer_subprocess``, so
-    the two reports should agree. Returns ``(click_result, out_dir)``.
+    the two reports should agree; it too compiles into an empty cache of its
+    own. Returns ``(click_result, out_dir)``.
     """
     from click.testing import CliRunner
 
     from llmsize.cli import cli
 
     out = tmp_path_factory.mktemp("infer_runner") / "report"
-    result = CliRunner().invoke(cli, ["infer", *TINY_ARGS, "--strict", "--out", str(out)])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMSIZE_CACHE_DIR", str(tmp_path_factory.mktemp("cache_runner")))
+        result = CliRunner().invoke(cli, ["infer", *TINY_ARGS, "--strict", "--out", str(out)])
     return result, out

@@ -15,6 +15,7 @@ import sys
 from importlib.metadata import version
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -67,7 +68,7 @@ GROUPS = {
     "log_likelihood",
     "log_prior",
 }
-FIGURES = ("size_by_date.png", "prior_posterior.png", "ppc.png")
+FIGURES = ("size_by_date.png", "cuts.png", "prior_posterior.png", "ppc.png")
 
 
 def read_summary(out):
@@ -130,6 +131,39 @@ def test_infer_writes_every_file(tiny_infer_subprocess):
     page = (out / "index.html").read_text(encoding="utf-8")
     assert page.count('src="data:image/png;base64,') == len(FIGURES)
     assert 'src="http' not in page
+    # The family of the fixture's families.csv has its own page, linked from the index.
+    assert 'href="family-closed.html"' in page
+    fam = (out / "family-closed.md").read_text(encoding="utf-8")
+    assert fam.startswith("# Closed models X and Y")
+    for text in ("(size-closed.png)", "(cuts-closed.png)", "20B (a rumour)", "10B active"):
+        assert text in fam
+    fam_page = (out / "family-closed.html").read_text(encoding="utf-8")
+    assert fam_page.count('src="data:image/png;base64,') == 2
+    assert 'href="index.html"' in fam_page
+
+
+def test_decomposition_csv(tiny_infer_subprocess):
+    """Every cut of the fixture's cuts.csv is split into five causes that multiply
+    to the modelled change, and noise times modelled is the observed ratio."""
+    _, out = tiny_infer_subprocess
+    dec = pd.read_csv(out / "decomposition.csv")
+    assert list(dict.fromkeys(dec["cut"])) == [
+        "closed-x: 2023-03-01 to 2023-06-13",
+        "closed-x (2023-06-13) to closed-y (2024-01-25)",
+    ]
+    for _, d in dec.groupby("cut"):
+        d = d.set_index("part")
+        five = d.loc[["model", "precision", "hardware", "serving", "margin"], "mean_log"].sum()
+        assert five == pytest.approx(d.loc["modelled", "mean_log"], abs=5e-3)
+        assert d.loc["modelled", "mean_log"] + d.loc["noise", "mean_log"] == pytest.approx(
+            d.loc["observed", "mean_log"], abs=5e-3
+        )
+    # A cut of one model's price cannot be a smaller model or a lower markup.
+    same = dec[dec["cut"].str.startswith("closed-x:")].set_index("part")
+    assert same.loc["model", "mean_log"] == 0.0
+    assert same.loc["margin", "mean_log"] == 0.0
+    # The observed blended price of closed-x fell from 2 to 1.625.
+    assert same.loc["observed", "q50"] == pytest.approx(1.625 / 2, rel=1e-3)
 
 
 def test_summary_csv(tiny_infer_subprocess, tiny_data):

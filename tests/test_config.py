@@ -295,6 +295,11 @@ def test_set_replaces_a_distribution_and_reaches_other_sections():
         ("mbu.alpha=inf", "priors.mbu.alpha", "finite number"),
         ("log10_overtrain.mu=nan", "priors.log10_overtrain.mu", "finite number"),
         ("precision.weights=[nan, 1.0, 1.0]", "precision.weights.0", "finite number"),
+        # The name is the report folder: reports/.. would be the working directory.
+        ('name=".."', "name", "should match pattern"),
+        ('name="."', "name", "should match pattern"),
+        ('name=".hidden"', "name", "should match pattern"),
+        ('name="a/b"', "name", "should match pattern"),
     ],
 )
 def test_broken_override_gets_the_same_one_line_error(override, field, fragment):

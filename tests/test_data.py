@@ -53,7 +53,31 @@ def test_bundled_unknown_models(bundled_data):
     }
     assert snapshots <= unknown
     # data/README.md lists exactly these targets; everything else has a public size.
-    assert unknown == snapshots | {"gpt-4o-mini", "text-davinci-003"}
+    gpt4 = {
+        "gpt-4-0314",
+        "gpt-4-0613",
+        "gpt-4-1106-preview",
+        "gpt-4-0125-preview",
+        "gpt-4-turbo-2024-04-09",
+        "gpt-4o-2024-05-13",
+        "gpt-4o-2024-08-06",
+    }
+    assert unknown == snapshots | gpt4 | {"gpt-4o-mini", "text-davinci-003"}
+
+
+def test_bundled_families_cover_every_openai_model(bundled_data, bundled_design):
+    """The issue's three families each get a page, every model of unknown size is in
+    one, and every cut and claim is about a model of its family."""
+    from llmsize.families import report_families
+
+    fams = {f.name: f for f in report_families(bundled_data, bundled_design)}
+    assert list(fams) == ["gpt-3.5", "gpt-4", "gpt-4o"]
+    assert sorted(m for f in fams.values() for m in f.models) == sorted(bundled_design.unknown)
+    assert "gpt-4o-mini" in fams["gpt-4o"].models
+    assert len([c for f in fams.values() for c in f.cuts]) == len(bundled_data.cuts)
+    labels = {c.label for c in fams["gpt-4"].claims}
+    assert {"~1.8T total (SemiAnalysis leak)", "~280B active (SemiAnalysis leak)"} <= labels
+    assert "~8B (MEDEC)" in {c.label for c in fams["gpt-4o"].claims}
 
 
 @pytest.mark.parametrize("path", sorted(DATA_DIR.glob("*.csv")), ids=lambda p: p.name)
@@ -261,6 +285,48 @@ CORRUPTIONS = {
         1,
         "output_tokens_per_s",
         "needs",
+    ),
+    # A family name becomes a file name in the report: no path may leave the folder.
+    "family_name_with_a_path": (
+        lambda d: set_cell(d / "families.csv", 1, "family", "../../etc/x"),
+        "families.csv",
+        1,
+        "family",
+        "names a report page",
+    ),
+    "family_with_two_titles": (
+        lambda d: (
+            duplicate_row(d, "families.csv", 1, "title", "Another title"),
+            set_cell(d / "families.csv", 2, "pattern", "other-*"),
+        ),
+        "families.csv",
+        2,
+        "title",
+        "another title",
+    ),
+    "claim_of_unknown_quantity": (
+        lambda d: set_cell(d / "claims.csv", 2, "quantity", "layers"),
+        "claims.csv",
+        2,
+        "quantity",
+        "params_total_b",
+    ),
+    "cut_from_an_unpriced_point": (
+        lambda d: set_cell(d / "cuts.csv", 2, "from_date", "2023-06-14"),
+        "cuts.csv",
+        2,
+        "from_model",
+        "no price",
+    ),
+    "cut_backwards_in_time": (
+        lambda d: (
+            set_cell(d / "cuts.csv", 1, "from_date", "2023-06-13"),
+            set_cell(d / "cuts.csv", 1, "to_date", "2023-03-01"),
+        ),
+        "cuts.csv",
+        1,
+        "to_date",
+        "before",
     ),
 }
 

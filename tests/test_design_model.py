@@ -228,7 +228,9 @@ def test_log_cost_matches_forward(tiny_design, default_hypothesis):
     vals = {
         v: at_point(model[v])
         for v in (
-            "batch",
+            "log_batch_mu",
+            "log_batch_trend",
+            "log_batch_sigma",
             "usd_per_gpu_hour",
             "mbu",
             "log_markup_out_mu",
@@ -244,7 +246,14 @@ def test_log_cost_matches_forward(tiny_design, default_hypothesis):
     n = 70e9
     n_gpus = forward.gpus_per_replica(n, 16, acc.memory_bytes, hyp.constants.weight_memory_fraction)
     kv = forward.kv_bytes_per_token_estimate(n, coef=hyp.constants.kv_bytes_coef)
-    b = vals["batch"][e]
+    # Component k's own batch (each serving component has one).
+    b = 1.0 + math.exp(
+        vals["log_batch_mu"]
+        + vals["log_batch_trend"] * d.epoch_year[e]
+        + vals["log_batch_sigma"] * (point["batch_z"][e, k] + 0.3)
+    )
+    point = {**point, "batch_z": point["batch_z"].copy()}
+    point["batch_z"][e, k] += 0.3  # away from the other components' batch
     t = forward.decode_step_time(
         n,
         n,

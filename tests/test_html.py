@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from llmsize import html as report_html  # noqa: E402
-from llmsize.html import render_html, write_html  # noqa: E402
+from llmsize.html import render_html, write_html, write_pages  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPORT = REPO_ROOT / "reports" / "default"
@@ -248,44 +249,72 @@ def test_default_report_renders_in_chromium(tmp_path: Path) -> None:
         pytest.skip(f"Chromium not installed: the Playwright driver is missing ({exc})")
 
     start = time.monotonic()
-    page_path = write_html(DEFAULT_REPORT, tmp_path / "index.html", data_dir=DATA_DIR)
-    url = page_path.as_uri()
-    console_errors: list[str] = []
-    requests: list[str] = []
+    # A copy of the committed report (the pages are written beside their Markdown).
+    copy = tmp_path / "report"
+    shutil.copytree(DEFAULT_REPORT, copy, ignore=shutil.ignore_patterns("*.nc", "*.html"))
+    paths = write_pages(copy, data_dir=DATA_DIR)
+    assert paths[0].name == "index.html"
+    family_pages = [p for p in paths if p.name.startswith("family-")]
+    assert len(family_pages) >= 3, "the gpt-3.5, GPT-4 and GPT-4o families each have a page"
+    seen: dict[str, dict] = {}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000
         )
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on(
-                "console",
-                lambda msg: console_errors.append(msg.text) if msg.type == "error" else None,
-            )
-            page.on("pageerror", lambda exc: console_errors.append(str(exc)))
-            page.on("request", lambda req: requests.append(req.url))
-            page.goto(url, wait_until="load", timeout=15_000)
-            images = page.evaluate(
-                "() => Array.from(document.images, i => [i.complete, i.naturalWidth, i.alt])"
-            )
-            title = page.title()
-            headings = page.eval_on_selector_all("h2", "els => els.map(e => e.textContent)")
-            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-            # Once more with every <details> block (hypothesis, sources) open.
-            page.evaluate(
-                "() => document.querySelectorAll('details').forEach(d => { d.open = true; })"
-            )
-            page.screenshot(path=str(tmp_path / "report-expanded.png"), full_page=True)
+            for path in paths:
+                url = path.as_uri()
+                console_errors: list[str] = []
+                requests: list[str] = []
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.on(
+                    "console",
+                    lambda msg, errs=console_errors: (
+                        errs.append(msg.text) if msg.type == "error" else None
+                    ),
+                )
+                page.on("pageerror", lambda exc, errs=console_errors: errs.append(str(exc)))
+                page.on("request", lambda req, reqs=requests: reqs.append(req.url))
+                page.goto(url, wait_until="load", timeout=15_000)
+                seen[path.name] = {
+                    "url": url,
+                    "errors": console_errors,
+                    "requests": requests,
+                    "images": page.evaluate(
+                        "() => Array.from(document.images, i => [i.complete, i.naturalWidth, i.alt])"
+                    ),
+                    "title": page.title(),
+                    "headings": page.eval_on_selector_all(
+                        "h2", "els => els.map(e => e.textContent)"
+                    ),
+                    "links": page.eval_on_selector_all(
+                        "a", "els => els.map(e => e.getAttribute('href'))"
+                    ),
+                }
+                shot = tmp_path / f"{path.stem}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 10_000
+                if path.name == "index.html":
+                    # Once more with every <details> block (hypothesis, sources) open.
+                    page.evaluate(
+                        "() => document.querySelectorAll('details').forEach(d => { d.open = true; })"
+                    )
+                    page.screenshot(path=str(tmp_path / "report-expanded.png"), full_page=True)
+                page.close()
         finally:
             browser.close()
 
-    assert title == "llmsize report: default"
-    assert len(images) == 3
-    assert all(complete and width > 0 for complete, width, _ in images), images
-    assert console_errors == []
-    assert requests == [url]
-    assert any("Sampler diagnostics" in h for h in headings)
-    assert "Data sources" in headings
-    assert (tmp_path / "report.png").stat().st_size > 10_000
+    for name, got in seen.items():
+        md = copy / ("README.md" if name == "index.html" else name.replace(".html", ".md"))
+        assert len(got["images"]) == md.read_text(encoding="utf-8").count("!["), name
+        assert all(complete and width > 0 for complete, width, _ in got["images"]), name
+        assert got["errors"] == [], name
+        assert got["requests"] == [got["url"]], name
+        assert any("Sampler diagnostics" in h for h in got["headings"]), name
+        assert "Data sources" in got["headings"], name
+    index = seen["index.html"]
+    assert index["title"] == "llmsize report: default"
+    assert {p.name for p in family_pages} <= set(index["links"])
+    assert "Price cuts, decomposed" in index["headings"]
     assert (tmp_path / "report-expanded.png").stat().st_size > 10_000
-    assert time.monotonic() - start < 60
+    assert time.monotonic() - start < 120

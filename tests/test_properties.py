@@ -968,6 +968,8 @@ def test_input_is_never_executed_or_followed(payload):
         data_dir = make_data_dir(tmp, _case(""))
         for name, r in rows.items():
             (data_dir / name).write_text(to_csv(r), encoding="utf-8")
+        # The renamed price point is one end of a fixture cut: leave the cuts out.
+        (data_dir / "cuts.csv").unlink()
         models = hypothesis_dir(tmp)
         doc = {
             "extends": "default.toml",

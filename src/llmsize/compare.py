@@ -567,8 +567,7 @@ def plot_sizes(sizes: pd.DataFrame):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from llmsize.plots import CLAIMS as CLAIM_LINES
-
+    claim_lines = sorted({c.about_b for c in CLAIMS if c.about_b is not None})
     keys = list(dict.fromkeys(zip(sizes["date"], sizes["model"], strict=True)))
     hyps = list(dict.fromkeys(sizes["hypothesis"]))
     fig, axes = plt.subplots(
@@ -583,7 +582,7 @@ def plot_sizes(sizes: pd.DataFrame):
             r = t.loc[h]
             ax.plot([r["q05_b"], r["q95_b"]], [i, i], color="C0", lw=2)
             ax.plot(r["median_b"], i, "o", color="C0", ms=4)
-        for value in CLAIM_LINES.values():
+        for value in claim_lines:
             ax.axvline(value, color="0.6", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.set_xlim(1, 3000)
@@ -595,7 +594,7 @@ def plot_sizes(sizes: pd.DataFrame):
     axes[0].invert_yaxis()
     fig.suptitle(
         f"{HEADLINE_PREFIX}: median and 90% interval under each hypothesis "
-        "(dotted: claims of 7B, 20B, 175B)",
+        f"(dotted: claims of {', '.join(f'{v:g}B' for v in claim_lines)})",
         fontsize=9,
     )
     fig.tight_layout()

@@ -253,7 +253,8 @@ class Hypothesis(_Strict):
     """A validated hypothesis: priors, discrete choices, constants, sampler."""
 
     schema_version: Literal[1] = 1
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    # It names the report folder (reports/<name>): no "." or "..", no separators.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     priors: Priors
     precision: Precision = Precision()

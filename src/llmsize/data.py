@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class Column:
     """One column of a data file: its name, kind and whether it may be empty."""
 
     name: str
-    kind: str  # "text", "date", "positive", "nonnegative", "bits"
+    kind: str  # "text", "date", "positive", "nonnegative", "bits", "slug", "quantity"
     required: bool = True
 
 
@@ -95,7 +96,38 @@ SCHEMAS: dict[str, list[Column]] = {
         Column("hidden_size", "positive"),
         Column("source", "text"),
     ],
+    # Report grouping only: which models of unknown size make up a family page.
+    "families.csv": [
+        Column("family", "slug"),
+        Column("title", "text"),
+        Column("pattern", "text"),
+        Column("source", "text"),
+    ],
+    # Public claims about sizes: drawn on the charts, never part of the likelihood.
+    "claims.csv": [
+        Column("model", "text"),
+        Column("quantity", "quantity"),
+        Column("params_b", "positive"),
+        Column("label", "text"),
+        Column("date", "date"),
+        Column("source", "text"),
+    ],
+    # Price cuts to decompose: pairs of price points, each a comparison the provider made.
+    "cuts.csv": [
+        Column("provider", "text"),
+        Column("from_model", "text"),
+        Column("from_date", "date"),
+        Column("to_model", "text"),
+        Column("to_date", "date"),
+        Column("source", "text"),
+    ],
 }
+
+#: Size quantities a claim may be about, as named in ``summary.csv``.
+CLAIM_QUANTITIES = ("params_total_b", "params_active_b")
+
+#: A family name becomes part of a file name in the report: letters, digits, ``.``, ``_``, ``-``.
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 #: Files a data directory must have; the others are optional.
 REQUIRED_FILES = ("prices.csv", "known_models.csv", "hardware.csv", "gpu_prices.csv")
@@ -109,6 +141,9 @@ KEYS: dict[str, tuple[str, ...]] = {
     "hardware.csv": ("gpu",),
     "providers.csv": ("provider",),
     "hidden_size.csv": ("model",),
+    "families.csv": ("family", "pattern"),
+    "claims.csv": ("model", "quantity", "label"),
+    "cuts.csv": ("provider", "from_model", "from_date", "to_model", "to_date"),
 }
 
 MAX_ROWS = 100_000
@@ -121,6 +156,25 @@ def _parse(value: str, col: Column, *, file: str, row: int) -> object:
             raise DataError("empty but required", file=file, row=row, field=col.name)
         return None
     if col.kind == "text":
+        return value
+    if col.kind == "slug":
+        if not _SLUG.fullmatch(value):
+            raise DataError(
+                "must be 1-64 letters, digits, '.', '_' or '-' (it names a report page), "
+                f"got {value!r}",
+                file=file,
+                row=row,
+                field=col.name,
+            )
+        return value
+    if col.kind == "quantity":
+        if value not in CLAIM_QUANTITIES:
+            raise DataError(
+                f"must be one of {', '.join(CLAIM_QUANTITIES)}, got {value!r}",
+                file=file,
+                row=row,
+                field=col.name,
+            )
         return value
     if col.kind == "date":
         try:
@@ -226,6 +280,20 @@ class Dataset:
     hidden_size: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["_row", "model", "date", "hidden_size"])
     )
+    #: Report families (glob patterns over model names) and public size claims.
+    families: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["_row", "family", "title", "pattern"])
+    )
+    claims: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["_row", "model", "quantity", "params_b", "label", "date"]
+        )
+    )
+    cuts: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["_row", "provider", "from_model", "from_date", "to_model", "to_date"]
+        )
+    )
 
     @property
     def unknown_models(self) -> list[str]:
@@ -322,6 +390,35 @@ def load_dataset(root: str | Path) -> Dataset:
                 row=int(r["_row"]),
                 field="score_pct",
             )
+    families = tables["families.csv"]
+    titles: dict[str, str] = {}
+    for _, r in families.iterrows():
+        if titles.setdefault(r["family"], r["title"]) != r["title"]:
+            raise DataError(
+                f"family {r['family']!r} has another title in an earlier row",
+                file=str(root / "families.csv"),
+                row=int(r["_row"]),
+                field="title",
+            )
+    cuts = tables["cuts.csv"]
+    price_points = set(zip(prices["provider"], prices["model"], prices["date"], strict=True))
+    for _, r in cuts.iterrows():
+        for end in ("from", "to"):
+            point = (r["provider"], r[f"{end}_model"], r[f"{end}_date"])
+            if point not in price_points:
+                raise DataError(
+                    f"no price of {point[1]!r} at {point[0]!r} dated {point[2]} in prices.csv",
+                    file=str(root / "cuts.csv"),
+                    row=int(r["_row"]),
+                    field=f"{end}_model",
+                )
+        if r["to_date"] < r["from_date"]:
+            raise DataError(
+                "to_date is before from_date",
+                file=str(root / "cuts.csv"),
+                row=int(r["_row"]),
+                field="to_date",
+            )
     try:
         digest = data_digest(root)
     except OSError as exc:  # e.g. a folder named like a CSV file
@@ -337,4 +434,7 @@ def load_dataset(root: str | Path) -> Dataset:
         providers=tables["providers.csv"],
         digest=digest,
         hidden_size=tables["hidden_size.csv"],
+        families=tables["families.csv"],
+        claims=tables["claims.csv"],
+        cuts=cuts,
     )

@@ -42,7 +42,7 @@ from markdown_it import MarkdownIt
 
 from llmsize import __version__
 
-__all__ = ["render_html", "write_html"]
+__all__ = ["render_html", "write_html", "write_pages"]
 
 #: Convergence thresholds; the same as ``llmsize.summary`` (a test checks).
 RHAT_MAX = 1.01
@@ -118,17 +118,21 @@ footer { max-width: 1180px; margin: 1rem auto 0; color: #6b7280; font-size: 0.8r
 """
 
 
-def render_html(report_dir: Path | str, data_dir: Path | str | None = None) -> str:
+def render_html(
+    report_dir: Path | str, data_dir: Path | str | None = None, *, page: str = "README.md"
+) -> str:
     """The report in ``report_dir`` as one self-contained HTML document.
 
-    ``report_dir`` must hold ``README.md``; ``diagnostics.json`` and
+    ``page`` (default ``README.md``) is the Markdown file of the page; a link
+    in it to another Markdown page of the folder points to that page's HTML.
+    ``report_dir`` must hold ``page``; ``diagnostics.json`` and
     ``hypothesis.json`` are shown when present. ``data_dir``, if given, is the
     data directory of the run: the sources of its CSV files are listed.
     Reads files only; writes nothing.
     """
     report_dir = Path(report_dir)
-    readme = report_dir / "README.md"
-    if not readme.is_file():
+    readme = report_dir / page
+    if Path(page).name != page or not readme.is_file():
         raise FileNotFoundError(f"{readme}: no report text (is {report_dir} a report folder?)")
     text = readme.read_text(encoding="utf-8")
     body, title = _markdown_to_html(text, report_dir)
@@ -166,7 +170,7 @@ def render_html(report_dir: Path | str, data_dir: Path | str | None = None) -> s
             "</main>",
             # No folder name here: a report is written in a temporary folder, and the
             # page must be the same bytes for the same run.
-            f"<footer>Written by llmsize {escape(__version__)} from README.md and the files "
+            f"<footer>Written by llmsize {escape(__version__)} from {escape(page)} and the files "
             "beside it; a single file, with every image embedded.</footer>",
             "</body>",
             "</html>",
@@ -180,25 +184,41 @@ def write_html(
     dest: Path | str | None = None,
     *,
     data_dir: Path | str | None = None,
+    page: str = "README.md",
 ) -> Path:
-    """Write ``render_html(report_dir, data_dir)`` to ``dest`` and return its path.
+    """Write ``render_html(report_dir, data_dir, page=page)`` to ``dest`` and return its path.
 
-    ``dest`` defaults to ``report_dir / "index.html"``. The file is replaced
-    atomically (written beside it, then renamed).
+    ``dest`` defaults to ``report_dir / "index.html"`` for ``README.md`` and to
+    the page's name with ``.html`` otherwise. The file is replaced atomically
+    (written beside it, then renamed).
     """
     report_dir = Path(report_dir)
-    dest = Path(dest) if dest is not None else report_dir / "index.html"
-    page = render_html(report_dir, data_dir)
+    if dest is None:
+        dest = report_dir / _html_name(page)
+    dest = Path(dest)
+    text = render_html(report_dir, data_dir, page=page)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(page)
+            fh.write(text)
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, dest)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return dest
+
+
+def write_pages(report_dir: Path | str, *, data_dir: Path | str | None = None) -> list[Path]:
+    """Write ``index.html`` from ``README.md`` and one HTML page for each other
+    Markdown page of the folder (the family pages), and return their paths."""
+    report_dir = Path(report_dir)
+    pages = ["README.md", *sorted(p.name for p in report_dir.glob("*.md") if p.name != "README.md")]
+    return [write_html(report_dir, data_dir=data_dir, page=page) for page in pages]
+
+
+def _html_name(page: str) -> str:
+    return "index.html" if page == "README.md" else Path(page).stem + ".html"
 
 
 # --------------------------------------------------------------------------
@@ -237,7 +257,15 @@ def _markdown_to_html(text: str, report_dir: Path) -> tuple[str, str]:
             tokens[idx].attrJoin("class", "nowrap")
         return renderer.renderToken(tokens, idx, options, env)
 
+    def link_open(renderer: Any, tokens: list, idx: int, options: Any, env: Any) -> str:
+        # A link to another Markdown page of the folder goes to its HTML page.
+        href = str(tokens[idx].attrGet("href") or "")
+        if href.endswith(".md") and "/" not in href and (root / href).is_file():
+            tokens[idx].attrSet("href", _html_name(href))
+        return renderer.renderToken(tokens, idx, options, env)
+
     md.add_render_rule("image", image)
+    md.add_render_rule("link_open", link_open)
     md.add_render_rule("th_open", cell_open)
     md.add_render_rule("td_open", cell_open)
     md.add_render_rule("table_open", table_open)

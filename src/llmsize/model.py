@@ -8,8 +8,8 @@ provider :math:`p` from a date :math:`t`) and discrete serving component
 
     \log_{10} N_m &\sim \text{prior (unknown models; known models fixed)} \\
     N^{act}_m &= f_m N_m,\quad f_m \sim \text{prior} \\
-    B_e &= 1 + \exp(\mu_B + \tau_B\, t_e + \sigma_B z_e),\quad z_e \sim N(0, 1) \\
-    c^{out}_{ek} &= \text{output\_cost}(N_m, N^{act}_m, b_k, B_e, h_k, g_{h_k}, \text{MBU}) \\
+    B_{ek} &= 1 + \exp(\mu_B + \tau_B\, t_e + \sigma_B z_{ek}),\quad z_{ek} \sim N(0, 1) \\
+    c^{out}_{ek} &= \text{output\_cost}(N_m, N^{act}_m, b_k, B_{ek}, h_k, g_{h_k}, \text{MBU}) \\
     c^{in}_{ek} &= \text{input\_cost}(N^{act}_m, b_k, h_k, g_{h_k}, \text{MFU}) \\
     \log \pi^{out}_e \mid k &\sim N(\log c^{out}_{ek} + \mu^{out} + \sigma_P u^{out}_p + \sigma_M v_m,\ \sigma_\pi) \\
     \log \pi^{in}_e \mid k &\sim N(\log c^{in}_{ek} + \mu^{in} + \sigma_P u^{in}_p + \sigma_M v_m,\ \sigma_\pi) \\
@@ -154,12 +154,13 @@ def build_model(
         lb_mu = prior_variable("log_batch_mu", pr.log_batch_mu)
         lb_sigma = prior_variable("log_batch_sigma", pr.log_batch_sigma)
         lb_trend = prior_variable("log_batch_trend", pr.log_batch_trend)
-        z_batch = pm.Normal("batch_z", 0.0, 1.0, dims="epoch")
-        batch = pm.Deterministic(
-            "batch",
-            1.0 + pt.exp(lb_mu + lb_trend * design.epoch_year + lb_sigma * z_batch),
-            dims="epoch",
-        )
+        # One batch per (epoch, serving component): the component is summed out, and
+        # a batch of its own for each component gives the same marginal likelihood
+        # as one shared batch (each is drawn from the same prior and only the
+        # chosen component's enters), without a ridge NUTS must cross to move
+        # between, say, a 16-bit A100 and an 8-bit H100 explanation of one price.
+        z_batch = pm.Normal("batch_z", 0.0, 1.0, dims=("epoch", "component"))
+        batch_ek = 1.0 + pt.exp(lb_mu + lb_trend * design.epoch_year[:, None] + lb_sigma * z_batch)
         mbu = prior_variable("mbu", pr.mbu)
         mfu_prefill = prior_variable("mfu_prefill", pr.mfu_prefill)
         z_gpu = pm.Normal("gpu_hour_z", 0.0, 1.0, dims="hardware")
@@ -184,7 +185,7 @@ def build_model(
         em = design.epoch_model
         n_tot = total[em][:, None]
         n_act = active[em][:, None]
-        b = batch[:, None]
+        b = batch_ek
         bits = design.component_bits[None, :]
         flops = design.component_flops()[None, :]
         bw = design.component_array("hbm_bytes_per_s")[None, :]
@@ -259,6 +260,9 @@ def build_model(
         if pointwise:
             pm.Deterministic("loglik_serving", epoch_loglik, dims="epoch")
         post = pt.special.softmax(joint, axis=1)
+        # The batch of each epoch, averaged (in logs) over the components by their
+        # posterior probability in this draw.
+        pm.Deterministic("batch", pt.exp((post * pt.log(batch_ek)).sum(axis=1)), dims="epoch")
         n_bits = len(hyp.precision.bits)
         pm.Deterministic(
             "p_bits", post.reshape((n_e, n_bits, 2)).sum(axis=2), dims=("epoch", "bits")

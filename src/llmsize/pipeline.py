@@ -7,15 +7,18 @@ written to a temporary folder that replaces the report only at the end.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmsize import io, plots
 from llmsize.config import load_hypothesis
 from llmsize.data import load_dataset
+from llmsize.decompose import decompose_cuts
 from llmsize.design import build_design
-from llmsize.html import write_html
-from llmsize.report import headline_table, render_readme
+from llmsize.families import report_families
+from llmsize.html import write_pages
+from llmsize.report import family_cuts, headline_table, render_family, render_readme
 from llmsize.sampling import SampleSettings, fit
 from llmsize.summary import Diagnostics, diagnostics, psense_table, summary_table
 
@@ -59,6 +62,8 @@ def run_inference(
     table = summary_table(tree, design)
     diag = diagnostics(tree, table)
     sensitivity = psense_table(tree)
+    families = report_families(data, design)
+    decomposition = decompose_cuts(tree, design, hyp, [c for f in families for c in f.cuts])
     attrs = io.provenance(
         hypothesis=hyp.to_dict(),
         hypothesis_digest=hyp.digest(),
@@ -109,7 +114,26 @@ def run_inference(
             },
             tmp / "diagnostics.json",
         )
-        plots.save(plots.plot_size_by_date(tree, design), tmp / "size_by_date.png")
+        decomposition.to_csv(
+            tmp / "decomposition.csv", index=False, float_format="%.4g", lineterminator="\n"
+        )
+        for k, fam in enumerate(families):
+            plots.save(plots.plot_size_by_date(tree, design, fam), tmp / f"size-{fam.name}.png")
+            if fam.cuts:
+                plots.save(
+                    plots.plot_cuts(family_cuts(decomposition, fam), fam.title),
+                    tmp / f"cuts-{fam.name}.png",
+                )
+            if k == 0:  # the headline family's figures, under the names the README uses
+                shutil.copyfile(tmp / f"size-{fam.name}.png", tmp / "size_by_date.png")
+                if fam.cuts:
+                    shutil.copyfile(tmp / f"cuts-{fam.name}.png", tmp / "cuts.png")
+            (tmp / f"{fam.page}.md").write_text(
+                render_family(
+                    tree=tree, design=design, family=fam, decomposition=decomposition, attrs=attrs
+                ),
+                encoding="utf-8",
+            )
         plots.save(plots.plot_prior_posterior(tree, design), tmp / "prior_posterior.png")
         plots.save(plots.plot_ppc(tree, design), tmp / "ppc.png")
         (tmp / "README.md").write_text(
@@ -124,12 +148,15 @@ def run_inference(
                 calibration=calib,
                 calibration_dir=str(calib_dir) if calib is not None else None,
                 sensitivity=sensitivity,
+                families=families,
+                decomposition=decomposition,
             ),
             encoding="utf-8",
         )
-        # The same report as one self-contained page (images embedded, sources linked).
-        write_html(tmp, data_dir=data_dir)
-    head = headline_table(tree, design)
+        # The same report as self-contained pages (images embedded, sources linked):
+        # index.html and one page per family.
+        write_pages(tmp, data_dir=data_dir)
+    head = headline_table(tree, design, families[0].epochs if families else None)
     lines = [
         f"{r['date']} {r['model']}: {r['median (B)']}B (90% {r['90% interval']})"
         for r in head.to_dict("records")

@@ -8,17 +8,14 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from llmsize.decompose import FACTORS  # noqa: E402
 from llmsize.design import Design  # noqa: E402
+from llmsize.families import Family  # noqa: E402
 
-#: Public claims about ChatGPT's size, drawn on the headline chart (billions).
-CLAIMS = {
-    "~7B (d_model 4096, if dense)": 7.0,
-    "20B (CodeFusion, withdrawn)": 20.0,
-    "175B (MEDEC list; GPT-3)": 175.0,
-}
 HEADLINE_PREFIX = "gpt-3.5-turbo"
 
 #: Scalar latents shown prior against posterior.
@@ -57,37 +54,73 @@ def headline_epochs(design: Design, prefix: str = HEADLINE_PREFIX) -> list[int]:
     )
 
 
-def plot_size_by_date(tree: xr.DataTree, design: Design, prefix: str = HEADLINE_PREFIX) -> Figure:
-    """Posterior of total parameters at each price point, with the public claims."""
+#: Markers of the claims on a family chart, in turn.
+_CLAIM_MARKERS = ("D", "s", "^", "v", "P", "X", "*")
+
+
+def plot_size_by_date(
+    tree: xr.DataTree,
+    design: Design,
+    family: Family | None = None,
+) -> Figure:
+    """Posterior of total and active parameters at each price point of a family.
+
+    Each row is a price point (a model keeps one size at all its dates). The
+    family's public claims are drawn as markers on the rows of the models they
+    are about, in the panel of the quantity they state: claims, not data.
+    """
     post = tree["posterior"].to_dataset()
     prior = tree["prior"].to_dataset()
-    epochs = headline_epochs(design, prefix)
-    fig, ax = plt.subplots(figsize=(9, 1.1 * len(epochs) + 1.8))
-    grid = np.linspace(-1.0, 4.0, 400)
-    prior_draws = (
-        np.log10(prior["params_total_b"].values.reshape(-1)) if "params_total_b" in prior else None
+    epochs = family.epochs if family is not None else headline_epochs(design)
+    claims = family.claims if family is not None else []
+    title = family.title if family is not None else "Models of unknown size"
+    fig, axes = plt.subplots(
+        1, 2, figsize=(13, 0.62 * len(epochs) + 2.2), sharey=True, width_ratios=[1.25, 1]
     )
-    for k, e in enumerate(epochs):
-        r = design.epochs.iloc[e]
-        x = np.log10(_draws(post, "params_total_b", unknown_model=r["model"]))
-        dens = _kde(x, grid)
-        y0 = len(epochs) - 1 - k
-        scale = 0.85 / dens.max()
-        ax.fill_between(grid, y0, y0 + dens * scale, color="C0", alpha=0.55, lw=0)
-        if prior_draws is not None:
-            pd_ = _kde(prior_draws, grid)
-            ax.plot(grid, y0 + pd_ * scale, color="0.5", lw=0.8, ls=":")
-        q = np.quantile(x, [0.05, 0.5, 0.95])
-        ax.plot([q[0], q[2]], [y0 + 0.05] * 2, color="k", lw=2)
-        ax.plot(q[1], y0 + 0.05, "o", color="k", ms=4)
-        ax.text(
-            4.0,
-            y0 + 0.3,
-            f"{10 ** q[1]:.0f}B [{10 ** q[0]:.0f}-{10 ** q[2]:.0f}]",
-            ha="right",
-            fontsize=8,
-        )
-    ax.set_yticks(
+    grid = np.linspace(-1.0, 4.5, 440)
+    styles: dict[str, tuple[str, str]] = {}
+    for ax, quantity, name in (
+        (axes[0], "params_total_b", "total"),
+        (axes[1], "params_active_b", "active"),
+    ):
+        prior_draws = np.log10(prior[quantity].values.reshape(-1)) if quantity in prior else None
+        prior_dens = _kde(prior_draws, grid) if prior_draws is not None else None
+        for k, e in enumerate(epochs):
+            model = design.epochs["model"].iloc[e]
+            x = np.log10(_draws(post, quantity, unknown_model=model))
+            dens = _kde(x, grid)
+            y0 = len(epochs) - 1 - k
+            scale = 0.85 / dens.max()
+            ax.fill_between(grid, y0, y0 + dens * scale, color="C0", alpha=0.55, lw=0)
+            if prior_dens is not None:
+                ax.plot(grid, y0 + prior_dens * scale, color="0.5", lw=0.8, ls=":")
+            q = np.quantile(x, [0.05, 0.5, 0.95])
+            ax.plot([q[0], q[2]], [y0 + 0.05] * 2, color="k", lw=2)
+            ax.plot(q[1], y0 + 0.05, "o", color="k", ms=4)
+            ax.text(
+                4.45,
+                y0 + 0.3,
+                f"{_fmt(10 ** q[1])}B [{_fmt(10 ** q[0])}-{_fmt(10 ** q[2])}]",
+                ha="right",
+                fontsize=8,
+            )
+            for c in claims:
+                if c.quantity != quantity or not c.applies_to(model):
+                    continue
+                if c.label not in styles:
+                    i = len(styles)
+                    styles[c.label] = (f"C{(i + 1) % 10}", _CLAIM_MARKERS[i % len(_CLAIM_MARKERS)])
+                color, marker = styles[c.label]
+                ax.plot(
+                    np.log10(c.params_b), y0 + 0.45, marker, color=color, ms=7, mec="k", mew=0.6
+                )
+        ticks = [0.1, 1, 3, 10, 30, 100, 300, 1000, 3000, 10000]
+        ax.set_xticks(np.log10(ticks), [f"{t:g}" for t in ticks])
+        ax.set_xlim(-1.0, 4.5)
+        ax.set_ylim(-0.2, len(epochs) + 0.2)
+        ax.set_xlabel(f"{name} parameters (billions, log scale)", fontsize=9)
+        ax.grid(axis="x", color="0.9", lw=0.6)
+    axes[0].set_yticks(
         [len(epochs) - 1 - k + 0.3 for k in range(len(epochs))],
         [
             f"{design.epochs['model'].iloc[e]}\n{design.epochs['date'].iloc[e]}  "
@@ -96,17 +129,66 @@ def plot_size_by_date(tree: xr.DataTree, design: Design, prefix: str = HEADLINE_
         ],
         fontsize=8,
     )
-    for i, (label, value) in enumerate(CLAIMS.items()):
-        ax.axvline(np.log10(value), color=f"C{i + 1}", ls="--", lw=1, label=f"claim: {label}")
-    ax.legend(loc="upper left", fontsize=7, framealpha=0.9)
-    ticks = [0.1, 1, 3, 10, 30, 100, 300, 1000, 3000, 10000]
-    ax.set_xticks(np.log10(ticks), [f"{t:g}" for t in ticks])
-    ax.set_xlim(-1.0, 4.0)
-    ax.set_ylim(-0.2, len(epochs) + 0.6)
-    ax.set_xlabel(
-        "total parameters (billions, log scale); bar = 90% interval, dot = median; dotted = prior"
+    handles = [
+        plt.Line2D(
+            [], [], ls="", marker=m, color=c, mec="k", mew=0.6, ms=7, label=f"claim: {label}"
+        )
+        for label, (c, m) in styles.items()
+    ]
+    handles.append(plt.Line2D([], [], color="0.5", ls=":", lw=0.8, label="prior"))
+    handles.append(
+        plt.Line2D([], [], color="k", lw=2, marker="o", ms=4, label="median, 90% interval")
     )
-    ax.set_title("Posterior size at each price point")
+    fig.legend(
+        handles=handles, loc="lower center", ncol=min(len(handles), 3), fontsize=8, frameon=False
+    )
+    fig.suptitle(f"{title}: posterior size at each price point (claims are not data)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * ((len(handles) + 2) // 3), 1, 1))
+    return fig
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+
+
+def plot_cuts(decomposition: pd.DataFrame, title: str) -> Figure:
+    """Each price cut split into its causes: posterior mean of each factor's
+    contribution to the log blended price (they add up to the modelled change),
+    price noise, and the observed change."""
+    parts = [*FACTORS, "noise"]
+    cuts = list(dict.fromkeys(decomposition["cut"]))
+    fig, ax = plt.subplots(figsize=(11, 0.75 * len(cuts) + 2.4))
+    for k, cut in enumerate(cuts):
+        rows = decomposition[decomposition["cut"] == cut].set_index("part")
+        y = len(cuts) - 1 - k
+        neg = pos = 0.0
+        for i, part in enumerate(parts):
+            v = float(rows.loc[part, "mean_log"]) / np.log(10)
+            left = neg + v if v < 0 else pos
+            ax.barh(
+                y,
+                abs(v),
+                left=left,
+                color="0.75" if part == "noise" else f"C{i}",
+                edgecolor="white",
+                height=0.6,
+                label=(FACTORS.get(part, "price noise") if k == 0 else None),
+            )
+            if v < 0:
+                neg += v
+            else:
+                pos += v
+        obs = float(rows.loc["observed", "mean_log"]) / np.log(10)
+        ax.plot(obs, y, "kD", ms=6, label="observed change" if k == 0 else None)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(cuts))[::-1], [c.replace(" to ", "\nto ") for c in cuts], fontsize=8)
+    ticks = np.array([0.01, 0.03, 0.1, 0.3, 1, 3, 10])
+    ax.set_xticks(np.log10(ticks), [f"x{t:g}" for t in ticks])
+    lo = min(-0.3, ax.get_xlim()[0])
+    ax.set_xlim(lo, max(0.3, ax.get_xlim()[1]))
+    ax.set_xlabel("factor on the blended price (3:1 input:output), log scale; posterior means")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False)
+    ax.set_title(f"{title}: what each price cut is attributed to", fontsize=11)
     fig.tight_layout()
     return fig
 

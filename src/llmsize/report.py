@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from llmsize.config import Hypothesis
+from llmsize.decompose import FACTORS
 from llmsize.design import Design
-from llmsize.plots import CLAIMS, SCALARS, headline_epochs
+from llmsize.families import ABOUT_FACTOR, Family, claim_probability
+from llmsize.plots import SCALARS, headline_epochs
 from llmsize.summary import ESS_BULK_MIN, PSENSE_THRESHOLD, RHAT_MAX, Diagnostics
 
 FIGURES = {
-    "size_by_date.png": "Posterior size at each price point, with the public claims",
+    "size_by_date.png": "Posterior size at each price point of the headline family, with the "
+    "public claims",
+    "cuts.png": "The headline family's price cuts, split into their causes",
     "prior_posterior.png": "Prior against posterior of the main latent quantities",
     "ppc.png": "Posterior predictive check of prices, speeds and MMLU",
 }
@@ -207,12 +213,15 @@ def _fmt_b(x: float) -> str:
     return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
 
 
-def headline_table(tree: xr.DataTree, design: Design) -> pd.DataFrame:
-    """Per headline price point: size quantiles, claim probabilities, serving guesses."""
+def headline_table(
+    tree: xr.DataTree, design: Design, epochs: list[int] | None = None
+) -> pd.DataFrame:
+    """Per price point (by default the headline family's): size quantiles, the
+    chance of the 20B and 100B marks, serving guesses."""
     post = tree["posterior"].to_dataset()
     names = list(post["p_bits"].coords["epoch"].values)
     rows = []
-    for e in headline_epochs(design):
+    for e in headline_epochs(design) if epochs is None else epochs:
         r = design.epochs.iloc[e]
         x = post["params_total_b"].sel(unknown_model=r["model"]).values.reshape(-1)
         q = np.quantile(x, [0.05, 0.25, 0.5, 0.75, 0.95])
@@ -236,62 +245,22 @@ def headline_table(tree: xr.DataTree, design: Design) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _md_table(df: pd.DataFrame) -> str:
-    head = "| " + " | ".join(df.columns) + " |"
-    sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, sep, *body])
+MODEL_TABLE_NOTE = (
+    "*posterior/prior sd* compares the spread of log10 size after and before the data: "
+    "near 1, the data barely inform the size and the interval is the prior's; the report "
+    "says so rather than narrowing it. *moved most by* lists the serving and training "
+    "quantities whose posterior correlation with log10 size is largest: a price pins "
+    "size times serving efficiency, so these are the inputs whose priors would move the "
+    "answer most (a positive sign: a larger value goes with a larger model)."
+)
 
 
-def render_readme(
-    *,
-    tree: xr.DataTree,
-    design: Design,
-    hyp: Hypothesis,
-    table: pd.DataFrame,
-    diag: Diagnostics,
-    attrs: dict[str, str],
-    command: str,
-    calibration: pd.DataFrame | None = None,
-    calibration_dir: str | None = None,
-    sensitivity: pd.DataFrame | None = None,
-) -> str:
-    """The report's README.md.
-
-    ``calibration`` is the metrics table of ``llmsize calibrate`` for the same
-    hypothesis, when it has been run.
-    """
+def model_rows(tree: xr.DataTree, design: Design, models: list[str]) -> list[dict[str, str]]:
+    """Per model of unknown size: total, active, training tokens, width, what moves it."""
     post = tree["posterior"].to_dataset()
     prior = tree["prior"].to_dataset()
-    lines = [
-        f"# llmsize report: `{hyp.name}`",
-        "",
-        f"{hyp.description}",
-        "",
-        f"Produced by `{command}` (llmsize {attrs['llmsize_version']}, seed {attrs['seed']}, "
-        f"data sha256 `{attrs['data_sha256'][:12]}`, hypothesis sha256 "
-        f"`{attrs['hypothesis_sha256'][:12]}`). Sampler: nutpie NUTS, {diag.chains} chains x "
-        f"{diag.draws} draws.",
-        "",
-        "## Headline: gpt-3.5-turbo at each price point",
-        "",
-        "Total parameters in billions. The same snapshot keeps one size at every date "
-        "(gpt-3.5-turbo-0301 was cut on 2023-06-13 without a new model), so its two rows share "
-        "one posterior and the cut is attributed to serving: batch, precision, hardware, markup.",
-        "",
-        _md_table(headline_table(tree, design)),
-        "",
-        "![size by date](size_by_date.png)",
-        "",
-        "Claims marked on the chart: "
-        + "; ".join(f"{k} at {v:g}B" for k, v in CLAIMS.items())
-        + ". They are claims to test, not data.",
-        "",
-        "## Every model of unknown size",
-        "",
-    ]
     per_model = []
-    for m in design.unknown:
+    for m in models:
         x = post["params_total_b"].sel(unknown_model=m).values.reshape(-1)
         a = post["params_active_b"].sel(unknown_model=m).values.reshape(-1)
         t = post["tokens_t"].sel(unknown_model=m).values.reshape(-1)
@@ -315,15 +284,249 @@ def render_readme(
                 ),
             }
         )
+    return per_model
+
+
+def _factor(q50: float, q05: float, q95: float) -> str:
+    f = lambda v: f"{v:.2g}"  # noqa: E731
+    return f"x{f(q50)} [{f(q05)}-{f(q95)}]"
+
+
+CUTS_NOTE = (
+    "Each cut of the blended price (3 input tokens to 1 output token) is split, draw by "
+    "draw, among five causes by the Shapley value of the forward model: the model's size, "
+    "its serving precision, the accelerator (and its GPU-hour price), the decode batch, and "
+    "the markup (the provider's and the model's own price offset). The five multiply to the "
+    "modelled change; *price noise* is what the model leaves unexplained (observed over "
+    "modelled). Cells are posterior medians with 90% intervals; x1 means no part of the cut. "
+    "A model keeps one markup offset at all its dates, so a cut of an unchanged model's price "
+    "can only be explained by serving, precision, hardware or noise."
+)
+
+
+def cuts_table(decomposition: pd.DataFrame) -> pd.DataFrame:
+    """One row per cut: observed and modelled ratio and each cause's factor."""
+    rows = []
+    for cut, d in decomposition.groupby("cut", sort=False):
+        d = d.set_index("part")
+        row = {"cut": cut, "observed": f"x{d.loc['observed', 'q50']:.2g}"}
+        for part in ("modelled", *FACTORS, "noise"):
+            r = d.loc[part]
+            row[r["label"]] = _factor(r["q50"], r["q05"], r["q95"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def family_cuts(decomposition: pd.DataFrame | None, family: Family) -> pd.DataFrame | None:
+    """The rows of ``decomposition`` about the cuts of ``family``."""
+    if decomposition is None:
+        return None
+    return decomposition[decomposition["cut"].isin([c.label for c in family.cuts])]
+
+
+def cuts_section(decomposition: pd.DataFrame | None, figure: str | None) -> list[str]:
+    """The "Price cuts, decomposed" section: note, table and figure."""
+    if decomposition is None or decomposition.empty:
+        return []
+    lines = [
+        "## Price cuts, decomposed",
+        "",
+        CUTS_NOTE,
+        "",
+        _md_table(cuts_table(decomposition)),
+        "",
+    ]
+    if figure:
+        lines += [f"![price cuts]({figure})", ""]
+    return lines
+
+
+#: A web address in a source, made a Markdown autolink (trailing punctuation left out).
+_URL = re.compile(r"https?://[^\s<>|()'\"]+[^\s<>|()'\".,;]")
+
+
+def claims_table(tree: xr.DataTree, family: Family) -> pd.DataFrame:
+    """Each claim of a family against each model it is about: posterior and prior
+    probability that the size is within ABOUT_FACTOR of the claim."""
+    post = tree["posterior"].to_dataset()
+    prior = tree["prior"].to_dataset()
+    rows = []
+    for c in family.claims:
+        for m in family.models:
+            if not c.applies_to(m):
+                continue
+            x = post[c.quantity].sel(unknown_model=m).values.reshape(-1)
+            q = np.quantile(x, [0.05, 0.5, 0.95])
+            rows.append(
+                {
+                    "claim": c.label,
+                    "model": m,
+                    "quantity": "total" if c.quantity == "params_total_b" else "active",
+                    "posterior median [90%] (B)": f"{_fmt_b(q[1])} [{_fmt_b(q[0])}-{_fmt_b(q[2])}]",
+                    f"P(within x{ABOUT_FACTOR:g})": f"{claim_probability(post, c, m):.2f}",
+                    "prior P": f"{claim_probability(prior, c, m):.2f}",
+                    "claimed": c.date.isoformat(),
+                    "source": _URL.sub(lambda u: f"<{u.group(0)}>", c.source),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def family_section(family: Family) -> list[str]:
+    """Headline-page table of the families, each linked to its own page."""
+    return [
+        f"| [{family.title}]({family.page}.md) | {', '.join(family.models)} | {len(family.cuts)} |"
+    ]
+
+
+def render_family(
+    *,
+    tree: xr.DataTree,
+    design: Design,
+    family: Family,
+    decomposition: pd.DataFrame | None,
+    attrs: dict[str, str],
+) -> str:
+    """The markdown page of one model family."""
+    lines = [
+        f"# {family.title}",
+        "",
+        f"Part of the report [README](README.md) (llmsize {attrs['llmsize_version']}, seed "
+        f"{attrs['seed']}, data sha256 "
+        f"`{attrs['data_sha256'][:12]}`, hypothesis sha256 `{attrs['hypothesis_sha256'][:12]}`). "
+        "Total parameters in billions; a model keeps one size at every date.",
+        "",
+        _md_table(headline_table(tree, design, family.epochs)),
+        "",
+        f"![{family.title}: size by date](size-{family.name}.png)",
+        "",
+    ]
+    claims = claims_table(tree, family)
+    if len(claims):
+        lines += [
+            "## Public claims",
+            "",
+            "Marked on the chart, tested here, never used as data. *P(within x"
+            f"{ABOUT_FACTOR:g})* is the posterior probability that the size lies within a "
+            f"factor of {ABOUT_FACTOR:g} of the claim; *prior P* is the same before the data.",
+            "",
+            _md_table(claims),
+            "",
+        ]
+    lines += cuts_section(
+        family_cuts(decomposition, family), f"cuts-{family.name}.png" if family.cuts else None
+    )
+    lines += [
+        "## Each model",
+        "",
+        _md_table(pd.DataFrame(model_rows(tree, design, family.models))),
+        "",
+        MODEL_TABLE_NOTE,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    head = "| " + " | ".join(df.columns) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    # A "|" inside a cell (e.g. between two sources) would start a new cell.
+    body = [
+        "| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
+        for row in df.itertuples(index=False)
+    ]
+    return "\n".join([head, sep, *body])
+
+
+def render_readme(
+    *,
+    tree: xr.DataTree,
+    design: Design,
+    hyp: Hypothesis,
+    table: pd.DataFrame,
+    diag: Diagnostics,
+    attrs: dict[str, str],
+    command: str,
+    calibration: pd.DataFrame | None = None,
+    calibration_dir: str | None = None,
+    sensitivity: pd.DataFrame | None = None,
+    families: list[Family] | None = None,
+    decomposition: pd.DataFrame | None = None,
+) -> str:
+    """The report's README.md.
+
+    ``calibration`` is the metrics table of ``llmsize calibrate`` for the same
+    hypothesis, when it has been run. The first of ``families`` is the headline;
+    each family has a page of its own (:func:`render_family`), linked from here.
+    """
+    head_fam = families[0] if families else None
+    head_title = head_fam.title if head_fam else "models of unknown size"
+    epochs = head_fam.epochs if head_fam else headline_epochs(design)
+    shown = [design.epochs["model"].iloc[e] for e in epochs]
+    repeated = sorted({m for m in shown if shown.count(m) > 1})
+    claims = head_fam.claims if head_fam else []
+    lines = [
+        f"# llmsize report: `{hyp.name}`",
+        "",
+        f"{hyp.description}",
+        "",
+        f"Produced by `{command}` (llmsize {attrs['llmsize_version']}, seed {attrs['seed']}, "
+        f"data sha256 `{attrs['data_sha256'][:12]}`, hypothesis sha256 "
+        f"`{attrs['hypothesis_sha256'][:12]}`). Sampler: nutpie NUTS, {diag.chains} chains x "
+        f"{diag.draws} draws.",
+        "",
+        f"## Headline: {head_title} at each price point",
+        "",
+        "Total parameters in billions. A model keeps one size at every date"
+        + (
+            f" ({', '.join(repeated)} had its price cut without a new model, so its rows share "
+            "one posterior and the cut is attributed to serving: batch, precision, hardware, "
+            "markup)."
+            if repeated
+            else "."
+        ),
+        "",
+        _md_table(headline_table(tree, design, epochs)),
+        "",
+        "![size by date](size_by_date.png)",
+        "",
+    ]
+    if claims:
+        lines += [
+            "Claims marked on the chart: "
+            + "; ".join(
+                f"{c.label} ({'total' if c.quantity == 'params_total_b' else 'active'}, "
+                f"{c.pattern})"
+                for c in claims
+            )
+            + ". They are claims to test, not data.",
+            "",
+        ]
+    if head_fam is not None:
+        lines += cuts_section(
+            family_cuts(decomposition, head_fam), "cuts.png" if head_fam.cuts else None
+        )
+    if families:
+        lines += [
+            "## Model families",
+            "",
+            "Each family has a page of its own: its sizes with the public claims about them, "
+            "and its price cuts decomposed.",
+            "",
+            "| family | models of unknown size | price cuts |",
+            "|---|---|---|",
+            *[row for fam in families for row in family_section(fam)],
+            "",
+        ]
+    lines += [
+        "## Every model of unknown size",
+        "",
+    ]
+    per_model = model_rows(tree, design, design.unknown)
     lines += [
         _md_table(pd.DataFrame(per_model)),
         "",
-        "*posterior/prior sd* compares the spread of log10 size after and before the data: "
-        "near 1, the data barely inform the size and the interval is the prior's; the report "
-        "says so rather than narrowing it. *moved most by* lists the serving and training "
-        "quantities whose posterior correlation with log10 size is largest: a price pins "
-        "size times serving efficiency, so these are the inputs whose priors would move the "
-        "answer most (a positive sign: a larger value goes with a larger model).",
+        MODEL_TABLE_NOTE,
         "",
     ]
     weak = [r["model"] for r in per_model if float(r["posterior/prior sd"]) > 0.7]
@@ -402,6 +605,10 @@ def render_readme(
         "command above.",
         "- `diagnostics.json`: the checks above, machine-readable.",
         "- `psense.csv`: the prior sensitivity table above.",
+        "- `decomposition.csv`: every price cut of `data/cuts.csv` split into its causes "
+        "(posterior mean of the log factor and its 5/50/95% quantiles).",
+        "- `family-<name>.md` (and `.html`), `size-<name>.png`, `cuts-<name>.png`: one page "
+        "per model family.",
         "- `hypothesis.json`: the effective hypothesis (after `extends` and `--set`).",
         *[f"- `{name}`: {text}." for name, text in FIGURES.items()],
         "",

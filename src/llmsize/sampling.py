@@ -16,6 +16,7 @@ import nutpie
 import pymc as pm
 import xarray as xr
 
+from llmsize.cache import compile_model, exact_math, fast_argument_typing
 from llmsize.config import Hypothesis, Sampler
 from llmsize.design import Design
 from llmsize.model import build_model
@@ -28,8 +29,10 @@ PREDICTIVE_VARS = ("output_price", "input_price", "output_speed", "ttft", "mmlu"
 #: Pointwise log-likelihood deterministics and their names in the log_likelihood group.
 LOGLIK_VARS = {"loglik_serving": "serving", "loglik_mmlu": "mmlu", "loglik_hidden": "hidden_size"}
 
-#: Deterministics that are the same for every draw of the prior and only clutter it.
-_PRIOR_DROP = ("p_bits", "p_hardware", "serving_component")
+#: Deterministics left out of the prior group: the component probabilities are the
+#: same for every draw of the prior, and ``batch`` weights the components by their
+#: posterior probability, which is not a prior quantity.
+_PRIOR_DROP = ("p_bits", "p_hardware", "serving_component", "batch")
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,9 @@ def observed_dataset(design: Design, coords: dict) -> xr.Dataset:
 
 
 def sample_posterior(model: pm.Model, settings: SampleSettings, *, progress: bool = False):
-    """NUTS with nutpie: compile the model's logp and gradient, then sample."""
-    compiled = nutpie.compile_pymc_model(model)
+    """NUTS with nutpie: compile the model's logp and gradient (or load them from
+    the compiled-model cache, :mod:`llmsize.cache`), then sample."""
+    compiled = compile_model(model)
     return nutpie.sample(
         compiled,
         draws=settings.draws,
@@ -89,6 +93,7 @@ def sample_posterior(model: pm.Model, settings: SampleSettings, *, progress: boo
     )
 
 
+@exact_math()
 def sample_prior(design: Design, hyp: Hypothesis, settings: SampleSettings) -> xr.DataTree:
     """Draws of the priors and of the observations they predict."""
     model = build_model(design, hyp, predictive="prior")
@@ -109,6 +114,8 @@ def sample_prior(design: Design, hyp: Hypothesis, settings: SampleSettings) -> x
     return xr.DataTree.from_dict({"prior": prior, "prior_predictive": pp})
 
 
+@exact_math()
+@fast_argument_typing()
 def sample_posterior_predictive(
     trace: xr.DataTree, design: Design, hyp: Hypothesis, settings: SampleSettings
 ) -> xr.Dataset:
@@ -125,7 +132,10 @@ def sample_posterior_predictive(
             random_seed=settings.seed,
             progressbar=False,
         )
-    return pp["posterior_predictive"].to_dataset()[present]
+    # The drawn serving component (precision x hardware) of each epoch is kept,
+    # small integers: the price-cut decomposition reads it draw by draw.
+    out = pp["posterior_predictive"].to_dataset()
+    return out[present].assign(serving_component=out["serving_component"].astype("int8"))
 
 
 def _numeric(ds: xr.Dataset) -> xr.Dataset:
@@ -139,6 +149,7 @@ def split_log_likelihood(posterior: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]
     return posterior.drop_vars(list(present)), posterior[list(present)].rename(present)
 
 
+@exact_math()
 def log_prior(posterior: xr.Dataset, model: pm.Model, hyp: Hypothesis) -> xr.Dataset:
     """Log density of each draw under the hypothesis' priors (one variable per prior).
 
