@@ -193,8 +193,10 @@ def test_outputs_written(tmp_path):
     assert "## Simulation-based calibration" in text
 
 
+@pytest.mark.slow
 def test_calibrate_cli_end_to_end_and_resume(tmp_path):
-    """One held-out refit and two SBC simulations on the tiny data (two compiles, ~1 min)."""
+    """One held-out refit and two SBC simulations on the tiny data (two cold compiles,
+    about 70 s: slow, so the default run keeps its 5-minute budget)."""
     out = tmp_path / "cal"
     cmd = [
         sys.executable, "-m", "llmsize", "calibrate", "--data", str(TINY_DIR),
