@@ -34,6 +34,7 @@ import xarray as xr
 from llmsize.config import Hypothesis, load_hypothesis
 from llmsize.data import Dataset
 from llmsize.design import Design, build_design
+from llmsize.families import ABOUT_FACTOR
 from llmsize.model import build_model
 from llmsize.plots import HEADLINE_PREFIX, headline_epochs
 from llmsize.report import _fmt_b, _md_table, drivers
@@ -48,8 +49,6 @@ from llmsize.summary import (
 
 log = logging.getLogger(__name__)
 
-#: "About X" in a claim: within this factor of X either way.
-ABOUT_FACTOR = 1.5
 #: The largest standard error (nats) of a log evidence that is called reliable.
 EVIDENCE_SE_MAX = 1.0
 #: Pareto k above this makes a PSIS-LOO estimate unreliable (Vehtari et al. 2024).

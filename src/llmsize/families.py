@@ -79,7 +79,8 @@ class Family:
         return f"family-{self.name}"
 
 
-def _epochs_of(design: Design, models: list[str]) -> list[int]:
+def epochs_of(design: Design, models: list[str]) -> list[int]:
+    """Epochs of ``models``, by date then model name."""
     rows = [i for i, m in enumerate(design.epochs["model"]) if m in models]
     return sorted(
         rows, key=lambda i: (design.epochs["date"].iloc[i], design.epochs["model"].iloc[i])
@@ -139,7 +140,7 @@ def report_families(data: Dataset, design: Design) -> list[Family]:
             Family(name="other", title="Other models of unknown size", models=rest, epochs=[])
         )
     for fam in families:
-        fam.epochs = _epochs_of(design, fam.models)
+        fam.epochs = epochs_of(design, fam.models)
         fam.claims = [c for c in claims if any(c.applies_to(m) for m in fam.models)]
         fam.cuts = sorted(
             (c for c in cuts if c.to_model in fam.models),

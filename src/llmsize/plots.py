@@ -14,7 +14,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from llmsize.decompose import FACTORS  # noqa: E402
 from llmsize.design import Design  # noqa: E402
-from llmsize.families import Family  # noqa: E402
+from llmsize.families import Family, epochs_of  # noqa: E402
 
 HEADLINE_PREFIX = "gpt-3.5-turbo"
 
@@ -42,16 +42,8 @@ def _draws(ds: xr.Dataset, var: str, **sel) -> np.ndarray:
 
 def headline_epochs(design: Design, prefix: str = HEADLINE_PREFIX) -> list[int]:
     """Epochs of the headline family (all unknown models when none match)."""
-    rows = [
-        i
-        for i, r in enumerate(design.epochs.itertuples())
-        if r.model in design.unknown and r.model.startswith(prefix)
-    ]
-    if not rows:
-        rows = [i for i, r in enumerate(design.epochs.itertuples()) if r.model in design.unknown]
-    return sorted(
-        rows, key=lambda i: (design.epochs["date"].iloc[i], design.epochs["model"].iloc[i])
-    )
+    models = [m for m in design.unknown if m.startswith(prefix)]
+    return epochs_of(design, models or design.unknown)
 
 
 #: Markers of the claims on a family chart, in turn.
