@@ -60,6 +60,8 @@ class Settings:
     chains: int
     seed: int
     target_accept: float
+    #: nutpie's mass-matrix adaptation (PyMC's NUTS always adapts a diagonal one).
+    adaptation: str = "diag"
 
 
 @dataclass(frozen=True)
@@ -343,6 +345,7 @@ def sample_once(data: Path, hypothesis: Path, settings: Settings, sampler: str) 
             chains=settings.chains,
             seed=settings.seed,
             target_accept=settings.target_accept,
+            adaptation=settings.adaptation,
             progress_bar=False,
             cores=min(settings.chains, 2),
         )
@@ -412,7 +415,8 @@ def format_report(
     """The printed tables: end-to-end runs, then the sampler comparison."""
     lines = [
         f"settings: draws={settings.draws} tune={settings.tune} chains={settings.chains} "
-        f"seed={settings.seed} target_accept={settings.target_accept}",
+        f"seed={settings.seed} target_accept={settings.target_accept} "
+        f"adaptation={settings.adaptation}",
         "",
         "llmsize infer (subprocess)    wall s   peak RSS MiB",
     ]
@@ -514,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         chains=args.chains if args.chains is not None else sampler.chains,
         seed=args.seed if args.seed is not None else sampler.seed,
         target_accept=sampler.target_accept,
+        adaptation=sampler.adaptation,
     )
     if args.one_sampler is not None:
         run = sample_once(args.data, args.hypothesis, settings, args.one_sampler)

@@ -101,6 +101,21 @@ def test_bridge_sampling_matches_the_exact_marginal_likelihood():
     assert abs(ev.estimate - exact) < 0.05
 
 
+def test_bridge_sampling_survives_repeated_draws():
+    """Stuck chains repeat draws and leave the proposal's covariance without full
+    rank; the estimate must still be a number (NaN before the relative ridge)."""
+    d = 30
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 10, shape=d)
+        pm.Normal("y", mu, 10, observed=np.zeros(d))
+    rng = np.random.default_rng(SEED)
+    distinct = rng.normal(0, 1, size=(10, d)) * np.r_[5.0, np.ones(d - 1)]
+    draws = distinct[rng.integers(0, 10, size=60)]  # 60 draws, rank 10 in 30 dimensions
+    post = xr.Dataset({"mu": (("chain", "draw", "mu_dim_0"), draws.reshape(2, 30, d))})
+    ev = cmp.bridge_evidence(model, post, seed=SEED)
+    assert np.isfinite(ev.log_ml).all()
+
+
 def test_evidence_notes_when_smc_and_bridge_disagree():
     rng = np.random.default_rng(SEED)
     base = rng.normal(-1, 0.3, 40)

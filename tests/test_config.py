@@ -235,6 +235,7 @@ def test_no_hint_for_unrelated_word(hypothesis_dir, tmp_path):
         ("bits_value", "precision", "bits = [16, 2]\nweights = [0.5, 0.5]", "precision"),
         ("newer_max", "hardware", "newer_max = 1.5", "hardware.newer_max"),
         ("target_accept", "sampler", "target_accept = 1.0", "sampler.target_accept"),
+        ("adaptation", "sampler", 'adaptation = "dense"', "sampler.adaptation"),
         ("mfu_decode", "constants", "mfu_decode = 0", "constants.mfu_decode"),
     ],
 )

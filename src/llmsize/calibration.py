@@ -661,6 +661,7 @@ def sbc_batch(data_dir: str, hyp_json: str, first: int, size: int, settings: dic
     import nutpie
     import pymc as pm
 
+    from llmsize.cache import compile_model
     from llmsize.config import Hypothesis
     from llmsize.model import build_model
 
@@ -676,7 +677,9 @@ def sbc_batch(data_dir: str, hyp_json: str, first: int, size: int, settings: dic
     )
     pr = prior["prior"].to_dataset()
     obs_pp = prior["prior_predictive"].to_dataset()
-    compiled = nutpie.compile_pymc_model(build_model(design, hyp))
+    # The same compile as ``infer`` (exact math, the compiled-model cache): every
+    # batch of every SBC run loads one compiled model instead of compiling its own.
+    compiled = compile_model(build_model(design, hyp))
     quantities = [("log10_params_total_b", m) for m in design.unknown] + [
         (v, None) for v in SBC_SCALARS if v in pr and pr[v].ndim == 2
     ]
@@ -703,6 +706,7 @@ def sbc_batch(data_dir: str, hyp_json: str, first: int, size: int, settings: dic
             chains=settings["chains"],
             seed=seed + 2_000_000 + first + i,
             target_accept=settings["target_accept"],
+            adaptation=settings.get("adaptation", "diag"),
             progress_bar=False,
             cores=1,
         )

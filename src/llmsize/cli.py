@@ -85,13 +85,13 @@ def cli() -> None:
     "--draws",
     type=click.IntRange(min=1),
     default=None,
-    help="Posterior draws per chain [hypothesis: 3000].",
+    help="Posterior draws per chain [hypothesis: 1200].",
 )
 @click.option(
     "--tune",
     type=click.IntRange(min=0),
     default=None,
-    help="Tuning steps per chain [hypothesis: 1000].",
+    help="Tuning steps per chain [hypothesis: 500].",
 )
 @click.option("--chains", type=click.IntRange(min=1), default=None, help="Chains [hypothesis: 4].")
 @click.option("--seed", type=int, default=None, help="Random seed [hypothesis].")
@@ -269,6 +269,7 @@ def calibrate(
         "chains": chains,
         "seed": hyp.sampler.seed,
         "target_accept": hyp.sampler.target_accept,
+        "adaptation": hyp.sampler.adaptation,
         "cores": 1,
         "prior_draws": 1,
     }

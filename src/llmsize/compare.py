@@ -281,7 +281,11 @@ def bridge_evidence(
         order = rng.permutation(n)
         fit_half, iter_half = theta[order[: n // 2]], theta[order[n // 2 :]]
         mean = fit_half.mean(axis=0)
-        cov = np.cov(fit_half, rowvar=False) + 1e-9 * np.eye(theta.shape[1])
+        cov = np.cov(fit_half, rowvar=False)
+        # A ridge relative to the draws' scale: a short or stuck chain repeats draws,
+        # the covariance loses rank, and scipy drops eigenvalues below about 1e-9
+        # times the largest, leaving a proposal whose own draws have no density.
+        cov += 1e-6 * np.mean(np.diag(cov)) * np.eye(theta.shape[1])
         proposal = stats.multivariate_normal(mean, cov, allow_singular=True)
         draws = proposal.rvs(size=len(iter_half), random_state=rng)
         l1 = log_density(iter_half) - proposal.logpdf(iter_half)

@@ -104,23 +104,15 @@ def provenance(
 
 
 def write_posterior(tree: xr.DataTree, path: Path, attrs: dict[str, str]) -> None:
-    """Save the run's DataTree as netCDF (h5netcdf engine), compressed.
+    """Save the run's DataTree as netCDF (h5netcdf engine), uncompressed.
 
-    The byte shuffle before zlib makes the draws compress smaller and faster
-    (about 6% and 15% on the default run); the values are the same.
+    MCMC draws are nearly incompressible: on the default run at 3000 draws per
+    chain, zlib (level 4, with byte shuffle) made the file 13% smaller (194
+    against 222 MiB) and took 4.6 s to write against 1.2 s.
     """
     tree = tree.copy()
     tree.attrs.update(attrs)
-    encoding = {}
-    for node in tree.subtree:
-        enc = {
-            name: {"zlib": True, "complevel": 4, "shuffle": True}
-            for name, var in node.dataset.data_vars.items()
-            if var.dtype.kind in "fiub"
-        }
-        if enc:
-            encoding[node.path] = enc
-    tree.to_netcdf(path, engine="h5netcdf", encoding=encoding)
+    tree.to_netcdf(path, engine="h5netcdf")
 
 
 def read_posterior(path: str | Path) -> xr.DataTree:

@@ -234,9 +234,7 @@ def build_model(
             log_speed_mu = -pt.log(t_step[design.speed_epoch]) + speed_bias
             obs_speed = pm.Data("obs_log_speed", design.log_speed, dims="speed_obs")
             ll_speed = _normal_logp(obs_speed[:, None], log_speed_mu, speed_sigma)
-            scatter = np.zeros((n_e, len(design.speed_epoch)))
-            scatter[design.speed_epoch, np.arange(len(design.speed_epoch))] = 1.0
-            loglik = loglik + pt.dot(scatter, ll_speed)
+            loglik = pt.inc_subtensor(loglik[design.speed_epoch], ll_speed)
         if len(design.ttft_epoch):
             overhead = prior_variable(
                 "ttft_overhead_s", pr.ttft_overhead_s, dims="provider", size=len(design.providers)
@@ -250,9 +248,7 @@ def build_model(
             log_ttft_mu = pt.log(ov + t_pre + t_step[te])
             obs_ttft = pm.Data("obs_log_ttft", design.log_ttft, dims="ttft_obs")
             ll_ttft = _normal_logp(obs_ttft[:, None], log_ttft_mu, ttft_sigma)
-            scatter = np.zeros((n_e, len(te)))
-            scatter[te, np.arange(len(te))] = 1.0
-            loglik = loglik + pt.dot(scatter, ll_ttft)
+            loglik = pt.inc_subtensor(loglik[te], ll_ttft)
 
         joint = design.log_weights + loglik
         epoch_loglik = pm.math.logsumexp(joint, axis=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,7 @@ def run_inference(
             "tune": settings.tune,
             "chains": settings.chains,
             "target_accept": settings.target_accept,
+            "adaptation": settings.adaptation,
             "sampler": "nutpie",
         },
     )
@@ -97,8 +99,10 @@ def run_inference(
                 "(rerun llmsize calibrate)",
                 calib_dir,
             )
-    with io.staged_output(out_dir) as tmp:
-        io.write_posterior(tree, tmp / "posterior.nc", attrs)
+    with io.staged_output(out_dir) as tmp, ThreadPoolExecutor(max_workers=1) as pool:
+        # h5py writes without the GIL: the draws go to disk while the figures are drawn.
+        # The pool is joined before the folder replaces the report.
+        posterior_written = pool.submit(io.write_posterior, tree, tmp / "posterior.nc", attrs)
         io.write_summary(table, tmp / "summary.csv")
         sensitivity.to_csv(
             tmp / "psense.csv", index=False, float_format="%.4g", lineterminator="\n"
@@ -156,6 +160,7 @@ def run_inference(
         # The same report as self-contained pages (images embedded, sources linked):
         # index.html and one page per family.
         write_pages(tmp, data_dir=data_dir)
+        posterior_written.result()
     head = headline_table(tree, design, families[0].epochs if families else None)
     lines = [
         f"{r['date']} {r['model']}: {r['median (B)']}B (90% {r['90% interval']})"

@@ -186,11 +186,25 @@ def plot_cuts(decomposition: pd.DataFrame, title: str) -> Figure:
 
 
 def _kde(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Gaussian kernel density on ``grid`` (Silverman bandwidth)."""
+    """Gaussian kernel density on the evenly spaced ``grid`` (Silverman bandwidth).
+
+    The draws are binned linearly onto the grid, widened by four bandwidths on
+    each side so that draws just off it still count, and the bin weights are
+    convolved with the kernel: the exact kernel sum up to the grid spacing
+    squared, in time linear in the draws rather than draws times grid points.
+    """
     x = x[np.isfinite(x)]
     bw = 1.06 * x.std() * x.size ** (-0.2) + 1e-6
-    z = (grid[:, None] - x[None, :]) / bw
-    return np.exp(-0.5 * z**2).sum(axis=1) / (x.size * bw * np.sqrt(2 * np.pi))
+    dx = float(grid[1] - grid[0])
+    pad = int(np.ceil(4.0 * bw / dx))
+    n = grid.size + 2 * pad
+    pos = (x - (grid[0] - pad * dx)) / dx
+    pos = pos[(pos >= 0) & (pos < n - 1)]
+    i = np.floor(pos).astype(int)
+    w = pos - i
+    weights = np.bincount(i, 1.0 - w, minlength=n) + np.bincount(i + 1, w, minlength=n)
+    kernel = np.exp(-0.5 * (np.arange(-pad, pad + 1) * dx / bw) ** 2) / (bw * np.sqrt(2 * np.pi))
+    return np.convolve(weights, kernel, mode="same")[pad : pad + grid.size] / x.size
 
 
 def plot_prior_posterior(tree: xr.DataTree, design: Design) -> Figure:
@@ -218,8 +232,24 @@ def plot_prior_posterior(tree: xr.DataTree, design: Design) -> Figure:
     for ax, (title, pr, po) in zip(axes.flat, panels, strict=False):
         lo, hi = np.quantile(np.concatenate([pr, po]), [0.005, 0.995])
         bins = np.linspace(lo, hi, 50)
-        ax.hist(pr, bins=bins, density=True, color="0.6", alpha=0.6, label="prior")
-        ax.hist(po, bins=bins, density=True, color="C0", alpha=0.7, label="posterior")
+        ax.hist(
+            pr,
+            bins=bins,
+            density=True,
+            histtype="stepfilled",
+            color="0.6",
+            alpha=0.6,
+            label="prior",
+        )
+        ax.hist(
+            po,
+            bins=bins,
+            density=True,
+            histtype="stepfilled",
+            color="C0",
+            alpha=0.7,
+            label="posterior",
+        )
         ax.set_title(title, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.set_yticks([])

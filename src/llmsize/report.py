@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -438,6 +439,25 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join([head, sep, *body])
 
 
+def _sampler_details(attrs: dict) -> str:
+    """Tuning steps, target acceptance and mass-matrix adaptation, as recorded."""
+    try:
+        settings = json.loads(attrs.get("sampler_settings", "{}"))
+    except ValueError:
+        return ""
+    parts = []
+    if "tune" in settings:
+        parts.append(f" after {settings['tune']} tuning steps")
+    extra = [
+        f"{label} {settings[key]}"
+        for key, label in (("target_accept", "target_accept"), ("adaptation", "adaptation"))
+        if key in settings
+    ]
+    if extra:
+        parts.append(f" ({', '.join(extra)})")
+    return "".join(parts)
+
+
 def render_readme(
     *,
     tree: xr.DataTree,
@@ -473,7 +493,7 @@ def render_readme(
         f"Produced by `{command}` (llmsize {attrs['llmsize_version']}, seed {attrs['seed']}, "
         f"data sha256 `{attrs['data_sha256'][:12]}`, hypothesis sha256 "
         f"`{attrs['hypothesis_sha256'][:12]}`). Sampler: nutpie NUTS, {diag.chains} chains x "
-        f"{diag.draws} draws.",
+        f"{diag.draws} draws{_sampler_details(attrs)}.",
         "",
         f"## Headline: {head_title} at each price point",
         "",

@@ -44,6 +44,8 @@ class SampleSettings:
     chains: int
     seed: int
     target_accept: float = 0.9
+    #: nutpie's mass-matrix adaptation (see ``config.Sampler``).
+    adaptation: str = "diag"
     prior_draws: int = 1000
     #: Threads nutpie may use; ``None`` is one per chain, at most two.
     cores: int | None = None
@@ -56,6 +58,7 @@ class SampleSettings:
             "chains": sampler.chains,
             "seed": sampler.seed,
             "target_accept": sampler.target_accept,
+            "adaptation": sampler.adaptation,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -88,6 +91,7 @@ def sample_posterior(model: pm.Model, settings: SampleSettings, *, progress: boo
         chains=settings.chains,
         seed=settings.seed,
         target_accept=settings.target_accept,
+        adaptation=settings.adaptation,
         progress_bar=progress,
         cores=settings.cores or min(settings.chains, 2),
     )
