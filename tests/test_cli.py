@@ -467,3 +467,38 @@ def test_signal_during_a_run_keeps_the_previous_report(tmp_path, signame):
     assert snapshot(out) == before
     # No staging folder is left beside the report.
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_signal_while_the_chains_run_keeps_the_previous_report(tmp_path, signame):
+    """nutpie answers an interrupt by returning the draws made so far; the run must
+    stop instead of reporting a truncated fit."""
+    import signal
+    import time
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "summary.csv").write_text("the previous report\n", encoding="utf-8")
+    before = snapshot(out)
+    # Far more draws than the test waits for: the signal lands while the chains run.
+    args = [*TINY_ARGS, "--draws", "500000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmsize", "infer", *args, "--out", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    deadline = time.monotonic() + 300
+    for line in proc.stderr:
+        if "compiled model" in line or time.monotonic() > deadline:
+            break
+    time.sleep(2.0)
+    start = time.monotonic()
+    proc.send_signal(getattr(signal, signame))
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130
+    assert time.monotonic() - start < 60
+    assert "interrupted; the previous report is unchanged" in rest
+    assert "Traceback" not in rest
+    assert snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]

@@ -82,9 +82,14 @@ def observed_dataset(design: Design, coords: dict) -> xr.Dataset:
 
 def sample_posterior(model: pm.Model, settings: SampleSettings, *, progress: bool = False):
     """NUTS with nutpie: compile the model's logp and gradient (or load them from
-    the compiled-model cache, :mod:`llmsize.cache`), then sample."""
+    the compiled-model cache, :mod:`llmsize.cache`), then sample.
+
+    An interrupt (SIGINT, or SIGTERM, which the CLI turns into one) while the
+    chains run stops them and propagates. ``nutpie.sample`` itself would return
+    the draws made so far, and the run would go on to report a truncated fit.
+    """
     compiled = compile_model(model)
-    return nutpie.sample(
+    sampler = nutpie.sample(
         compiled,
         draws=settings.draws,
         tune=settings.tune,
@@ -94,7 +99,13 @@ def sample_posterior(model: pm.Model, settings: SampleSettings, *, progress: boo
         adaptation=settings.adaptation,
         progress_bar=progress,
         cores=settings.cores or min(settings.chains, 2),
+        blocking=False,
     )
+    try:
+        return sampler.wait()
+    except KeyboardInterrupt:
+        sampler.cancel()
+        raise
 
 
 @exact_math()
