@@ -242,13 +242,13 @@ class Constants(_Strict):
 class Sampler(_Strict):
     """Sampler settings, separate from the priors."""
 
-    draws: int = Field(1200, ge=1)
-    tune: int = Field(500, ge=0)
+    draws: int = Field(3000, ge=1)
+    tune: int = Field(1000, ge=0)
     chains: int = Field(4, ge=1)
     target_accept: float = Field(0.8, gt=0, lt=1)
-    #: nutpie's mass-matrix adaptation: "draw_diag" (from the draws' variances),
-    #: "diag" (nutpie's default, from draws and gradients) or "low_rank".
-    adaptation: Literal["draw_diag", "diag", "low_rank"] = "draw_diag"
+    #: nutpie's mass-matrix adaptation: "diag" (nutpie's default, from draws and
+    #: gradients), "draw_diag" (from the draws' variances) or "low_rank".
+    adaptation: Literal["diag", "draw_diag", "low_rank"] = "diag"
     seed: int = 20231026
 
 
