@@ -440,7 +440,19 @@ def test_tiny_args_are_what_the_fits_used(tiny_infer_subprocess):
 
 
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
-def test_signal_during_a_run_keeps_the_previous_report(tmp_path, signame):
+@pytest.mark.parametrize(
+    ("extra_args", "after", "delay"),
+    [
+        # As sampling begins: the model is being compiled or loaded.
+        ([], "sampling", 0.0),
+        # While the chains run (far more draws than the test waits for): nutpie
+        # answers an interrupt by returning the draws made so far, and the run
+        # must stop instead of reporting a truncated fit.
+        (["--draws", "500000"], "compiled model", 2.0),
+    ],
+    ids=["compiling", "chains running"],
+)
+def test_signal_during_a_run_keeps_the_previous_report(tmp_path, signame, extra_args, after, delay):
     import signal
     import time
 
@@ -449,50 +461,17 @@ def test_signal_during_a_run_keeps_the_previous_report(tmp_path, signame):
     (out / "summary.csv").write_text("the previous report\n", encoding="utf-8")
     before = snapshot(out)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmsize", "infer", *TINY_ARGS, "--out", str(out)],
+        [sys.executable, "-m", "llmsize", "infer", *TINY_ARGS, *extra_args, "--out", str(out)],
         stderr=subprocess.PIPE,
         text=True,
         env=subprocess_env(),
     )
-    # Wait until sampling has begun (the handlers are installed by then), then signal.
+    # Wait for the log line of the phase to interrupt (the handlers are installed by then).
     deadline = time.monotonic() + 300
     for line in proc.stderr:
-        if "sampling" in line or time.monotonic() > deadline:
+        if after in line or time.monotonic() > deadline:
             break
-    proc.send_signal(getattr(signal, signame))
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=300) == 130
-    assert "interrupted; the previous report is unchanged" in rest
-    assert "Traceback" not in rest
-    assert snapshot(out) == before
-    # No staging folder is left beside the report.
-    assert [p.name for p in tmp_path.iterdir()] == ["report"]
-
-
-@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
-def test_signal_while_the_chains_run_keeps_the_previous_report(tmp_path, signame):
-    """nutpie answers an interrupt by returning the draws made so far; the run must
-    stop instead of reporting a truncated fit."""
-    import signal
-    import time
-
-    out = tmp_path / "report"
-    out.mkdir()
-    (out / "summary.csv").write_text("the previous report\n", encoding="utf-8")
-    before = snapshot(out)
-    # Far more draws than the test waits for: the signal lands while the chains run.
-    args = [*TINY_ARGS, "--draws", "500000"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmsize", "infer", *args, "--out", str(out)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(),
-    )
-    deadline = time.monotonic() + 300
-    for line in proc.stderr:
-        if "compiled model" in line or time.monotonic() > deadline:
-            break
-    time.sleep(2.0)
+    time.sleep(delay)
     start = time.monotonic()
     proc.send_signal(getattr(signal, signame))
     rest = proc.stderr.read()
@@ -501,4 +480,5 @@ def test_signal_while_the_chains_run_keeps_the_previous_report(tmp_path, signame
     assert "interrupted; the previous report is unchanged" in rest
     assert "Traceback" not in rest
     assert snapshot(out) == before
+    # No staging folder is left beside the report.
     assert [p.name for p in tmp_path.iterdir()] == ["report"]

@@ -232,24 +232,16 @@ def plot_prior_posterior(tree: xr.DataTree, design: Design) -> Figure:
     for ax, (title, pr, po) in zip(axes.flat, panels, strict=False):
         lo, hi = np.quantile(np.concatenate([pr, po]), [0.005, 0.995])
         bins = np.linspace(lo, hi, 50)
-        ax.hist(
-            pr,
-            bins=bins,
-            density=True,
-            histtype="stepfilled",
-            color="0.6",
-            alpha=0.6,
-            label="prior",
-        )
-        ax.hist(
-            po,
-            bins=bins,
-            density=True,
-            histtype="stepfilled",
-            color="C0",
-            alpha=0.7,
-            label="posterior",
-        )
+        for draws, color, alpha, label in ((pr, "0.6", 0.6, "prior"), (po, "C0", 0.7, "posterior")):
+            ax.hist(
+                draws,
+                bins=bins,
+                density=True,
+                histtype="stepfilled",
+                color=color,
+                alpha=alpha,
+                label=label,
+            )
         ax.set_title(title, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.set_yticks([])
