@@ -441,21 +441,10 @@ def _md_table(df: pd.DataFrame) -> str:
 
 def _sampler_details(attrs: dict) -> str:
     """Tuning steps, target acceptance and mass-matrix adaptation, as recorded."""
-    try:
-        settings = json.loads(attrs.get("sampler_settings", "{}"))
-    except ValueError:
-        return ""
-    parts = []
-    if "tune" in settings:
-        parts.append(f" after {settings['tune']} tuning steps")
-    extra = [
-        f"{label} {settings[key]}"
-        for key, label in (("target_accept", "target_accept"), ("adaptation", "adaptation"))
-        if key in settings
-    ]
-    if extra:
-        parts.append(f" ({', '.join(extra)})")
-    return "".join(parts)
+    settings = json.loads(attrs.get("sampler_settings", "{}"))
+    tune = f" after {settings['tune']} tuning steps" if "tune" in settings else ""
+    extra = [f"{key} {settings[key]}" for key in ("target_accept", "adaptation") if key in settings]
+    return tune + (f" ({', '.join(extra)})" if extra else "")
 
 
 def render_readme(
