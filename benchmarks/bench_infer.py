@@ -26,7 +26,12 @@ Usage::
         [--draws N --tune N --chains N] [--seed N] [--skip-pymc] [--json out.json]
 
 Peak memory is the maximum resident set size reported by ``os.wait4`` for the
-``infer`` subprocess (and the descendants it waited for). The sampler
+``infer`` subprocess (the largest of it and the descendants it waited for),
+and, since ``infer`` computes whole-posterior statistics in a worker process
+(``llmsize.pipeline.statistics_worker``), the peak of the summed proportional
+set size (PSS: shared pages split between the processes that share them) of
+the subprocess and all its descendants, read from ``/proc`` every 50 ms (Linux
+only; a short peak between two readings can be missed). The sampler
 comparison uses a fresh, empty compile cache of its own, so both compile times
 are cold; nutpie compiles first, and PyMC may reuse the few compiled pieces
 the two graphs share.
@@ -42,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -70,8 +76,12 @@ class ProcessRun:
 
     label: str
     wall_s: float
+    #: Peak resident memory of the main process (``os.wait4``).
     peak_rss_mib: float
     returncode: int
+    #: Peak of the summed proportional set size of the process and its worker,
+    #: sampled every 50 ms (Linux; 0 elsewhere).
+    peak_tree_pss_mib: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,35 @@ def _maxrss_mib(ru_maxrss: int) -> float:
     return ru_maxrss / 2**20 if sys.platform == "darwin" else ru_maxrss / 2**10
 
 
+def _tree_pss_mib(pid: int) -> float:
+    """Memory of process ``pid`` and all its descendants now, in MiB: the sum of
+    their proportional set sizes (Linux ``/proc/*/smaps_rollup``; pages shared by
+    several processes, such as the worker's and its fork server's, count once in
+    all; 0 where it cannot be read). ``infer`` runs its whole-posterior statistics
+    in a worker process, whose memory adds to the main process'."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total / 2**10
+
+
+def _watch_tree_pss(pid: int, peak: list[float], stop: threading.Event) -> None:
+    """Sample :func:`_tree_pss_mib` every 50 ms into ``peak[0]`` until ``stop``."""
+    while not stop.wait(0.05):
+        peak[0] = max(peak[0], _tree_pss_mib(pid))
+
+
 def run_infer(
     label: str,
     *,
@@ -217,13 +256,18 @@ def run_infer(
         proc = subprocess.Popen(
             cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
         )
+        peak, stop = [0.0], threading.Event()
+        watcher = threading.Thread(target=_watch_tree_pss, args=(proc.pid, peak, stop))
+        watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
+        stop.set()
+        watcher.join()
     proc.returncode = returncode = os.waitstatus_to_exitcode(status)
     if returncode != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
         raise RuntimeError(f"{label} run failed (exit {returncode}): {' '.join(cmd)}\n{tail}")
-    return ProcessRun(label, wall, _maxrss_mib(usage.ru_maxrss), returncode)
+    return ProcessRun(label, wall, _maxrss_mib(usage.ru_maxrss), returncode, peak[0])
 
 
 def same_posterior(report_a: Path, report_b: Path) -> bool:
@@ -418,10 +462,12 @@ def format_report(
         f"seed={settings.seed} target_accept={settings.target_accept} "
         f"adaptation={settings.adaptation}",
         "",
-        "llmsize infer (subprocess)    wall s   peak RSS MiB",
+        "llmsize infer (subprocess)    wall s   peak RSS MiB   with worker (PSS) MiB",
     ]
     for p in processes:
-        lines.append(f"  {p.label:<26} {p.wall_s:8.1f} {p.peak_rss_mib:14.0f}")
+        lines.append(
+            f"  {p.label:<26} {p.wall_s:8.1f} {p.peak_rss_mib:14.0f} {p.peak_tree_pss_mib:23.0f}"
+        )
     by_label = {p.label: p for p in processes}
     if "cold" in by_label and "warm" in by_label:
         ratio = by_label["cold"].wall_s / by_label["warm"].wall_s

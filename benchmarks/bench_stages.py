@@ -4,10 +4,12 @@ Where does a warm run spend its time? This runs the main job once (by default
 on the bundled data and the default hypothesis, into a temporary folder) with
 a timer around every stage that ``llmsize.pipeline.run_inference`` calls:
 sampling (compiled model loaded from the cache when warm), prior and posterior
-predictive draws, log prior, summary, diagnostics, prior sensitivity, the
-price-cut decomposition, writing ``posterior.nc`` (in a thread, beside the
-figures), the figures and the pages. Run it twice, or after
-``bench_infer.py``, to see a warm run.
+predictive draws, log prior, summary, the price-cut decomposition, writing
+``posterior.nc`` (in a thread, beside the figures), the figures and the pages.
+R-hat and ESS of every parameter and prior sensitivity run in the statistics
+worker process (``llmsize.pipeline.statistics_worker``); here only the draws
+handed to it are timed, and any wait for its results is in the total. Run it
+twice, or after ``bench_infer.py``, to see a warm run.
 
 Usage::
 
@@ -35,8 +37,9 @@ STAGES = [
     ("llmsize.sampling", "sample_posterior_predictive"),
     ("llmsize.sampling", "log_prior"),
     ("llmsize.pipeline", "summary_table"),
+    ("llmsize.pipeline", "parameter_draws"),
+    ("llmsize.pipeline", "sensitivity_groups"),
     ("llmsize.pipeline", "diagnostics"),
-    ("llmsize.pipeline", "psense_table"),
     ("llmsize.pipeline", "decompose_cuts"),
     ("llmsize.io", "write_posterior"),
     ("llmsize.plots", "plot_size_by_date"),

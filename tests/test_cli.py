@@ -239,6 +239,15 @@ def test_pointwise_log_likelihood_and_prior_sensitivity(tiny_infer_subprocess):
     assert "mmlu" in ll
     assert "loglik_serving" not in tree["posterior"]
     assert "log10_params_total_b" in tree["log_prior"]
+    # Every prior a hypothesis file sets, also one the model samples through
+    # another variable (the input markup mean, model._markups), at its own value.
+    lp = tree["log_prior"]
+    assert {"log_markup_out_mu", "log_markup_in_mu", "provider_sigma", "mfu_prefill"} <= set(lp)
+    prior = json.loads((out / "hypothesis.json").read_text(encoding="utf-8"))["priors"]
+    mu, sigma = prior["log_markup_in_mu"]["mu"], prior["log_markup_in_mu"]["sigma"]
+    x = tree["posterior"]["log_markup_in_mu"].values
+    by_hand = -0.5 * ((x - mu) / sigma) ** 2 - np.log(sigma * np.sqrt(2 * np.pi))
+    np.testing.assert_allclose(lp["log_markup_in_mu"].values, by_hand, atol=1e-7)
     sens = list(csv.DictReader((out / "psense.csv").open(encoding="utf-8")))
     assert {(r["quantity"], r["model"]) for r in sens} == {
         (q, m)
@@ -260,6 +269,30 @@ def test_summary_agrees_with_posterior(tiny_infer_subprocess):
         # summary.csv keeps 6 significant figures.
         assert float(r["q50"]) == pytest.approx(np.median(draws), rel=1e-5)
         assert float(r["mean"]) == pytest.approx(draws.mean(), rel=1e-5)
+
+
+def test_worker_statistics_match_the_posterior(tiny_infer_subprocess):
+    """R-hat and ESS of every parameter and the prior sensitivity come from the
+    worker process (pipeline.statistics_worker); computed here from the written
+    posterior, they must be the same."""
+    from llmsize.summary import (
+        parameter_diagnostics,
+        parameter_draws,
+        psense_of_groups,
+        sensitivity_groups,
+    )
+
+    _, out = tiny_infer_subprocess
+    tree = read_posterior(out / "posterior.nc")
+    diag = json.loads((out / "diagnostics.json").read_text(encoding="utf-8"))
+    max_r, min_e = parameter_diagnostics(parameter_draws(tree))
+    assert diag["all_max_r_hat"] == pytest.approx(max_r, rel=1e-12)
+    assert diag["all_min_ess_bulk"] == pytest.approx(min_e, rel=1e-12)
+    written = pd.read_csv(out / "psense.csv")
+    again = psense_of_groups(sensitivity_groups(tree))
+    np.testing.assert_allclose(written["prior"], again["prior"], rtol=1e-3)
+    np.testing.assert_allclose(written["likelihood"], again["likelihood"], rtol=1e-3)
+    assert list(written["driving_prior"]) == list(again["driving_prior"])
 
 
 def test_strict_exit_code_matches_diagnostics(tiny_infer_runner):

@@ -7,6 +7,7 @@ import shutil
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from llmsize.config import (
@@ -356,3 +357,32 @@ def test_claim_files_restrict_their_prior_to_gpt35():
     hyp = load_hypothesis(MODELS_DIR / "chatgpt_20b.toml")
     assert hyp.prior_for("log10_params_total_b", "gpt-3.5-turbo-0301").mu == pytest.approx(1.301)
     assert hyp.prior_for("log10_params_total_b", "gpt-4o-mini").mu == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"distribution": "Normal", "mu": 0.5, "sigma": 1.5},
+        {"distribution": "HalfNormal", "sigma": 0.5},
+        {"distribution": "LogNormal", "mu": -1.2, "sigma": 0.8},
+        {"distribution": "Beta", "alpha": 5.0, "beta": 2.0},
+        {"distribution": "TruncatedNormal", "mu": 1.0, "sigma": 1.5, "lower": -1.0},
+        {"distribution": "TruncatedNormal", "mu": 0.0, "sigma": 1.0, "lower": -0.5, "upper": 2.0},
+    ],
+    ids=lambda s: s["distribution"] + ("" if "upper" not in s else "-both"),
+)
+def test_prior_log_density_is_pymcs(spec):
+    """The log prior written for prior sensitivity (sampling.log_prior) uses each
+    prior's ``logpdf``; it must be the density the PyMC model samples."""
+    import pymc as pm
+    from pydantic import TypeAdapter
+
+    from llmsize.config import Prior
+
+    prior = TypeAdapter(Prior).validate_python(spec)
+    x = np.array([0.05, 0.3, 0.9, 1.7])
+    params = {k: v for k, v in spec.items() if k != "distribution"}
+    expected = pm.logp(getattr(pm, spec["distribution"]).dist(**params), x).eval()
+    # PyMC's normalising constants differ from SciPy's by about 1e-8 (a constant,
+    # which power-scaling ignores).
+    np.testing.assert_allclose(prior.logpdf(x), expected, rtol=0, atol=1e-7)

@@ -212,14 +212,71 @@ def test_constant_prior_fixes_a_quantity(tiny_design, default_hypothesis):
     assert np.isfinite(model.compile_logp()(model.initial_point()))
 
 
+def _prior_draws(design, hyp, names, draws=4000):
+    settings = SampleSettings(draws=1, tune=0, chains=1, seed=SEED, prior_draws=draws)
+    prior = sample_prior(design, hyp, settings)["prior"]
+    return {n: prior[n].values.reshape(draws, -1) for n in names}
+
+
+def test_markup_parameterisation_keeps_the_prior(bundled_design, default_hypothesis):
+    """NUTS samples price levels (model._markups), not the markups and GPU-hour
+    prices themselves; the physical quantities must keep the hypothesis' priors:
+    independent, with the stated distributions."""
+    from scipy import stats
+
+    hyp = default_hypothesis
+    names = ["log_markup_out_mu", "log_markup_in_mu", "mfu_prefill", "gpu_hour_z",
+             "provider_sigma", "provider_out_z", "provider_in_z"]  # fmt: skip
+    got = _prior_draws(bundled_design, hyp, names)
+    pr = hyp.priors
+    checks = {
+        "log_markup_out_mu": stats.norm(pr.log_markup_out_mu.mu, pr.log_markup_out_mu.sigma),
+        "log_markup_in_mu": stats.norm(pr.log_markup_in_mu.mu, pr.log_markup_in_mu.sigma),
+        "mfu_prefill": stats.beta(pr.mfu_prefill.alpha, pr.mfu_prefill.beta),
+        "provider_sigma": stats.halfnorm(scale=pr.provider_sigma.sigma),
+    }
+    for name, dist in checks.items():
+        assert stats.kstest(got[name][:, 0], dist.cdf).pvalue > 0.001, name
+    for name in ("gpu_hour_z", "provider_out_z", "provider_in_z"):
+        for j in range(got[name].shape[1]):
+            assert stats.kstest(got[name][:, j], stats.norm.cdf).pvalue > 0.001, (name, j)
+    # Independent of each other: every pairwise correlation within sampling noise
+    # (4000 draws: sd 0.016; a shift left in, e.g. the markup in a GPU-hour price,
+    # gives 0.3 or more).
+    cols = np.column_stack([got[n] for n in names])
+    cols[:, 2] = np.log(cols[:, 2])
+    corr = np.corrcoef(cols, rowvar=False)
+    off = np.abs(corr[~np.eye(len(corr), dtype=bool)])
+    assert off.max() < 0.07
+
+
+def test_markups_without_a_normal_input_prior_or_a_provider_spread(tiny_design, default_hypothesis):
+    """The other branches of model._markups: a non-normal prior of the input markup
+    is sampled as it is, and a pinned provider spread (here zero) keeps standard-normal
+    offsets."""
+    raw = default_hypothesis.to_dict()
+    raw["priors"]["log_markup_in_mu"] = {
+        "distribution": "TruncatedNormal", "mu": 1.0, "sigma": 1.5, "lower": -1.0
+    }  # fmt: skip
+    raw["priors"]["provider_sigma"] = {"distribution": "Constant", "value": 0.0}
+    hyp = validate(raw)
+    model = build_model(tiny_design, hyp)
+    free = {v.name for v in model.free_RVs}
+    assert {"log_markup_in_mu", "provider_out_z", "provider_in_z"} <= free
+    assert not {"log_markup_in_over_out", "provider_billed_out", "provider_billed_in"} & free
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
+
+
 def test_log_cost_matches_forward(tiny_design, default_hypothesis):
-    """The model's output price mean equals the forward functions at the same point."""
+    """The model's output and input price means equal the forward functions at the same point."""
     hyp = default_hypothesis
     model = build_model(tiny_design, hyp, predictive="prior")
     d = tiny_design
-    # Fix the point: every free value at its initial value. Graph outputs are
-    # functions of the random variables; evaluate them at the values.
-    point = model.initial_point()
+    # Fix the point: every free value (unconstrained) at its initial value moved by
+    # a random amount, so that no offset is zero. Graph outputs are functions of
+    # the random variables; evaluate them at the values.
+    rng = np.random.default_rng(SEED)
+    point = {k: v + rng.uniform(-0.5, 0.5, np.shape(v)) for k, v in model.initial_point().items()}
 
     def at_point(var, pt_=point):
         [out] = model.replace_rvs_by_values([var])
@@ -234,11 +291,15 @@ def test_log_cost_matches_forward(tiny_design, default_hypothesis):
             "usd_per_gpu_hour",
             "mbu",
             "log_markup_out_mu",
+            "log_markup_in_mu",
+            "mfu_prefill",
             "provider_sigma",
             "model_markup_sigma",
         )
     }
-    z_out = point["provider_out_z"]
+    # Sampled as each provider's price level (model._markups); recorded as the offset.
+    z_out = at_point(model["provider_out_z"])
+    z_in = at_point(model["provider_in_z"])
     z_model = point["model_markup_z"]
     e = next(i for i, r in enumerate(d.epochs.itertuples()) if r.model == "mid-70b")
     k = 1  # 16-bit on H100
@@ -280,6 +341,17 @@ def test_log_cost_matches_forward(tiny_design, default_hypothesis):
     point = {**point, "serving_component": np.full(d.n_epochs, k, dtype="int64")}
     got = at_point(mu, point)[e]
     assert got == pytest.approx(math.log(cost) + markup, rel=1e-9)
+
+    cost_in = forward.input_cost_per_mtok(
+        n, flops=acc.flops_at(16), mfu=vals["mfu_prefill"], usd_per_gpu_hour=g
+    )
+    markup_in = (
+        vals["log_markup_in_mu"]
+        + vals["provider_sigma"] * z_in[d.epoch_provider[e]]
+        + vals["model_markup_sigma"] * z_model[d.epoch_model[e]]
+    )
+    got_in = at_point(model["input_price"].owner.inputs[2], point)[e]
+    assert got_in == pytest.approx(math.log(cost_in) + markup_in, rel=1e-9)
 
 
 # --- prior predictive check on the bundled data ---------------------------------------

@@ -131,6 +131,15 @@ def test_smooth_max_bounds():
     assert forward.smooth_max(2.0, 1.0) > 2.0
 
 
+@pytest.mark.parametrize("sharpness", [2.0, 3.0, 8.0])
+def test_smooth_max_is_the_power_mean(sharpness):
+    """Powers of two take the root as repeated square roots; any sharpness gives the
+    power mean."""
+    a, b = np.array([0.3, 1.0, 2.5, 1e-3]), np.array([0.2, 1.0, 0.1, 5e-3])
+    expected = (a**sharpness + b**sharpness) ** (1 / sharpness)
+    np.testing.assert_allclose(forward.smooth_max(a, b, sharpness), expected, rtol=1e-14)
+
+
 def test_decode_overhead_is_added():
     assert d6_step(1) + 0.01 == pytest.approx(
         forward.decode_step_time(

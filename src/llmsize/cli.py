@@ -85,13 +85,13 @@ def cli() -> None:
     "--draws",
     type=click.IntRange(min=1),
     default=None,
-    help="Posterior draws per chain [hypothesis: 3000].",
+    help="Posterior draws per chain [hypothesis: 2500].",
 )
 @click.option(
     "--tune",
     type=click.IntRange(min=0),
     default=None,
-    help="Tuning steps per chain [hypothesis: 1000].",
+    help="Tuning steps per chain [hypothesis: 300].",
 )
 @click.option("--chains", type=click.IntRange(min=1), default=None, help="Chains [hypothesis: 4].")
 @click.option("--seed", type=int, default=None, help="Random seed [hypothesis].")

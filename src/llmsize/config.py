@@ -15,11 +15,13 @@ import difflib
 import fnmatch
 import hashlib
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from scipy import stats
 
 from llmsize.exceptions import HypothesisError
 
@@ -36,10 +38,16 @@ class NormalPrior(_Strict):
     mu: float
     sigma: float = Field(gt=0)
 
+    def logpdf(self, x):
+        return stats.norm.logpdf(x, self.mu, self.sigma)
+
 
 class HalfNormalPrior(_Strict):
     distribution: Literal["HalfNormal"]
     sigma: float = Field(gt=0)
+
+    def logpdf(self, x):
+        return stats.halfnorm.logpdf(x, scale=self.sigma)
 
 
 class LogNormalPrior(_Strict):
@@ -47,11 +55,17 @@ class LogNormalPrior(_Strict):
     mu: float
     sigma: float = Field(gt=0)
 
+    def logpdf(self, x):
+        return stats.lognorm.logpdf(x, self.sigma, scale=math.exp(self.mu))
+
 
 class BetaPrior(_Strict):
     distribution: Literal["Beta"]
     alpha: float = Field(gt=0)
     beta: float = Field(gt=0)
+
+    def logpdf(self, x):
+        return stats.beta.logpdf(x, self.alpha, self.beta)
 
 
 class TruncatedNormalPrior(_Strict):
@@ -60,6 +74,11 @@ class TruncatedNormalPrior(_Strict):
     sigma: float = Field(gt=0)
     lower: float | None = None
     upper: float | None = None
+
+    def logpdf(self, x):
+        lo = -math.inf if self.lower is None else (self.lower - self.mu) / self.sigma
+        hi = math.inf if self.upper is None else (self.upper - self.mu) / self.sigma
+        return stats.truncnorm.logpdf(x, lo, hi, loc=self.mu, scale=self.sigma)
 
 
 class ConstantPrior(_Strict):
@@ -242,8 +261,8 @@ class Constants(_Strict):
 class Sampler(_Strict):
     """Sampler settings, separate from the priors."""
 
-    draws: int = Field(3000, ge=1)
-    tune: int = Field(1000, ge=0)
+    draws: int = Field(2500, ge=1)
+    tune: int = Field(300, ge=0)
     chains: int = Field(4, ge=1)
     target_accept: float = Field(0.8, gt=0, lt=1)
     #: nutpie's mass-matrix adaptation: "diag" (nutpie's default, from draws and

@@ -13,6 +13,7 @@ million tokens out.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,8 +97,19 @@ def kv_bytes_per_token_estimate(active, kv_bits=16.0, coef=46_000.0):
 
 
 def smooth_max(a, b, sharpness=SMOOTH_MAX_SHARPNESS):
-    """Differentiable maximum of two positive quantities (a power mean)."""
-    return (a**sharpness + b**sharpness) ** (1.0 / sharpness)
+    """Differentiable maximum of two positive quantities (a power mean).
+
+    For a sharpness that is a power of two the root is taken as repeated square
+    roots (the same number; in the model's gradient, square roots are several
+    times cheaper than a general power).
+    """
+    total = a**sharpness + b**sharpness
+    halvings = math.log2(sharpness)
+    if halvings.is_integer() and halvings > 0:
+        for _ in range(int(halvings)):
+            total = total**0.5
+        return total
+    return total ** (1.0 / sharpness)
 
 
 def gpus_per_replica(total, bits, memory_bytes, weight_memory_fraction=0.5):
@@ -124,16 +136,19 @@ def decode_step_time(
     mbu,
     mfu,
     overhead_s=0.0,
+    touched=None,
 ):
     """Seconds for one decode step of a replica serving ``batch`` sequences (D3).
 
     ``t_mem`` streams the touched weights once and every sequence's KV cache;
     ``t_comp`` is ``2 * active`` FLOP per token for every sequence. The step
-    takes the (smooth) larger of the two plus a fixed overhead.
+    takes the (smooth) larger of the two plus a fixed overhead. ``touched`` is
+    :func:`weights_touched` of ``total, active, batch`` when the caller already
+    has it.
     """
-    bytes_step = bytes_per_weight(bits) * weights_touched(total, active, batch) + (
-        batch * context_tokens * kv_bytes_per_token
-    )
+    if touched is None:
+        touched = weights_touched(total, active, batch)
+    bytes_step = bytes_per_weight(bits) * touched + (batch * context_tokens * kv_bytes_per_token)
     t_mem = bytes_step / (n_gpus * hbm_bytes_per_s * mbu)
     t_comp = batch * 2.0 * active / (n_gpus * flops * mfu)
     return smooth_max(t_mem, t_comp) + overhead_s

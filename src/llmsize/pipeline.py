@@ -6,9 +6,13 @@ written to a temporary folder that replaces the report only at the end.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import multiprocessing
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+import signal
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +25,15 @@ from llmsize.families import report_families
 from llmsize.html import write_pages
 from llmsize.report import family_cuts, headline_table, render_family, render_readme
 from llmsize.sampling import SampleSettings, fit
-from llmsize.summary import Diagnostics, diagnostics, psense_table, summary_table
+from llmsize.summary import (
+    Diagnostics,
+    diagnostics,
+    parameter_diagnostics,
+    parameter_draws,
+    psense_of_groups,
+    sensitivity_groups,
+    summary_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +43,36 @@ class InferenceResult:
     out_dir: Path
     diagnostics: Diagnostics
     headline: list[str]
+
+
+@contextlib.contextmanager
+def statistics_worker():
+    """One worker process for the statistics of the whole posterior.
+
+    R-hat and bulk ESS of every parameter, and the prior sensitivity of every
+    reported quantity, are Python loops over thousands of elements (about 6 s
+    of a warm run); in a process of their own they run on the second core while
+    this one draws the figures. The worker is forked from a fresh server process
+    that has imported :mod:`llmsize.summary` (started now, its imports overlap
+    the sampling), ignores SIGINT (the main process handles interrupts) and
+    writes nothing.
+    """
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["llmsize.summary"])
+    pool = ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=context,
+        initializer=functools.partial(signal.signal, signal.SIGINT, signal.SIG_IGN),
+    )
+    pool.submit(int)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def run_inference(
@@ -59,10 +101,23 @@ def run_inference(
         design.n_epochs,
         len(design.unknown),
     )
-    tree = fit(design, hyp, settings)
+    with statistics_worker() as worker:
+        tree = fit(design, hyp, settings)
+        parameters = worker.submit(parameter_diagnostics, parameter_draws(tree))
+        sense = worker.submit(psense_of_groups, sensitivity_groups(tree))
+        return _report(
+            tree, parameters, sense, data=data, data_dir=data_dir, design=design, hyp=hyp,
+            settings=settings, out_dir=out_dir, command=command,
+        )  # fmt: skip
+
+
+def _report(tree, parameters, sense, *, data, data_dir, design, hyp, settings, out_dir, command):
+    """Summaries, figures and pages of a fit, written to ``out_dir`` at once.
+
+    ``parameters`` and ``sense`` are futures of the worker's statistics
+    (:func:`statistics_worker`), awaited only after the figures.
+    """
     table = summary_table(tree, design)
-    diag = diagnostics(tree, table)
-    sensitivity = psense_table(tree)
     families = report_families(data, design)
     decomposition = decompose_cuts(tree, design, hyp, [c for f in families for c in f.cuts])
     attrs = io.provenance(
@@ -104,20 +159,8 @@ def run_inference(
         # The pool is joined before the folder replaces the report.
         posterior_written = pool.submit(io.write_posterior, tree, tmp / "posterior.nc", attrs)
         io.write_summary(table, tmp / "summary.csv")
-        sensitivity.to_csv(
-            tmp / "psense.csv", index=False, float_format="%.4g", lineterminator="\n"
-        )
         # The effective hypothesis, after ``extends`` and ``--set``.
         io.write_json(hyp.to_dict(), tmp / "hypothesis.json")
-        io.write_json(
-            {
-                **diag.__dict__,
-                "passed": diag.passed,
-                "failures": diag.failures(),
-                **{k: v for k, v in attrs.items() if k != "hypothesis" and k != "created_at"},
-            },
-            tmp / "diagnostics.json",
-        )
         decomposition.to_csv(
             tmp / "decomposition.csv", index=False, float_format="%.4g", lineterminator="\n"
         )
@@ -140,6 +183,20 @@ def run_inference(
             )
         plots.save(plots.plot_prior_posterior(tree, design), tmp / "prior_posterior.png")
         plots.save(plots.plot_ppc(tree, design), tmp / "ppc.png")
+        diag = diagnostics(tree, table, parameters.result())
+        sensitivity = sense.result()
+        sensitivity.to_csv(
+            tmp / "psense.csv", index=False, float_format="%.4g", lineterminator="\n"
+        )
+        io.write_json(
+            {
+                **diag.__dict__,
+                "passed": diag.passed,
+                "failures": diag.failures(),
+                **{k: v for k, v in attrs.items() if k != "hypothesis" and k != "created_at"},
+            },
+            tmp / "diagnostics.json",
+        )
         (tmp / "README.md").write_text(
             render_readme(
                 tree=tree,

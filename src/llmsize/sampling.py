@@ -17,7 +17,7 @@ import pymc as pm
 import xarray as xr
 
 from llmsize.cache import compile_model, exact_math, fast_argument_typing
-from llmsize.config import Hypothesis, Sampler
+from llmsize.config import PER_MODEL_PRIORS, ConstantPrior, Hypothesis, Sampler
 from llmsize.design import Design
 from llmsize.model import build_model
 
@@ -164,26 +164,37 @@ def split_log_likelihood(posterior: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]
     return posterior.drop_vars(list(present)), posterior[list(present)].rename(present)
 
 
-@exact_math()
-def log_prior(posterior: xr.Dataset, model: pm.Model, hyp: Hypothesis) -> xr.Dataset:
+def log_prior(posterior: xr.Dataset, hyp: Hypothesis) -> xr.Dataset:
     """Log density of each draw under the hypothesis' priors (one variable per prior).
 
     Only the priors a hypothesis file sets are included, not the standard-normal
     offsets of the hierarchical terms: power-scaling sensitivity then asks how
-    much a conclusion depends on what a user can swap.
+    much a conclusion depends on what a user can swap. Each prior is evaluated
+    at the recorded value of its quantity, also where the model samples that
+    quantity through another variable (the input markup mean,
+    ``model._markups``); constants are left out.
     """
-    free = {rv.name for rv in model.free_RVs}
-    names = [n for n in type(hyp.priors).model_fields if n in free]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The effect of Potentials")
-        lp = pm.stats.compute_log_prior(
-            xr.DataTree.from_dict({"posterior": posterior}),
-            var_names=names,
-            model=model,
-            extend_inferencedata=False,
-            progressbar=False,
-        )
-    return lp if isinstance(lp, xr.Dataset) else lp["log_prior"].to_dataset()
+    out = {}
+    for name in type(hyp.priors).model_fields:
+        if name not in posterior:
+            continue
+        values = posterior[name]
+        if name in PER_MODEL_PRIORS:
+            values = values.transpose(..., "unknown_model")
+            specs = [hyp.prior_for(name, m) for m in values["unknown_model"].values]
+        else:
+            specs = [getattr(hyp.priors, name)]
+        if isinstance(specs[0], ConstantPrior):
+            continue
+        x = values.values
+        lp = np.empty_like(x)
+        if len(specs) == 1:
+            lp[...] = specs[0].logpdf(x)
+        else:
+            for j, spec in enumerate(specs):
+                lp[..., j] = spec.logpdf(x[..., j])
+        out[name] = values.copy(data=lp)
+    return xr.Dataset(out)
 
 
 def fit(
@@ -221,5 +232,5 @@ def fit(
     }
     if pointwise:
         groups["log_likelihood"] = loglik
-        groups["log_prior"] = log_prior(posterior, model, hyp)
+        groups["log_prior"] = log_prior(posterior, hyp)
     return xr.DataTree.from_dict(groups)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -134,13 +135,46 @@ class Diagnostics:
         return out
 
 
-def diagnostics(tree: xr.DataTree, table: pd.DataFrame) -> Diagnostics:
+def parameter_draws(tree: xr.DataTree) -> xr.Dataset:
+    """Draws of every sampled quantity but the discrete-choice probabilities and
+    the constants a hypothesis pins (which have no R-hat)."""
+    post = tree["posterior"].to_dataset()
+    keep = [
+        v
+        for v, a in post.data_vars.items()
+        if not v.startswith(("p_bits", "p_hardware")) and float(a.std()) > 0
+    ]
+    return post[keep]
+
+
+def parameter_diagnostics(draws: xr.Dataset) -> tuple[float, float]:
+    """The largest R-hat and smallest bulk ESS over every element of ``draws``
+    (:func:`parameter_draws`). A plain function of a dataset, so that a worker
+    process can run it (``pipeline``)."""
+    # Rank normalisation sorts every element's draws, and NumPy sorts without
+    # the GIL: R-hat and bulk ESS run side by side.
+    names = list(draws.data_vars)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        rhat_job = pool.submit(az.rhat, draws)
+        ess_job = pool.submit(az.ess, draws, method="bulk")
+        rhat, ess = rhat_job.result(), ess_job.result()
+    r_vals = np.concatenate([rhat[v].values.reshape(-1) for v in names])
+    e_vals = np.concatenate([ess[v].values.reshape(-1) for v in names])
+    return (
+        float(np.max(r_vals[np.isfinite(r_vals)], initial=1.0)),
+        float(np.min(e_vals[np.isfinite(e_vals)], initial=np.inf)),
+    )
+
+
+def diagnostics(
+    tree: xr.DataTree, table: pd.DataFrame, parameters: tuple[float, float] | None = None
+) -> Diagnostics:
     """Divergences, and the worst R-hat and bulk ESS of the reported quantities.
 
-    Also the worst over every free parameter of the model, for the report.
+    Also the worst over every parameter of the model, for the report:
+    ``parameters`` when given (:func:`parameter_diagnostics`, computed
+    elsewhere), else computed here.
     """
-    stats = tree["sample_stats"].to_dataset()
-    post = tree["posterior"].to_dataset()
     label = table["model"] + " " + table["date"] + " " + table["quantity"]
     if len(table):
         i_r = int(table["r_hat"].to_numpy().argmax())
@@ -149,26 +183,12 @@ def diagnostics(tree: xr.DataTree, table: pd.DataFrame) -> Diagnostics:
         min_e, worst_e = float(table["ess_bulk"].iloc[i_e]), str(label.iloc[i_e])
     else:
         max_r, worst_r, min_e, worst_e = 1.0, "-", float("inf"), "-"
-    # Every sampled quantity but the discrete-choice probabilities and the
-    # constants a hypothesis pins (they have no R-hat).
-    free = [
-        v
-        for v, a in post.data_vars.items()
-        if not v.startswith(("p_bits", "p_hardware")) and float(a.std()) > 0
-    ]
-    # Rank normalisation sorts every element's draws, and NumPy sorts without
-    # the GIL: R-hat and bulk ESS run side by side.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        rhat_job = pool.submit(az.rhat, post[free])
-        ess_job = pool.submit(az.ess, post[free], method="bulk")
-        rhat, ess = rhat_job.result(), ess_job.result()
-    # Constants (pinned by a hypothesis) have no R-hat; leave them out.
-    r_vals = np.concatenate([rhat[v].values.reshape(-1) for v in free])
-    e_vals = np.concatenate([ess[v].values.reshape(-1) for v in free])
-    all_r = float(np.max(r_vals[np.isfinite(r_vals)], initial=1.0))
-    all_e = float(np.min(e_vals[np.isfinite(e_vals)], initial=np.inf))
+    if parameters is None:
+        parameters = parameter_diagnostics(parameter_draws(tree))
+    all_r, all_e = parameters
+    post = tree["posterior"]
     return Diagnostics(
-        divergences=int(stats["diverging"].sum()),
+        divergences=divergences(tree),
         draws=int(post.sizes["draw"]),
         chains=int(post.sizes["chain"]),
         max_r_hat=max_r,
@@ -178,6 +198,39 @@ def diagnostics(tree: xr.DataTree, table: pd.DataFrame) -> Diagnostics:
         all_max_r_hat=all_r,
         all_min_ess_bulk=all_e,
     )
+
+
+def sensitivity_groups(
+    tree: xr.DataTree, var_names=("params_total_b", "params_active_b", "tokens_t")
+) -> dict[str, xr.Dataset]:
+    """What :func:`psense_table` reads of a fit, as plain datasets (picklable,
+    for a worker process): the quantities' draws, log likelihood and log prior."""
+    post = tree["posterior"].to_dataset()
+    return {
+        "posterior": post[[v for v in var_names if v in post.data_vars]],
+        "log_likelihood": tree["log_likelihood"].to_dataset(),
+        "log_prior": tree["log_prior"].to_dataset(),
+    }
+
+
+def psense_of_groups(groups: dict[str, xr.Dataset]) -> pd.DataFrame:
+    """:func:`psense_table` of the datasets of :func:`sensitivity_groups`."""
+    return psense_table(xr.DataTree.from_dict(groups))
+
+
+@contextlib.contextmanager
+def _quiet_psense():
+    """No warnings and no logged advice from ArviZ's psense (in whatever process
+    it runs, whatever the logging set-up there)."""
+    logger = logging.getLogger("arviz_stats.psense")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def psense_table(
@@ -198,8 +251,7 @@ def psense_table(
     lik = list(tree["log_likelihood"].data_vars)
     names = [v for v in var_names if v in tree["posterior"].data_vars]
     # psense_summary logs and prints advice; the report explains the diagnosis instead.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with _quiet_psense(), contextlib.redirect_stdout(io.StringIO()):
         table = psense_summary(
             tree, var_names=names, likelihood_var_names=lik, threshold=PSENSE_THRESHOLD
         )
@@ -225,8 +277,7 @@ def _driving_priors(tree: xr.DataTree, names: list[str], rows: pd.DataFrame):
 
     priors = list(tree["log_prior"].data_vars)
     per_prior = {}
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with _quiet_psense(), contextlib.redirect_stdout(io.StringIO()):
         for p in priors:
             per_prior[p] = psense(tree, var_names=names, group="prior", group_var_names=[p])
     best, value = [], []
