@@ -10,6 +10,7 @@ as text and parsed as numbers and ISO dates only.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import datetime as dt
 import hashlib
 import logging
@@ -37,8 +38,10 @@ class Column:
     """One column of a data file: its name, kind and whether it may be empty."""
 
     name: str
-    kind: str  # "text", "date", "positive", "nonnegative", "bits", "slug", "quantity"
+    kind: str  # "text", "date", "positive", "nonnegative", "bits", "slug", "quantity", "attention"
     required: bool = True
+    #: The column itself may be left out of the file (its cells then read as empty).
+    may_be_absent: bool = False
 
 
 SCHEMAS: dict[str, list[Column]] = {
@@ -64,6 +67,17 @@ SCHEMAS: dict[str, list[Column]] = {
         Column("total_params_b", "positive"),
         Column("active_params_b", "positive"),
         Column("training_tokens_t", "positive", required=False),
+        # Attention type (mha, gqa, mla) and KV-cache bytes per token of context at
+        # 16 bits, from the model's published configuration, where known.
+        Column("attention", "attention", required=False, may_be_absent=True),
+        Column("kv_bytes_per_token", "positive", required=False, may_be_absent=True),
+        Column("source", "text"),
+    ],
+    # Which lab made each model (glob patterns over model names; the last match wins).
+    # A price at a provider named like the lab is the lab's own (first-party) price.
+    "labs.csv": [
+        Column("pattern", "text"),
+        Column("lab", "text"),
         Column("source", "text"),
     ],
     "quality.csv": [
@@ -123,6 +137,9 @@ SCHEMAS: dict[str, list[Column]] = {
     ],
 }
 
+#: Attention types whose KV cache the serving model sizes differently.
+ATTENTION_TYPES = ("mha", "gqa", "mla")
+
 #: Size quantities a claim may be about, as named in ``summary.csv``.
 CLAIM_QUANTITIES = ("params_total_b", "params_active_b")
 
@@ -142,6 +159,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "providers.csv": ("provider",),
     "hidden_size.csv": ("model",),
     "families.csv": ("family", "pattern"),
+    "labs.csv": ("pattern",),
     "claims.csv": ("model", "quantity", "label"),
     "cuts.csv": ("provider", "from_model", "from_date", "to_model", "to_date"),
 }
@@ -171,6 +189,15 @@ def _parse(value: str, col: Column, *, file: str, row: int) -> object:
         if value not in CLAIM_QUANTITIES:
             raise DataError(
                 f"must be one of {', '.join(CLAIM_QUANTITIES)}, got {value!r}",
+                file=file,
+                row=row,
+                field=col.name,
+            )
+        return value
+    if col.kind == "attention":
+        if value not in ATTENTION_TYPES:
+            raise DataError(
+                f"must be one of {', '.join(ATTENTION_TYPES)}, got {value!r}",
                 file=file,
                 row=row,
                 field=col.name,
@@ -215,7 +242,7 @@ def read_table(path: Path, columns: list[Column]) -> pd.DataFrame:
                 header = [h.strip() for h in next(reader)]
             except StopIteration:
                 raise DataError("empty file, expected a header row", file=file) from None
-            missing = [c.name for c in columns if c.name not in header]
+            missing = [c.name for c in columns if c.name not in header and not c.may_be_absent]
             if missing:
                 raise DataError(f"missing column '{missing[0]}'", file=file, field=missing[0])
             if len(set(header)) != len(header):
@@ -238,6 +265,9 @@ def read_table(path: Path, columns: list[Column]) -> pd.DataFrame:
                     )
                 rec: dict[str, object] = {"_row": n}
                 for col in columns:
+                    if col.name not in index:  # a column that may be absent
+                        rec[col.name] = None
+                        continue
                     rec[col.name] = _parse(cells[index[col.name]], col, file=file, row=n)
                 for extra in header:
                     if extra not in rec:
@@ -247,7 +277,8 @@ def read_table(path: Path, columns: list[Column]) -> pd.DataFrame:
         raise DataError(f"not a readable CSV file: {exc}", file=file) from None
     except IsADirectoryError:
         raise DataError("is a directory, expected a CSV file", file=file) from None
-    frame = pd.DataFrame.from_records(records, columns=["_row", *header])
+    absent = [c.name for c in columns if c.name not in header]
+    frame = pd.DataFrame.from_records(records, columns=["_row", *header, *absent])
     key = KEYS.get(path.name)
     if key and len(frame):
         dup = frame.duplicated(subset=list(key), keep="first")
@@ -294,6 +325,22 @@ class Dataset:
             columns=["_row", "provider", "from_model", "from_date", "to_model", "to_date"]
         )
     )
+    #: The lab behind each model (glob patterns; the last matching row wins).
+    labs: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["_row", "pattern", "lab"])
+    )
+
+    def lab_of(self, model: str) -> str | None:
+        """The lab that made ``model`` (``labs.csv``, last matching pattern), if listed."""
+        lab = None
+        for pattern, name in zip(self.labs["pattern"], self.labs["lab"], strict=True):
+            if fnmatch.fnmatchcase(model, pattern):
+                lab = name
+        return lab
+
+    def is_first_party(self, model: str, provider: str) -> bool:
+        """Whether ``provider`` is the lab that made ``model`` (its own API's price)."""
+        return self.lab_of(model) == provider
 
     @property
     def unknown_models(self) -> list[str]:
@@ -419,6 +466,15 @@ def load_dataset(root: str | Path) -> Dataset:
                 row=int(r["_row"]),
                 field="to_date",
             )
+    labs = tables["labs.csv"]
+    for _, r in labs.iterrows():
+        if not any(fnmatch.fnmatchcase(m, r["pattern"]) for m in priced_models):
+            raise DataError(
+                f"pattern {r['pattern']!r} matches no model in prices.csv or known_models.csv",
+                file=str(root / "labs.csv"),
+                row=int(r["_row"]),
+                field="pattern",
+            )
     try:
         digest = data_digest(root)
     except OSError as exc:  # e.g. a folder named like a CSV file
@@ -437,4 +493,5 @@ def load_dataset(root: str | Path) -> Dataset:
         families=tables["families.csv"],
         claims=tables["claims.csv"],
         cuts=cuts,
+        labs=labs,
     )
