@@ -6,6 +6,7 @@ import csv
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from llmsize.data import KEYS, SCHEMAS, data_digest, load_dataset
@@ -144,6 +145,24 @@ def extra_cell(root: Path, file: str, row: int) -> None:
     rows = read_rows(root / file)
     rows[row] = [*rows[row], "surplus"]
     write_rows(root / file, rows)
+
+
+def write_labs(root: Path, rows: list[list[str]]) -> None:
+    """Write ``labs.csv`` (pattern, lab) with a source and notes on every row."""
+    body = [[*r, "synthetic test fixture", ""] for r in rows]
+    write_rows(root / "labs.csv", [["pattern", "lab", "source", "notes"], *body])
+
+
+def add_columns(path: Path, columns: dict[str, list[str]]) -> None:
+    """Add columns (one value per data row) to a CSV file, before its last column."""
+    rows = read_rows(path)
+    for name, values in columns.items():
+        assert len(values) == len(rows) - 1
+        at = len(rows[0]) - 1
+        rows[0].insert(at, name)
+        for r, v in zip(rows[1:], values, strict=True):
+            r.insert(at, v)
+    write_rows(path, rows)
 
 
 #: id -> (corruption, file named, row or None, field or None, message fragment)
@@ -328,6 +347,42 @@ CORRUPTIONS = {
         "to_date",
         "before",
     ),
+    # labs.csv: a pattern must name at least one model of the data.
+    "lab_pattern_matches_nothing": (
+        lambda d: write_labs(d, [["small-*", "HostA"], ["ghost-*", "Nobody"]]),
+        "labs.csv",
+        2,
+        "pattern",
+        "matches no model",
+    ),
+    "lab_without_a_lab": (
+        lambda d: write_labs(d, [["small-*", " "]]),
+        "labs.csv",
+        1,
+        "lab",
+        "required",
+    ),
+    # known_models.csv: the optional attention column takes mha, gqa or mla only.
+    "bad_attention_value": (
+        lambda d: add_columns(
+            d / "known_models.csv",
+            {"attention": ["gqa", "GQA", "", ""], "kv_bytes_per_token": ["", "", "", ""]},
+        ),
+        "known_models.csv",
+        2,
+        "attention",
+        "mha, gqa, mla",
+    ),
+    "negative_kv_bytes": (
+        lambda d: add_columns(
+            d / "known_models.csv",
+            {"attention": ["", "", "", ""], "kv_bytes_per_token": ["", "", "-5", ""]},
+        ),
+        "known_models.csv",
+        3,
+        "kv_bytes_per_token",
+        "> 0",
+    ),
 }
 
 
@@ -382,3 +437,108 @@ def test_error_text_stays_on_one_line():
     assert "\n" not in str(err)
     assert "\r" not in str(err)
     assert str(err) == "a\\r\\nb.csv, row 3, field 'x\\ny': bad\\nvalue"
+
+
+# --- labs.csv and the optional attention columns ------------------------------------
+
+
+def test_lab_of_last_matching_pattern_wins(tiny_copy):
+    write_labs(tiny_copy, [["*", "LabA"], ["small-*", "HostA"], ["closed-*", "Vendor"]])
+    data = load_dataset(tiny_copy)
+    assert data.lab_of("small-7b") == "HostA"
+    assert data.lab_of("mid-70b") == "LabA"
+    assert data.lab_of("closed-y") == "Vendor"
+    # Globs are case-sensitive (fnmatchcase), whatever the platform.
+    assert data.lab_of("SMALL-7b") == "LabA"
+    # The same patterns in the other order: the catch-all now wins everywhere.
+    write_labs(tiny_copy, [["small-*", "HostA"], ["closed-*", "Vendor"], ["*", "LabA"]])
+    data = load_dataset(tiny_copy)
+    assert {data.lab_of(m) for m in ("small-7b", "mid-70b", "closed-y")} == {"LabA"}
+
+
+def test_is_first_party(tiny_copy):
+    write_labs(tiny_copy, [["small-*", "HostA"], ["closed-*", "Vendor"]])
+    data = load_dataset(tiny_copy)
+    assert data.is_first_party("small-7b", "HostA")
+    assert not data.is_first_party("small-7b", "HostB")
+    assert data.is_first_party("closed-x", "Vendor")
+    # A model no pattern names has no lab, so no provider is its first party.
+    assert data.lab_of("mid-70b") is None
+    assert not data.is_first_party("mid-70b", "HostA")
+
+
+def test_labs_file_is_optional(tiny_copy):
+    (tiny_copy / "labs.csv").unlink(missing_ok=True)
+    data = load_dataset(tiny_copy)
+    assert data.labs.empty
+    assert data.lab_of("small-7b") is None
+    assert not data.is_first_party("closed-x", "Vendor")
+
+
+def test_known_models_without_optional_columns_loads(tiny_copy):
+    header = read_rows(tiny_copy / "known_models.csv")[0]
+    assert "attention" not in header and "kv_bytes_per_token" not in header
+    data = load_dataset(tiny_copy)
+    assert {"attention", "kv_bytes_per_token"} <= set(data.known_models.columns)
+    assert data.known_models["attention"].isna().all()
+    assert data.known_models["kv_bytes_per_token"].isna().all()
+
+
+def test_optional_attention_columns_are_parsed(tiny_copy):
+    add_columns(
+        tiny_copy / "known_models.csv",
+        {"attention": ["mha", "gqa", "", "mla"], "kv_bytes_per_token": ["524288", "", "", "70272"]},
+    )
+    km = load_dataset(tiny_copy).known_models.set_index("model")
+    assert km.loc["small-7b", "attention"] == "mha"
+    assert km.loc["small-7b", "kv_bytes_per_token"] == 524288.0
+    assert km.loc["mid-70b", "attention"] == "gqa"
+    assert pd.isna(km.loc["moe-47b", "attention"])
+    assert pd.isna(km.loc["mid-70b", "kv_bytes_per_token"])
+    assert km.loc["big-175b", "kv_bytes_per_token"] == 70272.0
+
+
+def test_bundled_labs_cover_every_model(bundled_data):
+    models = set(bundled_data.prices["model"]) | set(bundled_data.known_models["model"])
+    assert not [m for m in models if bundled_data.lab_of(m) is None]
+    # Every pattern names a model (the loader checks it; this checks the file is there).
+    assert len(bundled_data.labs) >= 10
+    assert bundled_data.lab_of("gpt-4o-mini") == "OpenAI"
+    assert bundled_data.lab_of("davinci") == "OpenAI"
+    assert bundled_data.lab_of("Llama-3.1-70B-Instruct") == "Meta"
+    assert bundled_data.lab_of("Mixtral-8x7B-Instruct") == "Mistral"
+    assert bundled_data.lab_of("Kimi-K2-Instruct") == "Moonshot AI"
+
+
+def test_bundled_first_party_labs_are_providers(bundled_data):
+    """A lab with its own API is spelled as that API's provider, so its prices are first-party."""
+    prices = bundled_data.prices
+    pairs = zip(prices["model"], prices["provider"], strict=True)
+    first = prices[[bundled_data.is_first_party(m, p) for m, p in pairs]]
+    assert {"OpenAI", "Mistral", "Cohere", "AI21", "Moonshot AI"} <= set(first["provider"])
+    # Every OpenAI price is first-party; no Llama price is (Meta sells no API here).
+    openai = prices[prices["model"].map(bundled_data.lab_of) == "OpenAI"]
+    assert (openai["provider"] == "OpenAI").all()
+    assert not first["model"].str.startswith("Llama-").any()
+    # Mistral prices a ladder of its own models: several sizes at its own API.
+    km = bundled_data.known_models.set_index("model")
+    mistral = first.loc[first["provider"] == "Mistral", "model"]
+    mistral_sizes = {km.loc[m, "total_params_b"] for m in mistral}
+    assert len(mistral_sizes) >= 6
+
+
+def test_bundled_kv_bytes_follow_the_attention_type(bundled_data):
+    km = bundled_data.known_models.set_index("model")
+    with_kv = km[km["kv_bytes_per_token"].notna()]
+    assert len(with_kv) >= 20
+    # A KV size is only given with the attention type it was computed for.
+    assert with_kv["attention"].notna().all()
+    assert set(km["attention"].dropna()) <= {"mha", "gqa", "mla"}
+    # GPT-3 davinci: MHA, 96 layers, d_model 12288, 2 (K and V) x 2 bytes.
+    assert km.loc["davinci", "attention"] == "mha"
+    assert km.loc["davinci", "kv_bytes_per_token"] == 2 * 96 * 12288 * 2
+    # GQA shrinks the cache: Llama 2 70B (8 KV heads) holds less per token than 13B (MHA).
+    kv = km["kv_bytes_per_token"]
+    assert kv["Llama-2-70B-chat"] < kv["Llama-2-13B-chat"]
+    # A model and its base checkpoint share their shapes.
+    assert kv["Llama-3.1-8B"] == kv["Llama-3.1-8B-Instruct"]
