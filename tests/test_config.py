@@ -115,11 +115,11 @@ def test_extends_relative_to_the_child(tmp_path):
     sub.mkdir(parents=True)
     shutil.copy(DEFAULT_HYPOTHESIS, tmp_path / "default.toml")
     (sub / "child.toml").write_text(
-        'extends = "../../default.toml"\n[constants]\nmfu_decode = 0.25\n', encoding="utf-8"
+        'extends = "../../default.toml"\n[constants]\nkv_bytes_coef = 50000\n', encoding="utf-8"
     )
     hyp = load_hypothesis(sub / "child.toml")
-    assert hyp.constants.mfu_decode == 0.25
-    assert hyp.constants.context_tokens == 1024
+    assert hyp.constants.kv_bytes_coef == 50000
+    assert hyp.constants.ttft_input_tokens == 550
 
 
 # --- errors ----------------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_no_hint_for_unrelated_word(hypothesis_dir, tmp_path):
         ("newer_max", "hardware", "newer_max = 1.5", "hardware.newer_max"),
         ("target_accept", "sampler", "target_accept = 1.0", "sampler.target_accept"),
         ("adaptation", "sampler", 'adaptation = "dense"', "sampler.adaptation"),
-        ("mfu_decode", "constants", "mfu_decode = 0", "constants.mfu_decode"),
+        ("kv_bytes_coef", "constants", "kv_bytes_coef = 0", "constants.kv_bytes_coef"),
     ],
 )
 def test_section_constraints(hypothesis_dir, stem, section, body, key_path):

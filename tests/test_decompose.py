@@ -65,18 +65,29 @@ def test_log_price_matches_the_forward_model_by_hand(stand_in, tiny_design, defa
             float(tiny_design.component_bits[k]),
             points.batch[s, e],
             acc,
-            usd_per_gpu_hour=points.gpu_hour[s, tiny_design.component_hardware[k]],
+            usd_per_gpu_hour=1.0,  # work in GPU-hours; the price layer below
             mbu=points.mbu[s],
-            mfu_decode=c.mfu_decode,
+            mfu_decode=points.mfu_decode[s],
             mfu_prefill=points.mfu_prefill[s],
-            context_tokens=c.context_tokens,
+            context_tokens=points.context[s],
             weight_memory_fraction=c.weight_memory_fraction,
-            kv_coef=c.kv_bytes_coef,
+            kv_bytes_per_token=points.kv[s, m],
         )
-        mk_out, mk_in = st["margin"][0][s], st["margin"][1][s]
-        blended = 0.75 * pred["input_usd_per_mtok"] * np.exp(mk_in) + 0.25 * pred[
-            "output_usd_per_mtok"
-        ] * np.exp(mk_out)
+        mk_out, mk_in, eps, offset, floor = (part[s] for part in st["margin"])
+        # The pricing layer by hand: GPU-hour price at the date, elasticity around
+        # the pivot, offsets, soft floor of sharpness 4.
+        g = points.gpu_hour[s, tiny_design.component_hardware[k]] * np.exp(
+            points.gpu_trend[s] * tiny_design.epoch_year[e]
+        )
+        pivot = np.log(c.price_pivot_gpu_hours_per_mtok)
+
+        def price(work, mk, g=g, eps=eps, offset=offset, floor=floor, pivot=pivot):
+            raw = np.log(g) + mk + pivot + eps * (np.log(work) - pivot) + offset
+            return np.exp(np.logaddexp(4 * raw, 4 * floor) / 4)
+
+        blended = 0.75 * price(pred["input_usd_per_mtok"], mk_in) + 0.25 * price(
+            pred["output_usd_per_mtok"], mk_out
+        )
         assert got[s] == pytest.approx(np.log(blended), rel=1e-10)
 
 

@@ -53,8 +53,13 @@ def test_tiny_epoch_zero_and_years():
 def test_tiny_hardware_and_gpu_prices(tiny_design):
     d = tiny_design
     assert d.hardware == ["A100-80GB", "H100-SXM"]
-    # One rental price per family in the fixture: $2.00 (A100) and $3.00 (H100).
-    np.testing.assert_allclose(d.log_gpu_hour_mu, np.log([2.0, 3.0]))
+    # One rental price per family in the fixture: $2.00 (A100, 2023-06-01) and $3.00
+    # (H100, 2024-06-01), each moved to 2024-01-01 along the prior's mean trend of
+    # -0.4 per year: by hand, ln 2 + 0.4 * (-214 / 365.25) and ln 3 + 0.4 * (152 / 365.25).
+    np.testing.assert_allclose(
+        d.log_gpu_hour_mu,
+        [np.log(2.0) - 0.4 * 214 / 365.25, np.log(3.0) + 0.4 * 152 / 365.25],
+    )
     # Components: (16, 8, 4) bits x (A100, H100); 8-bit uses fp8 math on H100 only.
     assert list(d.component_bits) == [16, 16, 8, 8, 4, 4]
     assert list(d.component_hardware) == [0, 1, 0, 1, 0, 1]
@@ -161,9 +166,17 @@ def test_speed_and_mmlu_mapping(tiny_design):
 def test_bundled_design(bundled_design):
     d = bundled_design
     assert {"gpt-3.5-turbo-0301", "gpt-3.5-turbo-0125"} <= set(d.unknown)
-    # Non-GPU providers are left out, and said so.
-    assert not set(d.providers) & {"Groq", "Cerebras", "SambaNova"}
-    assert any("non-GPU" in n for n in d.notes)
+    # Providers on custom silicon enter through the pricing layer alone, and said so;
+    # their speeds are not used.
+    assert {"Groq", "Cerebras", "SambaNova"} <= set(d.providers)
+    assert any("custom silicon" in n for n in d.notes)
+    custom = [d.providers.index(p) for p in ("Groq", "Cerebras", "SambaNova")]
+    assert not d.epoch_gpu[np.isin(d.epoch_provider, custom)].any()
+    assert d.epoch_gpu[d.speed_epoch].all()
+    # OpenAI's prices are its own (labs.csv), resellers' are not.
+    openai = d.providers.index("OpenAI")
+    assert d.epoch_first_party[d.epoch_provider == openai].all()
+    assert not d.epoch_first_party[d.epoch_provider == d.providers.index("DeepInfra")].any()
     np.testing.assert_allclose(logsumexp(d.log_weights, axis=1), 0.0, atol=1e-9)
     assert len(d.speed_epoch) == len(d.log_speed) > 0
     assert np.isfinite(d.log_price_out).all()
@@ -295,13 +308,31 @@ def test_log_cost_matches_forward(tiny_design, default_hypothesis):
             "mfu_prefill",
             "provider_sigma",
             "model_markup_sigma",
+            "price_elasticity_mu",
+            "price_elasticity_sigma",
+            "first_party_elasticity",
+            "first_party_markup",
+            "first_party_model_sigma",
+            "log_price_floor_mu",
+            "log_price_floor_sigma",
+            "gpu_hour_trend",
+            "mfu_decode",
+            "context_tokens",
         )
     }
     # Sampled as each provider's price level (model._markups); recorded as the offset.
     z_out = at_point(model["provider_out_z"])
     z_in = at_point(model["provider_in_z"])
-    z_model = point["model_markup_z"]
-    e = next(i for i, r in enumerate(d.epochs.itertuples()) if r.model == "mid-70b")
+    # mid-70b is priced by a reseller (HostA) and by its own lab (HostB, labs.csv).
+    epochs = [i for i, r in enumerate(d.epochs.itertuples()) if r.model == "mid-70b"]
+    assert sorted(d.epoch_first_party[epochs]) == [0.0, 1.0]
+    for e in epochs:
+        _check_price_means_at(d, hyp, model, at_point, point, vals, (z_out, z_in), e)
+
+
+def _check_price_means_at(d, hyp, model, at_point, point, vals, z, e):
+    """The model's log price means at epoch ``e`` against the same formulas by hand."""
+    z_out, z_in = z
     k = 1  # 16-bit on H100
     acc = d.accelerators[d.component_hardware[k]]
     n = 70e9
@@ -315,43 +346,61 @@ def test_log_cost_matches_forward(tiny_design, default_hypothesis):
     )
     point = {**point, "batch_z": point["batch_z"].copy()}
     point["batch_z"][e, k] += 0.3  # away from the other components' batch
+    # The memory left by the weights (2 bytes each at 16 bits) caps the batch, by a
+    # power mean of sharpness 8.
+    limit = (n_gpus * acc.memory_bytes - 2.0 * n) / (vals["context_tokens"] * kv)
+    b = ((1.0 / b) ** 8 + (1.0 / limit) ** 8) ** (-1.0 / 8)
     t = forward.decode_step_time(
         n,
         n,
         16,
         b,
-        context_tokens=hyp.constants.context_tokens,
+        context_tokens=vals["context_tokens"],
         kv_bytes_per_token=kv,
         n_gpus=n_gpus,
         hbm_bytes_per_s=acc.hbm_bytes_per_s,
         flops=acc.flops_at(16),
         mbu=vals["mbu"],
-        mfu=hyp.constants.mfu_decode,
+        mfu=vals["mfu_decode"],
     )
-    g = vals["usd_per_gpu_hour"][d.component_hardware[k]]
-    cost = forward.output_cost_per_mtok(t, b, n_gpus=n_gpus, usd_per_gpu_hour=g)
-    markup = (
-        vals["log_markup_out_mu"]
-        + vals["provider_sigma"] * z_out[d.epoch_provider[e]]
-        + vals["model_markup_sigma"] * z_model[d.epoch_model[e]]
+    # The pricing layer by hand: GPU-hour price at the epoch's date, elasticity of
+    # price in work around the pivot, first-party and per-model offsets, floor.
+    p, m = d.epoch_provider[e], d.epoch_model[e]
+    fp = d.epoch_first_party[e]
+    g = vals["usd_per_gpu_hour"][d.component_hardware[k]] * math.exp(
+        vals["gpu_hour_trend"] * d.epoch_year[e]
     )
+    eps = (
+        vals["price_elasticity_mu"]
+        + vals["price_elasticity_sigma"] * point["price_elasticity_z"][p]
+        + fp * vals["first_party_elasticity"]
+    )
+    offset = vals["model_markup_sigma"] * point["model_markup_z"][m] + fp * (
+        vals["first_party_markup"]
+        + vals["first_party_model_sigma"] * point["first_party_model_z"][m]
+    )
+    floor = vals["log_price_floor_mu"] + vals["log_price_floor_sigma"] * point["log_price_floor_z"][p]
+    pivot = math.log(hyp.constants.price_pivot_gpu_hours_per_mtok)
+
+    def by_hand(work, log_markup):
+        raw = math.log(g) + log_markup + pivot + eps * (math.log(work) - pivot) + offset
+        return float(np.logaddexp(4.0 * raw, 4.0 * floor) / 4.0)  # floor sharpness 4
+
+    work = forward.output_cost_per_mtok(t, b, n_gpus=n_gpus, usd_per_gpu_hour=1.0)
+    markup = vals["log_markup_out_mu"] + vals["provider_sigma"] * z_out[p]
     # The model's mean of the log output price, with every epoch's serving
     # component set to k (the LogNormal's inputs are rng, size, mu, sigma).
     mu = model["output_price"].owner.inputs[2]
     point = {**point, "serving_component": np.full(d.n_epochs, k, dtype="int64")}
     got = at_point(mu, point)[e]
-    assert got == pytest.approx(math.log(cost) + markup, rel=1e-9)
+    assert got == pytest.approx(by_hand(work, markup), rel=1e-9)
 
-    cost_in = forward.input_cost_per_mtok(
-        n, flops=acc.flops_at(16), mfu=vals["mfu_prefill"], usd_per_gpu_hour=g
+    work_in = forward.input_cost_per_mtok(
+        n, flops=acc.flops_at(16), mfu=vals["mfu_prefill"], usd_per_gpu_hour=1.0
     )
-    markup_in = (
-        vals["log_markup_in_mu"]
-        + vals["provider_sigma"] * z_in[d.epoch_provider[e]]
-        + vals["model_markup_sigma"] * z_model[d.epoch_model[e]]
-    )
+    markup_in = vals["log_markup_in_mu"] + vals["provider_sigma"] * z_in[p]
     got_in = at_point(model["input_price"].owner.inputs[2], point)[e]
-    assert got_in == pytest.approx(math.log(cost_in) + markup_in, rel=1e-9)
+    assert got_in == pytest.approx(by_hand(work_in, markup_in), rel=1e-9)
 
 
 # --- prior predictive check on the bundled data ---------------------------------------
@@ -517,3 +566,64 @@ def test_pointwise_log_likelihood_sums_to_the_potential(tiny_design, default_hyp
     assert serving.sum() == pytest.approx(float(potential), rel=1e-9)
     mmlu_logp = model.compile_logp(vars=[model["mmlu"]])(point)
     assert mmlu.sum() == pytest.approx(float(mmlu_logp), rel=1e-9)
+
+
+# --- a provider's stated cost ratio (cost_statements.csv) ------------------------------
+
+
+def _statement_setup(tiny_copy, default_hypothesis, ratio, sigma):
+    from llmsize.data import load_dataset
+
+    (tiny_copy / "cost_statements.csv").write_text(
+        "provider,from_model,from_date,to_model,to_date,cost_ratio,source\n"
+        f"Vendor,big-175b,2022-09-01,closed-x,2023-03-01,{ratio},test row\n",
+        encoding="utf-8",
+    )
+    raw = default_hypothesis.to_dict()
+    raw["evidence"] = {"cost_statements": True, "cost_statement_log_sigma": sigma}
+    hyp = validate(raw)
+    return hyp, build_design(load_dataset(tiny_copy), hyp)
+
+
+def _serving_loglik(design, hyp):
+    model = build_model(design, hyp, pointwise=True)
+    # Graph outputs are functions of the random variables: evaluate them at the values.
+    outs = model.replace_rvs_by_values([model["serving_loglik"], model["p_bits"]])
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
+    return fn(model.initial_point())
+
+
+def test_cost_statement_pairs_two_epochs(tiny_copy, default_hypothesis):
+    hyp, design = _statement_setup(tiny_copy, default_hypothesis, 0.1, 0.25)
+    e1, e2 = design.statement_epochs[0]
+    assert design.epochs["model"].iloc[e1] == "big-175b"
+    assert design.epochs["model"].iloc[e2] == "closed-x"
+    assert design.statement_log_ratio[0] == pytest.approx(math.log(0.1))
+    off = validate({**hyp.to_dict(), "evidence": {"cost_statements": False}})
+    assert len(build_design(design_data(tiny_copy), off).statement_log_ratio) == 0
+
+
+def design_data(folder):
+    from llmsize.data import load_dataset
+
+    return load_dataset(folder)
+
+
+def test_cost_statement_flat_limit_recovers_the_product_of_marginals(tiny_copy, default_hypothesis):
+    """With a statement so loose that its density is flat, summing the two epochs'
+    components out together must give the product of their own sums out: the
+    likelihood moves by the normal density's constant alone."""
+    hyp, design = _statement_setup(tiny_copy, default_hypothesis, 0.1, 1e6)
+    off = validate({**hyp.to_dict(), "evidence": {"cost_statements": False}})
+    with_st, p_bits = _serving_loglik(design, hyp)
+    without, _ = _serving_loglik(build_design(design_data(tiny_copy), off), off)
+    assert float(with_st - without) == pytest.approx(-math.log(1e6 * math.sqrt(2 * math.pi)), rel=1e-9)
+    np.testing.assert_allclose(p_bits.sum(axis=1), 1.0, rtol=1e-9)
+
+
+def test_cost_statement_prefers_the_ratio_the_model_implies(tiny_copy, default_hypothesis):
+    # At the initial point the two epochs' modelled costs are within a few x of each
+    # other: a stated ratio of 1e-6 is far less likely than one of 0.5.
+    near, _ = _serving_loglik(*reversed(_statement_setup(tiny_copy, default_hypothesis, 0.5, 0.25)))
+    far, _ = _serving_loglik(*reversed(_statement_setup(tiny_copy, default_hypothesis, 1e-6, 0.25)))
+    assert float(near) > float(far) + 50

@@ -231,8 +231,9 @@ def test_input_cost_independent_of_n_gpus(n_gpus):
 
 def test_serving_prediction_input_cost_ignores_replica_size():
     # Halving the memory share of the weights doubles the replica (70B bf16: 140e9 B
-    # over 40e9 B = 3.5 GPUs vs over 80e9 B = 1.75 GPUs). The input cost stays; the
-    # per-user speed doubles (twice the bandwidth streams the same bytes).
+    # over 20e9 B = 7 GPUs vs over 40e9 B = 3.5 GPUs). The input cost stays; the
+    # per-user speed doubles (twice the bandwidth streams the same bytes; both
+    # replicas have room for the batch's KV cache, so the cap does not bind).
     kw = {
         "usd_per_gpu_hour": 2.0,
         "mbu": 0.75,
@@ -240,10 +241,12 @@ def test_serving_prediction_input_cost_ignores_replica_size():
         "mfu_prefill": 0.5,
         "context_tokens": 1024,
     }
-    a = forward.serving_prediction(70e9, 70e9, 16, 32, H100, weight_memory_fraction=0.5, **kw)
-    b = forward.serving_prediction(70e9, 70e9, 16, 32, H100, weight_memory_fraction=1.0, **kw)
-    assert a["n_gpus"] == pytest.approx(3.5, rel=1e-3)
-    assert b["n_gpus"] == pytest.approx(1.75, rel=1e-2)
+    a = forward.serving_prediction(70e9, 70e9, 16, 32, H100, weight_memory_fraction=0.25, **kw)
+    b = forward.serving_prediction(70e9, 70e9, 16, 32, H100, weight_memory_fraction=0.5, **kw)
+    assert a["n_gpus"] == pytest.approx(7.0, rel=1e-3)
+    assert b["n_gpus"] == pytest.approx(3.5, rel=1e-3)
+    assert a["batch"] == pytest.approx(32, rel=1e-6)
+    assert b["batch"] == pytest.approx(32, rel=1e-6)
     assert a["input_usd_per_mtok"] == pytest.approx(b["input_usd_per_mtok"], rel=1e-12)
     assert a["output_tokens_per_s"] == pytest.approx(2 * b["output_tokens_per_s"], rel=1e-2)
 
@@ -392,3 +395,29 @@ def test_forward_on_pytensor_matches_numpy():
     # Same float64 arithmetic in a different order: agreement to ~1e-12 relative.
     for g, e in zip(got, expected, strict=True):
         assert float(g) == pytest.approx(float(e), rel=1e-9)
+
+
+def test_kv_batch_limit_and_cap_by_hand():
+    # 70B at 16 bits on 2 x 80 GB: 140 GB of weights leave 20 GB; at 1,024 tokens of
+    # 320 KiB each (Llama-3-70B), one sequence holds 335.5 MB, so 59.6 sequences fit.
+    limit = forward.kv_batch_limit(
+        2.0, 80e9, 70e9, 16, context_tokens=1024, kv_bytes_per_token=320 * 1024
+    )
+    assert limit == pytest.approx(20e9 / (1024 * 320 * 1024))
+    # A batch far below the limit runs as it is; far above, it runs at the limit.
+    assert forward.capped_batch(4.0, limit) == pytest.approx(4.0, rel=1e-6)
+    assert forward.capped_batch(1e4, limit) == pytest.approx(limit, rel=1e-6)
+    # Equal: 2 ** (-1/8) of either.
+    assert forward.capped_batch(limit, limit) == pytest.approx(limit * 2 ** (-1 / 8))
+
+
+def test_serving_prediction_caps_the_batch():
+    acc = forward.Accelerator("A100-80GB", 2.039e12, 312e12, None, 80e9)
+    kw = dict(usd_per_gpu_hour=2.0, mbu=0.7, mfu_decode=0.3, mfu_prefill=0.5, context_tokens=1024)
+    # davinci's multi-head KV cache (4.7 MB per token) at a batch of 512 does not fit
+    # on the 8.75 A100s its weights need at a fill of half: the batch is capped.
+    got = forward.serving_prediction(175e9, 175e9, 16, 512.0, acc, kv_bytes_per_token=4718592, **kw)
+    n_gpus = got["n_gpus"]
+    limit = (n_gpus * 80e9 - 350e9) / (1024 * 4718592)
+    assert got["batch"] == pytest.approx(1.0 / ((1 / 512) ** 8 + (1 / limit) ** 8) ** (1 / 8))
+    assert got["batch"] < 100

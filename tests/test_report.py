@@ -167,3 +167,24 @@ def test_binned_kde_matches_the_kernel_sum(draws):
     exact = np.exp(-0.5 * z**2).sum(axis=1) / (draws.size * bw * np.sqrt(2 * np.pi))
     got = plots._kde(draws, grid)
     assert np.abs(got - exact).max() < 1e-3 * exact.max()
+
+
+def test_method_section_quotes_the_run_and_the_hypothesis(tiny_design, default_hypothesis):
+    from llmsize.report import method_section
+
+    tree = stand_in_run(tiny_design, default_hypothesis)
+    text = method_section(tree, tiny_design, default_hypothesis)
+    post = tree["posterior"]
+    # The elasticity is the run's own posterior median, formatted as in the text.
+    median = float(np.quantile(post["price_elasticity_mu"].values, 0.5))
+    assert f"elasticity of price in work is {median:.2f} [" in text
+    assert "Beta (alpha 0.6, beta 0.4" in text
+    assert f"{tiny_design.n_epochs} price points" in text
+    # No statement in the tiny data: no sentence about one.
+    assert "90% between December 2022" not in text
+    # A hypothesis that pins the active fraction says so instead of the Beta prior.
+    raw = default_hypothesis.to_dict()
+    raw["priors"]["active_fraction"] = {"distribution": "Constant", "value": 1.0}
+    dense = validate(raw)
+    text = method_section(stand_in_run(tiny_design, dense), tiny_design, dense)
+    assert "which this hypothesis pins (value 1)" in text

@@ -1,16 +1,20 @@
-"""Calibration on models of known size: leave one family out, baselines, SBC.
+"""Calibration on models of known size: hold-outs refitted, baselines, SBC.
 
-Each family of known-size models (a model with its fine-tunes and variants, at
-every provider) is held out in turn: its sizes are removed from the known set,
-the model is refitted, and the posterior of its size is compared with the truth.
-The same is done with every speed removed and with the held-out family's prices
-removed, to show what each kind of evidence adds, and two hand-made baselines
-are scored on the same models. Simulation-based calibration (SBC) checks the
-Bayesian machinery itself: sizes drawn from the prior, prices simulated from
-them, refitted, and the ranks of the truths tested for uniformity.
+Each hold-out (:mod:`llmsize.studies.calibration.holdouts`: a group of same-size
+families, or a lab's own-API ladder with one of its sizes kept) has its sizes
+removed, the model is refitted, and the posterior of every held-out size is
+compared with the truth. The same is done with every speed removed and with the
+held-out models' prices removed, to show what each kind of evidence adds, and two
+hand-made baselines are scored on the same models. The scores are in
+:mod:`llmsize.studies.calibration.metrics`, the report's Markdown in
+:mod:`llmsize.studies.calibration.report`. Simulation-based calibration (SBC)
+checks the Bayesian machinery itself: sizes drawn from the prior, prices simulated
+from them, refitted, and the ranks of the truths tested for uniformity.
 
 Fits are independent, so they run in parallel on a Dask cluster; each result is
-written to disk as soon as it arrives, and a rerun skips what is already there.
+written to disk as soon as it arrives (named by a hash of the hypothesis, data,
+sampler settings and the hold-out's definition), and a rerun skips what is
+already there.
 """
 
 from __future__ import annotations
@@ -29,73 +33,41 @@ from llmsize.config import Hypothesis
 from llmsize.data import Dataset, load_dataset, read_table
 from llmsize.design import Design, build_design
 from llmsize.exceptions import DataError
-from llmsize.report import _md_table
+from llmsize.studies.calibration.holdouts import (
+    KINDS,
+    VARIANT_LABELS,
+    VARIANTS,
+    Holdout,
+    as_holdout,
+    build_holdouts,
+    classify,
+    holdout_design,
+    holdout_epochs,
+    holdout_prices,
+    model_families,
+    select_holdouts,
+)
+from llmsize.studies.calibration.metrics import (
+    COVERAGE_RANGE,  # noqa: F401  (read by llmsize.report)
+    NOMINAL_LEVELS,
+    class_metrics,
+    coverage,
+    metrics,
+    targets,  # noqa: F401  (read by llmsize.report and the CLI)
+)
+from llmsize.studies.calibration.report import render_markdown, sentence  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-#: Evidence kept in each refit of a held-out family.
-VARIANTS = ("full", "no_speed", "no_price")
-VARIANT_LABELS = {
-    "full": "llmsize (prices, speeds, MMLU)",
-    "no_speed": "llmsize, speeds removed",
-    "no_price": "llmsize, held-out prices removed",
-}
-#: Targets of the full variant.
-COVERAGE_RANGE = (0.85, 0.95)
-MAX_MEDIAN_LOG_ERROR = 0.3
-MAX_WIDTH_FACTOR = 10.0
-NOMINAL_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
-
-# --------------------------------------------------------------------------- hold-outs
-
-
-def families(data: Dataset, design: Design) -> dict[str, list[str]]:
-    """Known-size families with at least one price at a modelled provider."""
-    known = data.known_models.set_index("model")
-    out: dict[str, list[str]] = {}
-    for m in design.models:
-        if m in known.index:
-            fam = known.loc[m].get("family") if "family" in known.columns else None
-            fam = str(fam) if fam is not None and str(fam).strip() else m
-            out.setdefault(fam, []).append(m)
-    return out
-
-
-def family_of(data: Dataset, family: str) -> list[str]:
-    """Every model of ``family`` in known_models.csv (priced or not)."""
-    k = data.known_models
-    if "family" not in k.columns:
-        return [family]
-    return list(k.loc[k["family"].astype(str) == family, "model"])
-
-
-def holdout_dataset(data: Dataset, family: str, variant: str) -> Dataset:
-    """``data`` with ``family``'s sizes removed (and speeds, for ``no_speed``)."""
-    members = set(family_of(data, family))
-    known = data.known_models[~data.known_models["model"].isin(members)]
-    priced = set(data.prices["model"])
-    # A held-out base checkpoint that has no price can no longer be placed.
-    quality = data.quality[data.quality["model"].isin(priced | set(known["model"]))]
-    speed = data.speed.iloc[0:0] if variant == "no_speed" else data.speed
-    return dataclasses.replace(data, known_models=known, quality=quality, speed=speed)
-
-
-def holdout_design(data: Dataset, hyp: Hypothesis, family: str, variant: str) -> Design:
-    """The design of one calibration refit."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}")
-    design = build_design(holdout_dataset(data, family, variant), hyp)
-    if variant == "no_price":
-        members = set(family_of(data, family))
-        design.price_mask = (~design.epochs["model"].isin(members)).to_numpy(float)
-    return design
+# --------------------------------------------------------------------------- refits
 
 
 def fit_holdout(
-    data_dir: str, hyp_json: str, family: str, variant: str, settings: dict
+    data_dir: str, hyp_json: str, holdout: Holdout | str, variant: str, settings: dict
 ) -> list[dict]:
-    """Refit with ``family`` held out and score its models (runs in a worker)."""
+    """Refit with ``holdout`` (a :class:`Holdout`, its JSON, or one family's name)
+    withheld and score its models (runs in a worker)."""
     import warnings
 
     from llmsize.config import Hypothesis
@@ -107,20 +79,23 @@ def fit_holdout(
     logging.getLogger("pymc").setLevel(logging.ERROR)
     hyp = Hypothesis.model_validate_json(hyp_json)
     data = load_dataset(data_dir)
-    design = holdout_design(data, hyp, family, variant)
+    h = as_holdout(data, holdout)
+    design = holdout_design(data, hyp, h, variant)
     model = build_model(design, hyp)
     trace = sample_posterior(model, SampleSettings(**settings))
     post = trace["posterior"].to_dataset()
     n_div = divergences(trace)
     known = data.known_models.set_index("model")
+    held = set(h.held_out)
     rows = []
-    for m in (m for m in design.unknown if m in set(family_of(data, family))):
+    for m in (m for m in design.unknown if m in held):
         true_total = float(known.loc[m, "total_params_b"])
         true_active = float(known.loc[m, "active_params_b"])
         tot = post["params_total_b"].sel(unknown_model=m).values
         act = post["params_active_b"].sel(unknown_model=m).values
         row = {
-            "family": family,
+            "holdout": h.name,
+            "kind": h.kind,
             "variant": variant,
             "model": m,
             "true_total_b": true_total,
@@ -156,17 +131,24 @@ def _rhat(draws: np.ndarray) -> float:
 # --------------------------------------------------------------------------- baselines
 
 
-def price_ratio_baseline(data: Dataset, design: Design, members: Iterable[str]) -> dict[str, float]:
+def price_ratio_baseline(
+    data: Dataset,
+    design: Design,
+    members: Iterable[str],
+    *,
+    epochs: pd.DataFrame | None = None,
+) -> dict[str, float]:
     """'10x cheaper, so 10x smaller': size from one reference model's price.
 
     For each price point of a held-out model, the reference is the known model
     of another family at the same provider whose price date is nearest; the
     estimate is ``N_ref * price / price_ref`` (output prices), and a model's
-    estimate is the geometric mean over its price points.
+    estimate is the geometric mean over its price points. ``epochs`` (default:
+    the design's) are the price points a hold-out keeps.
     """
     members = set(members)
     known = data.known_models.set_index("model")
-    ep = design.epochs
+    ep = design.epochs if epochs is None else epochs
     out: dict[str, float] = {}
     for m in members:
         logs = []
@@ -232,56 +214,6 @@ def size_tier_baseline(data: Dataset, members: Iterable[str]) -> dict[str, float
     return out
 
 
-# --------------------------------------------------------------------------- metrics
-
-
-def coverage(pit: np.ndarray, level: float) -> float:
-    """Share of truths inside the central ``level`` interval, from their PIT values."""
-    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
-    return float(np.mean((pit >= lo) & (pit <= hi)))
-
-
-def metrics(table: pd.DataFrame) -> pd.DataFrame:
-    """Per method: families, coverage, median |log10 error|, median 90% width."""
-    rows = []
-    for method, t in table.groupby("method", sort=False):
-        err = np.abs(np.log10(t["total_q50"]) - np.log10(t["true_total_b"]))
-        row = {"method": method, "models": len(t), "families": t["family"].nunique()}
-        row["median_abs_log10_error"] = float(np.median(err))
-        if t["total_pit"].notna().any():
-            inside = (t["total_q05"] <= t["true_total_b"]) & (t["true_total_b"] <= t["total_q95"])
-            fam_cov = inside.groupby(t["family"]).all()
-            row["families_covered_90"] = int(fam_cov.sum())
-            row["coverage_90_families"] = float(fam_cov.mean())
-            row["coverage_90_models"] = float(inside.mean())
-            row["coverage_50_models"] = coverage(t["total_pit"].to_numpy(), 0.5)
-            row["median_width_factor_90"] = float(np.median(t["total_q95"] / t["total_q05"]))
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def targets(m: pd.Series) -> list[tuple[str, bool, str]]:
-    """The calibration targets for one method's metrics: (name, holds, detail)."""
-    cov = m["coverage_90_families"]
-    return [
-        (
-            "90% intervals cover 85-95% of held-out families",
-            COVERAGE_RANGE[0] <= cov <= COVERAGE_RANGE[1],
-            f"{cov:.0%} ({int(m['families_covered_90'])} of {int(m['families'])})",
-        ),
-        (
-            f"median abs log10 error <= {MAX_MEDIAN_LOG_ERROR}",
-            m["median_abs_log10_error"] <= MAX_MEDIAN_LOG_ERROR,
-            f"{m['median_abs_log10_error']:.2f} (a factor of {10 ** m['median_abs_log10_error']:.1f})",
-        ),
-        (
-            f"90% interval no wider than x{MAX_WIDTH_FACTOR:.0f}",
-            m["median_width_factor_90"] <= MAX_WIDTH_FACTOR,
-            f"median x{m['median_width_factor_90']:.1f}",
-        ),
-    ]
-
-
 # --------------------------------------------------------------------------- running
 
 
@@ -296,9 +228,15 @@ def run_key(hyp_json: str, data_digest: str, settings: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _result_path(out_dir: Path, family: str, variant: str, key: str = "") -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in family)
-    return out_dir / (f"fits-{key}" if key else "fits") / f"{safe}__{variant}.json"
+def _result_path(
+    out_dir: Path, holdout: Holdout | str, variant: str, key: str = ""
+) -> Path:
+    """Where one refit is stored: named by the hold-out and a hash of its definition,
+    in a folder named by ``key`` (:func:`run_key`)."""
+    name = holdout.name if isinstance(holdout, Holdout) else holdout
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
+    tag = f"__{holdout.digest()[:10]}" if isinstance(holdout, Holdout) else ""
+    return out_dir / (f"fits-{key}" if key else "fits") / f"{safe}__{variant}{tag}.json"
 
 
 def run_parallel(
@@ -351,20 +289,39 @@ def run_parallel(
 
 
 def collect(
-    out_dir: Path, data: Dataset, design: Design, fams: dict[str, list[str]], key: str = ""
+    out_dir: Path, data: Dataset, design: Design, holdouts: Iterable[Holdout], key: str = ""
 ) -> pd.DataFrame:
-    """Gather the written fits and the baselines into one table."""
+    """Gather the written fits and the baselines into one table: one row per (held-out
+    model, hold-out, method), with the hold-out's kind and split and the model's
+    family, lab and classes (architecture, price regime, era)."""
+    fam = model_families(data)
+    known = data.known_models.set_index("model")
     rows = []
-    for fam in fams:
+    for h in holdouts:
+        epochs = holdout_epochs(data, design, h)
+        scored = [m for m in dict.fromkeys(epochs["model"]) if m in set(h.held_out)]
+        base = {
+            "holdout": h.name,
+            "kind": h.kind,
+            "split": h.split,
+            "anchor": h.anchor or "",
+            "holdout_sha256": h.digest()[:12],
+        }
+
+        def tags(m: str, _ep=epochs) -> dict:
+            return {"family": fam.get(m, m), **classify(data, _ep, m)}
+
         for variant in VARIANTS:
-            path = _result_path(out_dir, fam, variant, key)
+            path = _result_path(out_dir, h, variant, key)
             if path.exists():
                 for r in json.loads(path.read_text(encoding="utf-8")):
-                    rows.append({**r, "method": VARIANT_LABELS[variant]})
-    known = data.known_models.set_index("model")
-    for fam, members in fams.items():
-        ratio = price_ratio_baseline(data, design, members)
-        tiers = size_tier_baseline(data, members)
+                    rows.append(
+                        {**base, **tags(r["model"]), **r, "method": VARIANT_LABELS[variant]}
+                    )
+        ratio = price_ratio_baseline(data, design, scored, epochs=epochs)
+        tiers = size_tier_baseline(
+            dataclasses.replace(data, prices=holdout_prices(data, h)), scored
+        )
         for label, est in (
             ("baseline: price ratio to a reference model", ratio),
             ("baseline: provider size tiers", tiers),
@@ -372,7 +329,8 @@ def collect(
             for m, n in est.items():
                 rows.append(
                     {
-                        "family": fam,
+                        **base,
+                        **tags(m),
                         "variant": "baseline",
                         "method": label,
                         "model": m,
@@ -382,7 +340,24 @@ def collect(
                     }
                 )
     table = pd.DataFrame(rows)
-    for col in ("total_q05", "total_q95", "total_pit"):
+    for col in (
+        "holdout",
+        "kind",
+        "split",
+        "model",
+        "method",
+        "variant",
+        "true_total_b",
+        "true_active_b",
+        "total_q05",
+        "total_q50",
+        "total_q95",
+        "total_pit",
+        "active_q05",
+        "active_q50",
+        "active_q95",
+        "active_pit",
+    ):
         if col not in table:
             table[col] = np.nan
     return table
@@ -397,35 +372,40 @@ def run_calibration(
     scheduler: str | None = None,
     workers: int = 2,
     variants: Iterable[str] = VARIANTS,
+    kinds: Iterable[str] = KINDS,
     only: Iterable[str] | None = None,
     simulations: int = 0,
     sbc_settings: dict | None = None,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, tuple[pd.DataFrame, pd.DataFrame] | None]:
-    """Hold out every family (or ``only`` these) under each variant, and run
-    ``simulations`` SBC refits; return (table, metrics, SBC ranks and tests or None).
+    """Refit every hold-out of ``kinds`` (or ``only`` those named so, or holding out a
+    family named so) under each variant, and run ``simulations`` SBC refits; return
+    (table, metrics, SBC ranks and tests or None).
 
     Hold-out and SBC fits go to the same Dask cluster in one queue, the long SBC
     batches first, so neither kind waits for the other's stragglers.
     """
     data = load_dataset(data_dir)
     design = build_design(data, hyp)
-    fams = families(data, design)
+    holdouts = build_holdouts(data, design, kinds, hyp.calibration.prior_families)
     if only:
-        unknown = sorted(set(only) - set(fams))
-        if unknown:
-            raise DataError(f"no such family with prices: {', '.join(unknown)}", field="family")
-        fams = {f: fams[f] for f in only}
+        holdouts = select_holdouts(holdouts, only)
+    if not holdouts:
+        raise DataError(
+            f"no hold-out of kind {', '.join(kinds)} in this data (a lab ladder needs "
+            "labs.csv and a lab's own prices for two known sizes)",
+            field="kind",
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     hyp_json = hyp.model_dump_json()
     key = run_key(hyp_json, data.digest, settings)
     tasks = [
         (
             fit_holdout,
-            (str(data_dir), hyp_json, fam, v, settings),
-            _result_path(out_dir, fam, v, key),
+            (str(data_dir), hyp_json, h.to_json(), v, settings),
+            _result_path(out_dir, h, v, key),
         )
-        for fam in fams
+        for h in holdouts
         for v in variants
     ]
     sbc_todo: list[tuple[Callable, tuple, Path]] = []
@@ -433,7 +413,7 @@ def run_calibration(
         sbc_settings = {**settings, **(sbc_settings or SBC_SETTINGS)}
         sbc_todo = sbc_tasks(data_dir, hyp_json, data.digest, out_dir, simulations, sbc_settings)
     run_parallel(sbc_todo + tasks, scheduler=scheduler, workers=workers, progress=progress)
-    table = collect(out_dir, data, design, fams, key)
+    table = collect(out_dir, data, design, holdouts, key)
     sbc = sbc_collect(sbc_todo, simulations) if simulations else None
     return table, metrics(table), sbc
 
@@ -527,70 +507,21 @@ def plot_calibration(table: pd.DataFrame):
     return figs
 
 
-def sentence(m: pd.Series) -> str:
-    """One sentence a reader can trust."""
-    return (
-        f"On {int(m['families'])} held-out model families, 90% intervals covered the true "
-        f"size of every held-out model {int(m['families_covered_90'])} times; the median "
-        f"estimate was off by a factor of {10 ** m['median_abs_log10_error']:.1f}, and the "
-        f"median 90% interval spanned a factor of {m['median_width_factor_90']:.0f}."
-    )
-
-
-def _cell(v, fmt: str) -> str:
-    """A table cell: numbers formatted (``"metric"``: counts whole, rates to 2 places),
-    missing values empty."""
-    if not isinstance(v, float):
-        return str(v)
-    if not np.isfinite(v):
-        return ""
-    if fmt == "metric":
-        return f"{v:.0f}" if v.is_integer() and v > 2 else f"{v:.2f}"
-    return format(v, fmt)
-
-
-def render_markdown(table: pd.DataFrame, mets: pd.DataFrame) -> str:
-    """The calibration report (README.md of the calibration folder)."""
-    lines = ["# Calibration on models of known size", ""]
-    full = mets[mets["method"] == VARIANT_LABELS["full"]]
-    if len(full):
-        m = full.iloc[0]
-        lines += [sentence(m), "", "| target | holds | measured |", "|---|---|---|"]
-        lines += [
-            f"| {name} | {'yes' if ok else 'NO'} | {detail} |" for name, ok, detail in targets(m)
-        ]
-        lines += [""]
-    lines += ["## Methods side by side", "", _md_table(mets.map(lambda v: _cell(v, "metric")))]
-    lines += [
-        "",
-        "*median_abs_log10_error*: 0.3 is a factor of 2. *coverage_90_families*: a family "
-        "counts as covered when the 90% interval holds the true size of every one of its "
-        "held-out models. Baselines give a point estimate only.",
-        "",
-        "![estimate against truth](calibration_pred_vs_true.png)",
-        "",
-        "![coverage](calibration_coverage.png)",
-        "",
-        "![error against size](calibration_error.png)",
-        "",
-        "## Every held-out model",
-        "",
-    ]
-    t = table[["family", "model", "method", "true_total_b", "total_q05", "total_q50", "total_q95"]]
-    lines.append(_md_table(t.map(lambda v: _cell(v, ".3g"))))
-    return "\n".join(lines) + "\n"
-
-
 def write_outputs(
     out_dir: Path,
     table: pd.DataFrame,
     mets: pd.DataFrame,
     sbc: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    classes: pd.DataFrame | None = None,
 ) -> None:
-    """calibration.csv, metrics.csv, the plots, SBC results and README.md."""
+    """calibration.csv (with each row's hold-out, split and classes), metrics.csv,
+    class_metrics.csv (per split and class, :func:`class_metrics` of ``table`` unless
+    given), the plots, SBC results and README.md."""
     import matplotlib.pyplot as plt
 
-    text = render_markdown(table, mets)
+    if classes is None:
+        classes = class_metrics(table)
+    text = render_markdown(table, mets, classes)
     if sbc is not None:
         ranks, tests = sbc
         ranks.to_csv(out_dir / "sbc_ranks.csv", index=False, lineterminator="\n")
@@ -630,6 +561,9 @@ def write_outputs(
 
     table.to_csv(out_dir / "calibration.csv", index=False, float_format="%.6g", lineterminator="\n")
     mets.to_csv(out_dir / "metrics.csv", index=False, float_format="%.6g", lineterminator="\n")
+    classes.to_csv(
+        out_dir / "class_metrics.csv", index=False, float_format="%.6g", lineterminator="\n"
+    )
     for name, fig in plot_calibration(table).items():
         fig.savefig(out_dir / name, dpi=110, metadata={"Software": None})
         plt.close(fig)

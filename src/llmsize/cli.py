@@ -212,7 +212,21 @@ def validate(data_dir, hypothesis, overrides) -> None:
     show_default=True,
     help="Chains of each refit.",
 )
-@click.option("--family", "only", multiple=True, help="Hold out only this family (repeatable).")
+@click.option(
+    "--family",
+    "only",
+    multiple=True,
+    help="Run only the hold-out of this name, or the ones holding out this family "
+    "(repeatable).",
+)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["family", "ladder"]),
+    help="Hold-out kinds: 'family' (a family with its same-size siblings), 'ladder' (a "
+    "lab's own-API prices with one of its sizes kept) [both].",
+)
 @click.option(
     "--variant",
     "variants",
@@ -240,26 +254,24 @@ def calibrate(
     tune,
     chains,
     only,
+    kinds,
     variants,
     simulations,
     overrides,
     quiet,
 ) -> None:
-    """Hold out each family of known-size models, refit, and score the intervals.
+    """Hold out each family of known-size models (same-size siblings together) and
+    each lab's own-API ladder, refit, and score the intervals per class and split.
 
     Results are written as fits finish; a rerun resumes where it stopped.
     Example: ``llmsize calibrate --family llama-2-70b --variant full``
     """
     _setup_logging(not quiet)
-    from llmsize.calibration import (
-        VARIANT_LABELS,
-        VARIANTS,
-        run_calibration,
-        sentence,
-        targets,
-        write_outputs,
-    )
+    from llmsize.calibration import run_calibration, write_outputs
     from llmsize.config import load_hypothesis
+    from llmsize.studies.calibration.holdouts import KINDS, VARIANT_LABELS, VARIANTS
+    from llmsize.studies.calibration.metrics import class_metrics, class_targets, targets
+    from llmsize.studies.calibration.report import SPLIT_RULE, sentence
 
     hyp = load_hypothesis(hypothesis, list(overrides))
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / f"calibration-{hyp.name}"
@@ -281,11 +293,13 @@ def calibrate(
         scheduler=scheduler,
         workers=workers,
         variants=variants or VARIANTS,
+        kinds=kinds or KINDS,
         only=only or None,
         simulations=simulations,
         progress=not quiet,
     )
-    write_outputs(out_dir, table, mets, sbc)
+    classes = class_metrics(table)
+    write_outputs(out_dir, table, mets, sbc, classes)
     from llmsize.data import data_digest
     from llmsize.io import write_json
 
@@ -298,8 +312,22 @@ def calibrate(
     if len(full):
         m = full.iloc[0]
         click.echo(sentence(m))
-        for name, ok, detail in targets(m):
+        checks = targets(m) + class_targets(classes, VARIANT_LABELS["full"], "all")
+        for name, ok, detail in checks:
             click.echo(f"  {'holds' if ok else 'MISSED'}: {name}: {detail}")
+        for split in ("choose", "score"):
+            s = classes[
+                (classes["method"] == VARIANT_LABELS["full"])
+                & (classes["split"] == split)
+                & (classes["grouping"] == "overall")
+            ]
+            if len(s):
+                r = s.iloc[0]
+                click.echo(
+                    f"  {split} split: {int(r['n'])} rows, 90% coverage {r['coverage_90']:.0%} "
+                    f"[{r['coverage_90_lo']:.0%}, {r['coverage_90_hi']:.0%}]"
+                )
+        click.echo(SPLIT_RULE.replace("**", ""))
     if sbc is not None:
         ranks, tests = sbc
         worst = tests.loc[tests["p_value"].idxmin()]

@@ -98,6 +98,22 @@ Prior = Annotated[
     Field(discriminator="distribution"),
 ]
 
+def prior_centre(spec) -> float:
+    """A central value of a prior: its mean (Normal, Beta), median (LogNormal),
+    scale (HalfNormal), clipped mean (TruncatedNormal), or the constant's value."""
+    if isinstance(spec, ConstantPrior):
+        return spec.value
+    if isinstance(spec, LogNormalPrior):
+        return math.exp(spec.mu)
+    if isinstance(spec, HalfNormalPrior):
+        return spec.sigma
+    if isinstance(spec, BetaPrior):
+        return spec.alpha / (spec.alpha + spec.beta)
+    lower = -math.inf if getattr(spec, "lower", None) is None else spec.lower
+    upper = math.inf if getattr(spec, "upper", None) is None else spec.upper
+    return min(max(spec.mu, lower), upper)
+
+
 DISTRIBUTIONS = {
     "Normal": NormalPrior,
     "HalfNormal": HalfNormalPrior,
@@ -124,6 +140,13 @@ class Priors(_Strict):
       decode batch of each serving epoch, its spread, and its change per year.
     - ``mbu``: achieved fraction of HBM bandwidth in decode.
     - ``mfu_prefill``: achieved fraction of peak FLOP/s in prefill.
+    - ``mfu_decode``: achieved fraction of peak FLOP/s in decode, when compute-bound.
+    - ``context_tokens``: mean context a decoding sequence attends to (tokens); it
+      sizes the KV cache read per step and how many sequences fit in memory.
+    - ``log_kv_multiplier`` (per model of unknown size): natural log of its KV
+      cache per token over the grouped-query-attention fit of ``[constants]``
+      ``kv_bytes_coef`` (multi-head attention holds several times more, multi-latent
+      attention less). Models of known size use their own published value.
     - ``log_markup_out_mu``, ``log_markup_in_mu``: natural-log price over cost
       for output and input tokens, averaged over providers.
     - ``provider_sigma``: spread of the providers' markups around that mean.
@@ -132,6 +155,23 @@ class Priors(_Strict):
       provider's choice of precision for that model). It keeps the many prices of
       one model from counting as independent evidence of its size.
     - ``price_sigma``: residual spread of a price around its provider's markup.
+
+    Pricing layer (:mod:`llmsize.physics.pricing`: how a provider turns cost into
+    a price, learned from the models of known size):
+
+    - ``price_elasticity_mu``, ``price_elasticity_sigma``: elasticity of price in
+      serving work (GPU-hours per token), its providers' mean and spread (1 on the
+      roofline: price proportional to cost).
+    - ``first_party_elasticity``: the elasticity's shift where a lab prices its own
+      model (a lab prices its ladder by value as well as cost).
+    - ``first_party_markup``: log markup of a lab's own price over a reseller's.
+    - ``first_party_model_sigma``: spread of a lab's own price of each of its models
+      beyond what size predicts (value pricing: two models of one size, one at 5x).
+    - ``log_price_floor_mu``, ``log_price_floor_sigma``: natural-log price floor
+      (USD per 1M tokens) of the providers, mean and spread: no provider sells
+      tokens below some price, whatever the model's size.
+    - ``gpu_hour_trend``: change of the log GPU-hour price per year (rental
+      prices fell over 2023-2025).
     - ``speed_log_bias``, ``speed_sigma``: measured speed over roofline speed
       (log), and the spread of measurements around it.
     - ``ttft_overhead_s``: fixed part of the time to first token (network,
@@ -159,11 +199,22 @@ class Priors(_Strict):
     log_batch_trend: Prior
     mbu: Prior
     mfu_prefill: Prior
+    mfu_decode: Prior
+    context_tokens: Prior
+    log_kv_multiplier: Prior
     log_markup_out_mu: Prior
     log_markup_in_mu: Prior
     provider_sigma: Prior
     model_markup_sigma: Prior
     price_sigma: Prior
+    price_elasticity_mu: Prior
+    price_elasticity_sigma: Prior
+    first_party_elasticity: Prior
+    first_party_markup: Prior
+    first_party_model_sigma: Prior
+    log_price_floor_mu: Prior
+    log_price_floor_sigma: Prior
+    gpu_hour_trend: Prior
     speed_log_bias: Prior
     speed_sigma: Prior
     ttft_overhead_s: Prior
@@ -177,7 +228,12 @@ class Priors(_Strict):
 
 
 #: Priors that are one value per model of unknown size, and so may be set per model.
-PER_MODEL_PRIORS = ("log10_params_total_b", "active_fraction", "log10_overtrain")
+PER_MODEL_PRIORS = (
+    "log10_params_total_b",
+    "active_fraction",
+    "log10_overtrain",
+    "log_kv_multiplier",
+)
 
 
 class ModelPriors(_Strict):
@@ -186,6 +242,7 @@ class ModelPriors(_Strict):
     log10_params_total_b: Prior | None = None
     active_fraction: Prior | None = None
     log10_overtrain: Prior | None = None
+    log_kv_multiplier: Prior | None = None
 
 
 class Evidence(_Strict):
@@ -194,9 +251,18 @@ class Evidence(_Strict):
     ``hidden_size``: use ``hidden_size.csv`` (d_model measured from a model's
     logits, Finlayson et al. 2024): d^2 * depth * params-per-layer-per-d^2, plus
     the embeddings, must match the model's active parameters.
+
+    ``cost_statements``: use ``cost_statements.csv`` (a provider's own word on
+    how its serving cost changed between two price points: OpenAI's "90% cost
+    reduction for ChatGPT since December" at the ChatGPT API's launch): the
+    modelled serving cost's ratio between the two must match the stated one.
     """
 
     hidden_size: bool = False
+    cost_statements: bool = True
+    #: log-scale error of a stated cost ratio: a rounded "90%" (x0.1) read as
+    #: between about x0.06 and x0.16 (2 sd).
+    cost_statement_log_sigma: float = Field(0.25, gt=0)
     #: log-scale error of a measured d_model: 0.06 puts 4096 and 4608 (the two
     #: readings of Finlayson et al.) two standard deviations apart.
     hidden_size_log_sigma: float = Field(0.06, gt=0)
@@ -250,12 +316,26 @@ class ScalingLaw(_Strict):
 class Constants(_Strict):
     """Fixed settings of the forward model."""
 
-    context_tokens: float = Field(1024, gt=0)
     ttft_input_tokens: float = Field(550, gt=0)
     weight_memory_fraction: float = Field(0.5, gt=0, le=1)
     kv_bytes_coef: float = Field(46_000, gt=0)
-    mfu_decode: float = Field(0.3, gt=0, le=1)
     mmlu_sigma: float = Field(6.0, gt=0)
+    #: Serving work (GPU-hours per 1M tokens, i.e. USD at $1 per GPU-hour) at which
+    #: the price elasticity has no effect, so the markups keep their meaning there.
+    price_pivot_gpu_hours_per_mtok: float = Field(0.2, gt=0)
+    #: Cap each decode batch at what the memory left by the weights holds of KV cache.
+    kv_memory_cap: bool = True
+
+
+class Calibration(_Strict):
+    """How ``llmsize calibrate`` treats this hypothesis' own priors.
+
+    ``prior_families``: the known-size families whose sizes shaped a prior of
+    this hypothesis. Their hold-outs always go to the calibration's "choose"
+    split, so the split that scores the hypothesis never includes what chose it.
+    """
+
+    prior_families: tuple[str, ...] = ()
 
 
 class Sampler(_Strict):
@@ -284,6 +364,7 @@ class Hypothesis(_Strict):
     scaling_law: ScalingLaw = ScalingLaw()
     constants: Constants = Constants()
     sampler: Sampler = Sampler()
+    calibration: Calibration = Calibration()
     #: Per-model priors: ``[model_priors."gpt-3.5-turbo*"]`` overrides [priors]
     #: for the models of unknown size matching the pattern (shell-style; the
     #: last matching pattern wins).

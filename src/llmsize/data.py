@@ -96,6 +96,8 @@ SCHEMAS: dict[str, list[Column]] = {
     ],
     "gpu_prices.csv": [
         Column("gpu", "text"),
+        # The day of the quote: the model moves each quote to 2024 along a trend.
+        Column("date", "date", required=False, may_be_absent=True),
         Column("usd_per_gpu_hour", "positive"),
         Column("source", "text"),
     ],
@@ -124,6 +126,16 @@ SCHEMAS: dict[str, list[Column]] = {
         Column("params_b", "positive"),
         Column("label", "text"),
         Column("date", "date"),
+        Column("source", "text"),
+    ],
+    # A provider's own statement of how its serving cost changed between two price points.
+    "cost_statements.csv": [
+        Column("provider", "text"),
+        Column("from_model", "text"),
+        Column("from_date", "date"),
+        Column("to_model", "text"),
+        Column("to_date", "date"),
+        Column("cost_ratio", "positive"),
         Column("source", "text"),
     ],
     # Price cuts to decompose: pairs of price points, each a comparison the provider made.
@@ -160,6 +172,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "hidden_size.csv": ("model",),
     "families.csv": ("family", "pattern"),
     "labs.csv": ("pattern",),
+    "cost_statements.csv": ("provider", "from_model", "from_date", "to_model", "to_date"),
     "claims.csv": ("model", "quantity", "label"),
     "cuts.csv": ("provider", "from_model", "from_date", "to_model", "to_date"),
 }
@@ -325,6 +338,13 @@ class Dataset:
             columns=["_row", "provider", "from_model", "from_date", "to_model", "to_date"]
         )
     )
+    #: A provider's statements of its serving cost's change between two price points.
+    cost_statements: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["_row", "provider", "from_model", "from_date", "to_model", "to_date",
+                     "cost_ratio"]
+        )
+    )  # fmt: skip
     #: The lab behind each model (glob patterns; the last matching row wins).
     labs: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["_row", "pattern", "lab"])
@@ -365,6 +385,24 @@ def data_digest(root: Path) -> str:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def _check_price_pairs(path: Path, table: pd.DataFrame, price_points: set) -> None:
+    """Each row's two ends are price points of prices.csv, the second not earlier."""
+    for _, r in table.iterrows():
+        for end in ("from", "to"):
+            point = (r["provider"], r[f"{end}_model"], r[f"{end}_date"])
+            if point not in price_points:
+                raise DataError(
+                    f"no price of {point[1]!r} at {point[0]!r} dated {point[2]} in prices.csv",
+                    file=str(path),
+                    row=int(r["_row"]),
+                    field=f"{end}_model",
+                )
+        if r["to_date"] < r["from_date"]:
+            raise DataError(
+                "to_date is before from_date", file=str(path), row=int(r["_row"]), field="to_date"
+            )
 
 
 def load_dataset(root: str | Path) -> Dataset:
@@ -449,23 +487,9 @@ def load_dataset(root: str | Path) -> Dataset:
             )
     cuts = tables["cuts.csv"]
     price_points = set(zip(prices["provider"], prices["model"], prices["date"], strict=True))
-    for _, r in cuts.iterrows():
-        for end in ("from", "to"):
-            point = (r["provider"], r[f"{end}_model"], r[f"{end}_date"])
-            if point not in price_points:
-                raise DataError(
-                    f"no price of {point[1]!r} at {point[0]!r} dated {point[2]} in prices.csv",
-                    file=str(root / "cuts.csv"),
-                    row=int(r["_row"]),
-                    field=f"{end}_model",
-                )
-        if r["to_date"] < r["from_date"]:
-            raise DataError(
-                "to_date is before from_date",
-                file=str(root / "cuts.csv"),
-                row=int(r["_row"]),
-                field="to_date",
-            )
+    statements = tables["cost_statements.csv"]
+    for name, table in (("cuts.csv", cuts), ("cost_statements.csv", statements)):
+        _check_price_pairs(root / name, table, price_points)
     labs = tables["labs.csv"]
     for _, r in labs.iterrows():
         if not any(fnmatch.fnmatchcase(m, r["pattern"]) for m in priced_models):
@@ -494,4 +518,5 @@ def load_dataset(root: str | Path) -> Dataset:
         claims=tables["claims.csv"],
         cuts=cuts,
         labs=labs,
+        cost_statements=statements,
     )

@@ -6,9 +6,11 @@ two price points of a cut:
 
 - **model**: total and active parameters (a smaller model),
 - **precision**: the serving bits (lower precision),
-- **hardware**: the accelerator generation, its specs and GPU-hour price (newer hardware),
+- **hardware**: the accelerator generation, its specs and its GPU-hour price at
+  the price point's date (newer or cheaper hardware),
 - **serving**: the decode batch (better serving),
-- **margin**: the provider's markup and the model's own price offset (lower margin).
+- **margin**: the pricing layer (:mod:`llmsize.physics.pricing`): the provider's
+  markup, elasticity and floor, and the model's own price offsets (lower margin).
 
 For every posterior draw the change in the log of the modelled price is split
 among the five groups by the Shapley value: the contribution of a group is its
@@ -46,17 +48,16 @@ from llmsize import forward
 from llmsize.config import Hypothesis
 from llmsize.design import Design
 from llmsize.families import PriceCut
+from llmsize.physics import pricing
 
 #: Factor groups, in the order of the tables, with their labels.
 FACTORS = {
     "model": "smaller model",
     "precision": "lower precision",
-    "hardware": "newer hardware",
+    "hardware": "newer or cheaper hardware",
     "serving": "better serving (batch)",
     "margin": "lower margin",
 }
-#: Weight of input tokens in the blended price.
-INPUT_SHARE = 0.75
 #: Draws used, evenly thinned from the posterior (enough for 90% intervals).
 MAX_DRAWS = 4000
 
@@ -87,6 +88,9 @@ class PricePoints:
         batch = 1.0 + np.exp(log_b)
         self.batch = np.take_along_axis(batch, self.comp[:, :, None].astype(int), axis=2)[..., 0]
         self.mbu = take(_flat(post["mbu"]))
+        self.mfu_decode = take(_flat(post["mfu_decode"]))
+        self.context = take(_flat(post["context_tokens"]))
+        self.kv = take(_flat(post["kv_bytes_per_token"]))  # (S, M)
         self.mfu_prefill = take(_flat(post["mfu_prefill"]))
         self.gpu_hour = take(_flat(post["usd_per_gpu_hour"]))  # (S, H)
         s = len(self.idx)
@@ -96,16 +100,14 @@ class PricePoints:
             total[:, design.unknown_pos] = take(_flat(post["params_total_b"])) * 1e9
             active[:, design.unknown_pos] = take(_flat(post["params_active_b"])) * 1e9
         self.total, self.active = total, active  # (S, M)
-        prov_sigma = take(_flat(post["provider_sigma"]))[:, None]
-        self.mk_out = take(_flat(post["log_markup_out_mu"]))[:, None] + prov_sigma * take(
-            _flat(post["provider_out_z"])
-        )  # (S, P)
-        self.mk_in = take(_flat(post["log_markup_in_mu"]))[:, None] + prov_sigma * take(
-            _flat(post["provider_in_z"])
-        )
-        self.model_offset = take(_flat(post["model_markup_sigma"]))[:, None] * take(
-            _flat(post["model_markup_z"])
-        )  # (S, M)
+        # The pricing layer's terms (model._pricing): each provider's log markup and
+        # floor, each price point's elasticity and offsets, the GPU-hour price trend.
+        self.mk_out = take(_flat(post["log_markup_out"]))  # (S, P)
+        self.mk_in = take(_flat(post["log_markup_in"]))
+        self.elasticity = take(_flat(post["price_elasticity"]))  # (S, E)
+        self.offset = take(_flat(post["log_price_offset"]))  # (S, E)
+        self.floor = take(_flat(post["log_price_floor"]))  # (S, P)
+        self.gpu_trend = take(_flat(post["gpu_hour_trend"]))  # (S,)
         accs = design.accelerators
         self.hbm = np.array([a.hbm_bytes_per_s for a in accs])
         self.memory = np.array([a.memory_bytes for a in accs])
@@ -118,48 +120,69 @@ class PricePoints:
         m, p = d.epoch_model[e], d.epoch_provider[e]
         k = self.comp[:, e]
         return {
-            "model": (self.total[:, m], self.active[:, m]),
+            "model": (self.total[:, m], self.active[:, m], self.kv[:, m]),
             "precision": (d.component_bits[k].astype(float),),
-            "hardware": (d.component_hardware[k],),
+            "hardware": (d.component_hardware[k], np.full(len(k), d.epoch_year[e])),
             "serving": (self.batch[:, e],),
             "margin": (
-                self.mk_out[:, p] + self.model_offset[:, m],
-                self.mk_in[:, p] + self.model_offset[:, m],
+                self.mk_out[:, p],
+                self.mk_in[:, p],
+                self.elasticity[:, e],
+                self.offset[:, e],
+                self.floor[:, p],
             ),
         }
 
     def log_price(self, st: dict[str, tuple[np.ndarray, ...]]) -> np.ndarray:
         """Log of the modelled blended price (USD per 1M tokens) of a state."""
-        total, active = st["model"]
+        total, active, kv = st["model"]
         (bits,) = st["precision"]
-        (hw,) = st["hardware"]
+        hw, year = st["hardware"]
         (batch,) = st["serving"]
-        mk_out, mk_in = st["margin"]
+        mk_out, mk_in, eps, offset, floor = st["margin"]
         c = self.const
         flops = np.where(bits == 8, self.fp8[hw], self.bf16[hw])
-        g = np.take_along_axis(self.gpu_hour, hw[:, None], axis=1)[:, 0]
+        log_g = pricing.log_gpu_hour_at(
+            np.log(np.take_along_axis(self.gpu_hour, hw[:, None], axis=1)[:, 0]),
+            self.gpu_trend,
+            year,
+        )
         n_gpus = forward.gpus_per_replica(total, bits, self.memory[hw], c.weight_memory_fraction)
-        kv = forward.kv_bytes_per_token_estimate(active, coef=c.kv_bytes_coef)
+        limit = forward.kv_batch_limit(
+            n_gpus,
+            self.memory[hw],
+            total,
+            bits,
+            context_tokens=self.context,
+            kv_bytes_per_token=kv,
+        )
+        if c.kv_memory_cap:
+            batch = forward.capped_batch(batch, limit)
         t_step = forward.decode_step_time(
             total,
             active,
             bits,
             batch,
-            context_tokens=c.context_tokens,
+            context_tokens=self.context,
             kv_bytes_per_token=kv,
             n_gpus=n_gpus,
             hbm_bytes_per_s=self.hbm[hw],
             flops=flops,
             mbu=self.mbu,
-            mfu=c.mfu_decode,
+            mfu=self.mfu_decode,
         )
-        out = forward.output_cost_per_mtok(t_step, batch, n_gpus=n_gpus, usd_per_gpu_hour=g)
-        inp = forward.input_cost_per_mtok(
-            active, flops=flops, mfu=self.mfu_prefill, usd_per_gpu_hour=g
+        work_out = forward.output_cost_per_mtok(t_step, batch, n_gpus=n_gpus, usd_per_gpu_hour=1.0)
+        work_in = forward.input_cost_per_mtok(
+            active, flops=flops, mfu=self.mfu_prefill, usd_per_gpu_hour=1.0
         )
-        return np.log(
-            INPUT_SHARE * inp * np.exp(mk_in) + (1.0 - INPUT_SHARE) * out * np.exp(mk_out)
+        pivot = math.log(c.price_pivot_gpu_hours_per_mtok)
+        out, inp = (
+            pricing.log_list_price(
+                np.log(work), log_g + mk, eps, offset, log_pivot=pivot, log_floor=floor
+            )
+            for work, mk in ((work_out, mk_out), (work_in, mk_in))
         )
+        return np.logaddexp(np.log(pricing.INPUT_SHARE) + inp, np.log(1.0 - pricing.INPUT_SHARE) + out)
 
 
 def shapley(value, players: Sequence[str]) -> dict[str, np.ndarray]:
@@ -198,7 +221,7 @@ def cut_contributions(points: PricePoints, cut: PriceCut) -> dict[str, np.ndarra
     modelled = value(frozenset(FACTORS)) - value(frozenset())
     d = points.design
     blended = lambda e: np.log(  # noqa: E731
-        INPUT_SHARE * np.exp(d.log_price_in[e]) + (1.0 - INPUT_SHARE) * np.exp(d.log_price_out[e])
+        pricing.INPUT_SHARE * np.exp(d.log_price_in[e]) + (1.0 - pricing.INPUT_SHARE) * np.exp(d.log_price_out[e])
     )
     observed = blended(cut.after) - blended(cut.before)
     return {**phi, "modelled": modelled, "noise": observed - modelled, "observed": observed}

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from llmsize import forward
-from llmsize.config import Hypothesis
+from llmsize.config import Hypothesis, prior_centre
 from llmsize.data import Dataset
 from llmsize.exceptions import DataError, HypothesisError
 
@@ -45,13 +45,16 @@ class Design:
     log_price_in: np.ndarray
     known_total: np.ndarray  # per model, parameters (NaN when unknown)
     known_active: np.ndarray
+    #: per model, KV-cache bytes per token at 16 bits from its published config
+    #: (NaN when unknown or not published)
+    known_kv: np.ndarray
     unknown_pos: np.ndarray  # per unknown model, its index in ``models``
     component_bits: np.ndarray  # (K,)
     component_hardware: np.ndarray  # (K,) index into ``hardware``
     component_labels: list[str]
     hardware: list[str]
     accelerators: list[forward.Accelerator]
-    log_gpu_hour_mu: np.ndarray  # per hardware generation
+    log_gpu_hour_mu: np.ndarray  # per hardware generation, at 2024-01-01
     log_weights: np.ndarray  # (E, K) prior log weights of the components
     speed_epoch: np.ndarray
     log_speed: np.ndarray
@@ -64,6 +67,15 @@ class Design:
     hidden_unknown: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     hidden_size: np.ndarray = field(default_factory=lambda: np.zeros(0))
     notes: list[str] = field(default_factory=list)
+    #: Stated serving-cost ratios (``cost_statements.csv``): the two epochs of each
+    #: (from, to) and the log of the stated ratio, to over from.
+    statement_epochs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=int))
+    statement_log_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: 1 where the epoch's provider is the lab that made the model (its own API).
+    epoch_first_party: np.ndarray | None = None
+    #: 1 where the epoch's provider serves on GPUs (or does not say); prices of
+    #: custom silicon enter through the pricing layer alone, and their speeds not at all.
+    epoch_gpu: np.ndarray | None = None
     #: 1 where an epoch's prices enter the likelihood, 0 where they are withheld
     #: (calibration with prices removed). Speeds and MMLU are unaffected.
     price_mask: np.ndarray | None = None
@@ -71,6 +83,10 @@ class Design:
     def __post_init__(self) -> None:
         if self.price_mask is None:
             self.price_mask = np.ones(len(self.epochs))
+        if self.epoch_first_party is None:
+            self.epoch_first_party = np.zeros(len(self.epochs))
+        if self.epoch_gpu is None:
+            self.epoch_gpu = np.ones(len(self.epochs))
 
     @property
     def n_epochs(self) -> int:
@@ -125,7 +141,15 @@ def _accelerators(data: Dataset, hyp: Hypothesis) -> tuple[list[forward.Accelera
                 file=str(data.root / "gpu_prices.csv"),
                 field="gpu",
             )
-        mus.append(float(np.mean(np.log(prices["usd_per_gpu_hour"].astype(float)))))
+        # The quotes' mean, moved to 2024-01-01 along the prior's mean trend (the
+        # quotes date from 2023 to 2026 and rental prices fell over those years).
+        # A quote without a date is taken as of 2024.
+        years = np.array(
+            [0.0 if d is None or pd.isna(d) else years_since_2024(d) for d in prices["date"]]
+        )
+        trend = prior_centre(hyp.priors.gpu_hour_trend)
+        log_q = np.log(prices["usd_per_gpu_hour"].astype(float).to_numpy())
+        mus.append(float(np.mean(log_q - trend * years)))
     return accs, np.array(mus)
 
 
@@ -135,12 +159,14 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
     prices = data.prices.copy()
     gpu_mask = prices["provider"].map(data.is_gpu_like)
     if (~gpu_mask).any():
-        dropped = sorted(set(prices.loc[~gpu_mask, "provider"]))
+        others = sorted(set(prices.loc[~gpu_mask, "provider"]))
         notes.append(
-            f"{int((~gpu_mask).sum())} price rows of non-GPU providers left out of the GPU "
-            f"serving model: {', '.join(dropped)}"
+            f"{int((~gpu_mask).sum())} price rows of providers on custom silicon "
+            f"({', '.join(others)}) enter through the pricing layer alone: their cost is "
+            "the GPU roofline's and the provider's own markup and elasticity absorb the "
+            "difference; their speeds are not used"
         )
-    epochs = prices[gpu_mask].sort_values(["model", "provider", "date"]).reset_index(drop=True)
+    epochs = prices.sort_values(["model", "provider", "date"]).reset_index(drop=True)
     known = data.known_models.set_index("model")
     models = list(dict.fromkeys(epochs["model"]))
     unknown = [m for m in models if m not in known.index]
@@ -160,6 +186,12 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
             for m in models
         ]
     )
+
+    def kv_of(m: str) -> float:
+        v = known.loc[m, "kv_bytes_per_token"] if m in known.index else None
+        return np.nan if v is None or pd.isna(v) else float(v)
+
+    known_kv = np.array([kv_of(m) for m in models])
 
     accs, log_gpu_mu = _accelerators(data, hyp)
     bits = np.array(hyp.precision.bits)
@@ -189,8 +221,11 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
     log_weights = np.log(np.clip(weights, 1e-12, None))
 
     # Speeds and first-token times, each mapped to the price epoch in force.
+    epoch_gpu = epochs["provider"].map(data.is_gpu_like).to_numpy(bool)
     ep_key = {}
     for i, r in epochs.iterrows():
+        if not epoch_gpu[i]:
+            continue
         ep_key.setdefault((r["model"], r["provider"]), []).append((r["date"], i))
     sp_e, sp_v, tt_e, tt_v = [], [], [], []
     unmatched = 0
@@ -243,8 +278,33 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
             "or model of unknown size not priced at a GPU provider)"
         )
 
+    st_e, st_r = [], []
+    if hyp.evidence.cost_statements:
+        where = {
+            (r.provider, r.model, r.date): i for i, r in enumerate(epochs.itertuples())
+        }
+        used: set[int] = set()
+        for r in data.cost_statements.itertuples():
+            pair = [
+                where[(r.provider, getattr(r, f"{end}_model"), getattr(r, f"{end}_date"))]
+                for end in ("from", "to")
+            ]
+            if used & set(pair) or pair[0] == pair[1]:
+                raise DataError(
+                    "a price point may be in one cost statement only, and a statement "
+                    "needs two price points",
+                    file=str(data.root / "cost_statements.csv"),
+                    row=int(r._1),
+                    field="to_model",
+                )
+            used |= set(pair)
+            st_e.append(pair)
+            st_r.append(math.log(float(r.cost_ratio)))
+
     hid = data.hidden_size[data.hidden_size["model"].isin(unknown)]
     return Design(
+        statement_epochs=np.array(st_e, dtype=int).reshape(-1, 2),
+        statement_log_ratio=np.array(st_r),
         hidden_unknown=np.array([unknown.index(m) for m in hid["model"]], dtype=int),
         hidden_size=hid["hidden_size"].to_numpy(float),
         models=models,
@@ -258,6 +318,7 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
         log_price_in=np.log(epochs["input_usd_per_mtok"].astype(float).to_numpy()),
         known_total=known_total,
         known_active=known_active,
+        known_kv=known_kv,
         unknown_pos=np.array([m_index[m] for m in unknown], dtype=int),
         component_bits=comp_bits,
         component_hardware=comp_hw,
@@ -273,5 +334,10 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
         mmlu_model=np.array(q_m, dtype=int),
         mmlu_score=np.array(q_s),
         mmlu_known_log10_compute=np.array(q_c),
+        epoch_first_party=np.array(
+            [data.is_first_party(m, p) for m, p in zip(epochs["model"], epochs["provider"])],
+            dtype=float,
+        ),
+        epoch_gpu=epoch_gpu.astype(float),
         notes=notes + data.notes,
     )

@@ -39,6 +39,7 @@ changes between its dates is batch, hardware, precision and noise.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -46,8 +47,15 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from llmsize import forward
-from llmsize.config import ConstantPrior, Hypothesis, NormalPrior, TruncatedNormalPrior
+from llmsize.config import (
+    ConstantPrior,
+    Hypothesis,
+    NormalPrior,
+    TruncatedNormalPrior,
+    prior_centre,
+)
 from llmsize.design import Design
+from llmsize.physics import pricing
 
 Predictive = Literal["prior", "posterior"] | None
 
@@ -89,22 +97,6 @@ def unknown_model_variable(name: str, hyp: Hypothesis, models: list[str]):
         if v is not None
     }
     return getattr(pm, first.distribution)(name, **params, dims="unknown_model")
-
-
-def _centre(spec) -> float:
-    """A central value of a prior (its mean, median or scale; the value of a
-    constant), from which :func:`_markups` starts the variables it derives."""
-    if isinstance(spec, ConstantPrior):
-        return spec.value
-    if spec.distribution == "LogNormal":
-        return float(np.exp(spec.mu))
-    if spec.distribution == "HalfNormal":
-        return spec.sigma
-    if spec.distribution == "Beta":
-        return spec.alpha / (spec.alpha + spec.beta)
-    lower = -np.inf if getattr(spec, "lower", None) is None else spec.lower
-    upper = np.inf if getattr(spec, "upper", None) is None else spec.upper
-    return float(np.clip(spec.mu, lower, upper))
 
 
 def _markups(design: Design, hyp: Hypothesis, mfu_prefill):
@@ -171,9 +163,9 @@ def _markups(design: Design, hyp: Hypothesis, mfu_prefill):
     w_provider = np.array(
         [newer[design.epoch_provider == p].mean() for p in range(len(design.providers))]
     )
-    m_out = _centre(pr.log_markup_out_mu)
-    m_in = _centre(pr.log_markup_in_mu)
-    log_mfu0 = float(np.log(_centre(pr.mfu_prefill)))
+    m_out = prior_centre(pr.log_markup_out_mu)
+    m_in = prior_centre(pr.log_markup_in_mu)
+    log_mfu0 = float(np.log(prior_centre(pr.mfu_prefill)))
 
     mk_out_mu = prior_variable("log_markup_out_mu", pr.log_markup_out_mu)
     ratio = pm.Normal("log_gpu_hour_ratio", mu=d_mu, sigma=np.sqrt(2.0) * sigma_g)
@@ -225,7 +217,92 @@ def _markups(design: Design, hyp: Hypothesis, mfu_prefill):
     return gpu_hour, y_out - log_g_provider, y_in - log_g_provider + log_mfu
 
 
+@dataclass(frozen=True)
+class PricingTerms:
+    """The pricing layer's terms at each serving epoch (see :mod:`llmsize.physics.pricing`)."""
+
+    elasticity: object  # (E,) elasticity of price in work
+    offset: object  # (E,) per-model and first-party log offsets
+    log_floor: object  # (P,) each provider's log price floor
+    trend: object  # scalar: change of the log GPU-hour price per year
+    log_pivot: float
+
+
+def _pricing(design: Design, hyp: Hypothesis) -> PricingTerms:
+    """Priors of the pricing layer and its terms at each epoch.
+
+    Each provider's elasticity and floor are partially pooled (non-centred
+    offsets around the providers' mean); a lab's own price (``first_party``)
+    shifts the elasticity and the markup and adds a per-model offset of its
+    own (value pricing across a lab's ladder), beside the per-model offset that
+    every provider's price of a model shares.
+    """
+    pr = hyp.priors
+    fp = design.epoch_first_party
+    ep, em = design.epoch_provider, design.epoch_model
+    eps_mu = prior_variable("price_elasticity_mu", pr.price_elasticity_mu)
+    eps_sigma = prior_variable("price_elasticity_sigma", pr.price_elasticity_sigma)
+    eps_z = pm.Normal("price_elasticity_z", 0.0, 1.0, dims="provider")
+    eps_fp = prior_variable("first_party_elasticity", pr.first_party_elasticity)
+    eps_e = pm.Deterministic(
+        "price_elasticity",
+        pricing.elasticity(eps_mu, (eps_sigma * eps_z)[ep], fp, eps_fp),
+        dims="epoch",
+    )
+    model_sigma = prior_variable("model_markup_sigma", pr.model_markup_sigma)
+    z_model = pm.Normal("model_markup_z", 0.0, 1.0, dims="model")
+    fp_markup = prior_variable("first_party_markup", pr.first_party_markup)
+    fp_sigma = prior_variable("first_party_model_sigma", pr.first_party_model_sigma)
+    z_fp = pm.Normal("first_party_model_z", 0.0, 1.0, dims="model")
+    offset = pm.Deterministic(
+        "log_price_offset",
+        (model_sigma * z_model)[em] + fp * (fp_markup + (fp_sigma * z_fp)[em]),
+        dims="epoch",
+    )
+    floor_mu = prior_variable("log_price_floor_mu", pr.log_price_floor_mu)
+    floor_sigma = prior_variable("log_price_floor_sigma", pr.log_price_floor_sigma)
+    floor_z = pm.Normal("log_price_floor_z", 0.0, 1.0, dims="provider")
+    log_floor = pm.Deterministic(
+        "log_price_floor", floor_mu + floor_sigma * floor_z, dims="provider"
+    )
+    trend = prior_variable("gpu_hour_trend", pr.gpu_hour_trend)
+    return PricingTerms(
+        elasticity=eps_e,
+        offset=offset,
+        log_floor=log_floor,
+        trend=trend,
+        log_pivot=float(np.log(hyp.constants.price_pivot_gpu_hours_per_mtok)),
+    )
+
+
+def _cost_statements(design: Design, hyp: Hypothesis, joint, log_cost, epoch_loglik, post):
+    r"""Add a provider's stated serving-cost ratios to the serving likelihood.
+
+    A statement ties two epochs: the modelled blended serving cost (GPU-hours
+    times GPU-hour price, no markup) at the second over the first must match
+    the stated ratio, :math:`\log r \sim N(\log c_{e_2 k_2} - \log c_{e_1 k_1},
+    \sigma)`. The two epochs' serving components are then no longer
+    independent, so they are summed out together over the :math:`K \times K`
+    pairs. Returns the per-epoch log-likelihood (the pair's joint term on its
+    second epoch, so the sum is exact) and the component probabilities, whose
+    rows of the two epochs become the pair's marginals.
+    """
+    sigma = hyp.evidence.cost_statement_log_sigma
+    for (e1, e2), obs in zip(design.statement_epochs, design.statement_log_ratio, strict=True):
+        ratio = log_cost[e2][None, :] - log_cost[e1][:, None]  # (K1, K2)
+        pair = joint[e1][:, None] + joint[e2][None, :] + _normal_logp(obs, ratio, sigma)
+        total = pm.math.logsumexp(pair)
+        epoch_loglik = pt.set_subtensor(epoch_loglik[e2], total - epoch_loglik[e1])
+        post = pt.set_subtensor(post[e1], pt.exp(pm.math.logsumexp(pair, axis=1)- total))
+        post = pt.set_subtensor(post[e2], pt.exp(pm.math.logsumexp(pair, axis=0) - total))
+    return epoch_loglik, post
+
+
 def _normal_logp(x, mu, sigma):
+    # A Python float would become a float32 constant where float32 holds it exactly
+    # (PyTensor's autocasting), and its log would lose precision: keep it float64.
+    if isinstance(sigma, float | int):
+        sigma = np.float64(sigma)
     return -0.5 * ((x - mu) / sigma) ** 2 - pt.log(sigma) - 0.5 * np.log(2 * np.pi)
 
 
@@ -298,21 +375,19 @@ def build_model(
         mbu = prior_variable("mbu", pr.mbu)
         mfu_prefill = prior_variable("mfu_prefill", pr.mfu_prefill)
         gpu_hour, mk_out, mk_in = _markups(design, hyp, mfu_prefill)
-        model_sigma = prior_variable("model_markup_sigma", pr.model_markup_sigma)
-        z_model = pm.Normal("model_markup_z", 0.0, 1.0, dims="model")
-        model_offset = (model_sigma * z_model)[design.epoch_model][:, None]
+        pm.Deterministic("log_markup_out", mk_out, dims="provider")
+        pm.Deterministic("log_markup_in", mk_in, dims="provider")
+        pricing_terms = _pricing(design, hyp)
         price_sigma = prior_variable("price_sigma", pr.price_sigma)
 
         # --- forward model on the (epoch, component) grid -------------------
         em = design.epoch_model
         n_tot = total[em][:, None]
         n_act = active[em][:, None]
-        b = batch_ek
         bits = design.component_bits[None, :]
         flops = design.component_flops()[None, :]
         bw = design.component_array("hbm_bytes_per_s")[None, :]
         mem = design.component_array("memory_bytes")[None, :]
-        g_hour = gpu_hour[design.component_hardware][None, :]
         # A replica's accelerator count depends only on the model's total size and
         # the component, and a dense model reads all its weights at any batch: for
         # models of known size both are constants, computed here once, and the
@@ -327,6 +402,27 @@ def build_model(
                 pt.as_tensor_variable(n_gpus)[rows],
                 forward.gpus_per_replica(n_tot[rows], bits, mem, fill),
             )
+        # KV cache per token: a known model's published value, else the GQA fit
+        # (times the model's own multiplier for a model of unknown size).
+        kv_fit = forward.kv_bytes_per_token_estimate(active, coef=const.kv_bytes_coef)
+        if n_u:
+            log_kv = unknown_model_variable("log_kv_multiplier", hyp, design.unknown)
+            pos = design.unknown_pos
+            kv_fit = pt.set_subtensor(kv_fit[pos], kv_fit[pos] * pt.exp(log_kv))
+        has_kv = ~np.isnan(design.known_kv)
+        kv_model = pm.Deterministic(
+            "kv_bytes_per_token",
+            pt.where(has_kv, np.nan_to_num(design.known_kv, nan=1.0), kv_fit),
+            dims="model",
+        )
+        kv = kv_model[em][:, None]
+        context = prior_variable("context_tokens", pr.context_tokens)
+        mfu_decode = prior_variable("mfu_decode", pr.mfu_decode)
+        # The batch a replica runs is capped by the memory its weights leave for KV cache.
+        limit = forward.kv_batch_limit(
+            n_gpus, mem, n_tot, bits, context_tokens=context, kv_bytes_per_token=kv
+        )
+        b = forward.capped_batch(batch_ek, limit) if const.kv_memory_cap else batch_ek
         touched = np.repeat(known_n, len(design.component_bits), axis=1)
         rows = np.flatnonzero(design.known_active[em] != design.known_total[em])
         if len(rows):
@@ -334,31 +430,46 @@ def build_model(
                 pt.as_tensor_variable(touched)[rows],
                 forward.weights_touched(n_tot[rows], n_act[rows], b[rows]),
             )
-        kv = forward.kv_bytes_per_token_estimate(n_act, coef=const.kv_bytes_coef)
         t_step = forward.decode_step_time(
             n_tot,
             n_act,
             bits,
             b,
-            context_tokens=const.context_tokens,
+            context_tokens=context,
             kv_bytes_per_token=kv,
             n_gpus=n_gpus,
             hbm_bytes_per_s=bw,
             flops=flops,
             mbu=mbu,
-            mfu=const.mfu_decode,
+            mfu=mfu_decode,
             touched=touched,
         )
-        log_cost_out = pt.log(
-            forward.output_cost_per_mtok(t_step, b, n_gpus=n_gpus, usd_per_gpu_hour=g_hour)
+        # Work in GPU-hours per 1M tokens (the cost at $1 per GPU-hour); the
+        # pricing layer turns it into a price at the epoch's GPU-hour price.
+        log_work_out = pt.log(
+            forward.output_cost_per_mtok(t_step, b, n_gpus=n_gpus, usd_per_gpu_hour=1.0)
         )
-        log_cost_in = pt.log(
-            forward.input_cost_per_mtok(
-                n_act, flops=flops, mfu=mfu_prefill, usd_per_gpu_hour=g_hour
+        log_work_in = pt.log(
+            forward.input_cost_per_mtok(n_act, flops=flops, mfu=mfu_prefill, usd_per_gpu_hour=1.0)
+        )
+        log_g = pricing.log_gpu_hour_at(
+            pt.log(gpu_hour)[design.component_hardware][None, :],
+            pricing_terms.trend,
+            design.epoch_year[:, None],
+        )
+        ep = design.epoch_provider
+        mu_out, mu_in = (
+            pricing.log_list_price(
+                log_work,
+                log_g + markup[ep][:, None],
+                pricing_terms.elasticity[:, None],
+                pricing_terms.offset[:, None],
+                log_pivot=pricing_terms.log_pivot,
+                log_floor=pricing_terms.log_floor[ep][:, None],
+                xp=pt,
             )
+            for log_work, markup in ((log_work_out, mk_out), (log_work_in, mk_in))
         )
-        mu_out = log_cost_out + mk_out[design.epoch_provider][:, None] + model_offset
-        mu_in = log_cost_in + mk_in[design.epoch_provider][:, None] + model_offset
         # Observations are data containers, so a compiled model can be refitted
         # to other (e.g. simulated) observations without compiling again.
         obs_out = pm.Data("obs_log_price_out", design.log_price_out, dims="epoch")
@@ -395,13 +506,21 @@ def build_model(
 
         joint = design.log_weights + loglik
         epoch_loglik = pm.math.logsumexp(joint, axis=1)
+        post = pt.special.softmax(joint, axis=1)
+        if len(design.statement_log_ratio):
+            log_cost = pt.logaddexp(
+                np.log(pricing.INPUT_SHARE) + log_g + log_work_in,
+                np.log(1.0 - pricing.INPUT_SHARE) + log_g + log_work_out,
+            )
+            epoch_loglik, post = _cost_statements(
+                design, hyp, joint, log_cost, epoch_loglik, post
+            )
         pm.Potential("serving_loglik", epoch_loglik.sum())
         if pointwise:
             pm.Deterministic("loglik_serving", epoch_loglik, dims="epoch")
-        post = pt.special.softmax(joint, axis=1)
         # The batch of each epoch, averaged (in logs) over the components by their
         # posterior probability in this draw.
-        pm.Deterministic("batch", pt.exp((post * pt.log(batch_ek)).sum(axis=1)), dims="epoch")
+        pm.Deterministic("batch", pt.exp((post * pt.log(b)).sum(axis=1)), dims="epoch")
         n_bits = len(hyp.precision.bits)
         pm.Deterministic(
             "p_bits", post.reshape((n_e, n_bits, 2)).sum(axis=2), dims=("epoch", "bits")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import jinja2
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -226,6 +227,8 @@ def headline_table(
         r = design.epochs.iloc[e]
         x = post["params_total_b"].sel(unknown_model=r["model"]).values.reshape(-1)
         q = np.quantile(x, [0.05, 0.25, 0.5, 0.75, 0.95])
+        a = post["params_active_b"].sel(unknown_model=r["model"]).values.reshape(-1)
+        qa = np.quantile(a, [0.05, 0.5, 0.95])
         pb = post["p_bits"].sel(epoch=names[e]).mean(("chain", "draw"))
         ph = post["p_hardware"].sel(epoch=names[e]).mean(("chain", "draw"))
         best_bits = str(pb["bits"].values[int(pb.values.argmax())])
@@ -237,6 +240,7 @@ def headline_table(
                 "median (B)": _fmt_b(q[2]),
                 "50% interval": f"{_fmt_b(q[1])}-{_fmt_b(q[3])}",
                 "90% interval": f"{_fmt_b(q[0])}-{_fmt_b(q[4])}",
+                "active (B), median [90%]": f"{_fmt_b(qa[1])} [{_fmt_b(qa[0])}-{_fmt_b(qa[2])}]",
                 "P(<=20B)": f"{np.mean(x <= 20):.2f}",
                 "P(>=100B)": f"{np.mean(x >= 100):.2f}",
                 "likeliest bits": f"{best_bits} ({float(pb.max()):.2f})",
@@ -244,6 +248,65 @@ def headline_table(
             }
         )
     return pd.DataFrame(rows)
+
+
+def identification_sentence(tree: xr.DataTree, models: list[str]) -> str:
+    """What the prices pin among ``models``: the median 90% width of active and of total size."""
+    post = tree["posterior"].to_dataset()
+    models = list(dict.fromkeys(models))
+    if not models:
+        return ""
+
+    def width(var: str) -> float:
+        spans = [
+            np.quantile(post[var].sel(unknown_model=m).values, [0.05, 0.95]) for m in models
+        ]
+        return float(np.median([hi / lo for lo, hi in spans]))
+
+    w_act, w_tot = width("params_active_b"), width("params_total_b")
+    return (
+        "Prices pin the *active* size (the weights and compute behind each token) much "
+        "better than the *total* size of a mixture of experts, which they reach only through "
+        "memory and speed: across these models the median 90% interval spans "
+        f"x{w_act:.0f} for the active size and x{w_tot:.0f} for the total."
+    )
+
+
+def _median_interval(post: xr.Dataset, var: str, transform=lambda v: v, fmt: str = ".2f") -> str:
+    """``median [5%-95%]`` of a scalar posterior quantity, after ``transform``."""
+    q = transform(np.quantile(post[var].values, [0.05, 0.5, 0.95]))
+    return f"{q[1]:{fmt}} [{q[0]:{fmt}}-{q[2]:{fmt}}]"
+
+
+def method_section(tree: xr.DataTree, design: Design, hyp: Hypothesis) -> str:
+    """The method section: what is observed, latent and learned, the pricing layer's
+    posterior, and what changed in the model and why (``templates/method.md.j2``)."""
+    post = tree["posterior"].to_dataset()
+    frac = hyp.priors.active_fraction
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("llmsize.outputs", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # Markdown, escaped where it becomes HTML
+    )
+    return env.get_template("method.md.j2").render(
+        n_epochs=design.n_epochs,
+        n_models=len(design.models),
+        n_providers=len(design.providers),
+        n_known=len(design.models) - len(design.unknown),
+        statements=len(design.statement_log_ratio),
+        elasticity=_median_interval(post, "price_elasticity_mu"),
+        fp_elasticity=_median_interval(post, "first_party_elasticity", fmt="+.2f"),
+        fp_markup=_median_interval(post, "first_party_markup", np.exp),
+        fp_spread=_median_interval(post, "first_party_model_sigma", np.exp),
+        floor=_median_interval(post, "log_price_floor_mu", np.exp, ".3f"),
+        gpu_trend=_median_interval(post, "gpu_hour_trend", np.exp),
+        frac_prior=", ".join(
+            f"{k} {v:g}" for k, v in frac.model_dump(exclude={"distribution"}).items() if v is not None
+        ),
+        frac_distribution=frac.distribution,
+        kv_cap=hyp.constants.kv_memory_cap,
+    )
 
 
 MODEL_TABLE_NOTE = (
@@ -395,7 +458,8 @@ def render_family(
         f"Part of the report [README](README.md) (llmsize {attrs['llmsize_version']}, seed "
         f"{attrs['seed']}, data sha256 "
         f"`{attrs['data_sha256'][:12]}`, hypothesis sha256 `{attrs['hypothesis_sha256'][:12]}`). "
-        "Total parameters in billions; a model keeps one size at every date.",
+        "Total and active parameters in billions; a model keeps one size at every date. "
+        + identification_sentence(tree, family.models),
         "",
         _md_table(headline_table(tree, design, family.epochs)),
         "",
@@ -486,14 +550,15 @@ def render_readme(
         "",
         f"## Headline: {head_title} at each price point",
         "",
-        "Total parameters in billions. A model keeps one size at every date"
+        "Total and active parameters in billions. A model keeps one size at every date"
         + (
             f" ({', '.join(repeated)} had its price cut without a new model, so its rows share "
-            "one posterior and the cut is attributed to serving: batch, precision, hardware, "
-            "markup)."
+            "one posterior: that cut is a change of serving or of price, not of size)."
             if repeated
             else "."
-        ),
+        )
+        + " "
+        + identification_sentence(tree, shown),
         "",
         _md_table(headline_table(tree, design, epochs)),
         "",
@@ -545,6 +610,7 @@ def render_readme(
             "30% of the prior's spread; read these intervals as prior-driven.",
             "",
         ]
+    lines += [method_section(tree, design, hyp)]
     lines += sensitivity_section(sensitivity)
     lines += calibration_section(calibration, calibration_dir)
     verdict = "PASS" if diag.passed else "FAIL"
