@@ -325,6 +325,9 @@ class Constants(_Strict):
     price_pivot_gpu_hours_per_mtok: float = Field(0.2, gt=0)
     #: Cap each decode batch at what the memory left by the weights holds of KV cache.
     kv_memory_cap: bool = True
+    #: Use a known model's published KV cache per token (known_models.csv) instead of
+    #: the grouped-query-attention fit.
+    published_kv: bool = True
 
 
 class Calibration(_Strict):

@@ -409,7 +409,7 @@ def build_model(
             log_kv = unknown_model_variable("log_kv_multiplier", hyp, design.unknown)
             pos = design.unknown_pos
             kv_fit = pt.set_subtensor(kv_fit[pos], kv_fit[pos] * pt.exp(log_kv))
-        has_kv = ~np.isnan(design.known_kv)
+        has_kv = ~np.isnan(design.known_kv) & const.published_kv
         kv_model = pm.Deterministic(
             "kv_bytes_per_token",
             pt.where(has_kv, np.nan_to_num(design.known_kv, nan=1.0), kv_fit),

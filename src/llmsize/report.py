@@ -278,6 +278,14 @@ def _median_interval(post: xr.Dataset, var: str, transform=lambda v: v, fmt: str
     return f"{q[1]:{fmt}} [{q[0]:{fmt}}-{q[2]:{fmt}}]"
 
 
+def _prior_or_posterior(post: xr.Dataset, var: str, fmt: str = ".2f") -> str:
+    """A pinned quantity's value ("pinned at ..."), else its posterior median and 90% interval."""
+    x = post[var].values
+    if np.ptp(x) == 0:
+        return f"pinned at {float(x.reshape(-1)[0]):{fmt}}"
+    return "sampled, " + _median_interval(post, var, fmt=fmt)
+
+
 def method_section(tree: xr.DataTree, design: Design, hyp: Hypothesis) -> str:
     """The method section: what is observed, latent and learned, the pricing layer's
     posterior, and what changed in the model and why (``templates/method.md.j2``)."""
@@ -306,6 +314,9 @@ def method_section(tree: xr.DataTree, design: Design, hyp: Hypothesis) -> str:
         ),
         frac_distribution=frac.distribution,
         kv_cap=hyp.constants.kv_memory_cap,
+        published_kv=hyp.constants.published_kv,
+        mfu_decode=_prior_or_posterior(post, "mfu_decode"),
+        context=_prior_or_posterior(post, "context_tokens", fmt=".0f"),
     )
 
 

@@ -147,6 +147,14 @@ def parameter_draws(tree: xr.DataTree) -> xr.Dataset:
     return post[keep]
 
 
+def _without_constant_warnings(fn, *args, **kwargs):
+    """``fn`` with NumPy's invalid-value warnings off: an element that is constant
+    across draws (a known model's entry of a per-model quantity) has no R-hat, and
+    its NaN is left out below rather than printed as a warning."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return fn(*args, **kwargs)
+
+
 def parameter_diagnostics(draws: xr.Dataset) -> tuple[float, float]:
     """The largest R-hat and smallest bulk ESS over every element of ``draws``
     (:func:`parameter_draws`). A plain function of a dataset, so that a worker
@@ -155,8 +163,8 @@ def parameter_diagnostics(draws: xr.Dataset) -> tuple[float, float]:
     # the GIL: R-hat and bulk ESS run side by side.
     names = list(draws.data_vars)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        rhat_job = pool.submit(az.rhat, draws)
-        ess_job = pool.submit(az.ess, draws, method="bulk")
+        rhat_job = pool.submit(_without_constant_warnings, az.rhat, draws)
+        ess_job = pool.submit(_without_constant_warnings, az.ess, draws, method="bulk")
         rhat, ess = rhat_job.result(), ess_job.result()
     r_vals = np.concatenate([rhat[v].values.reshape(-1) for v in names])
     e_vals = np.concatenate([ess[v].values.reshape(-1) for v in names])
