@@ -280,9 +280,12 @@ def test_markups_without_a_normal_input_prior_or_a_provider_spread(tiny_design, 
     assert np.isfinite(model.compile_logp()(model.initial_point()))
 
 
-def test_log_cost_matches_forward(tiny_design, default_hypothesis):
+@pytest.mark.parametrize("cap", [False, True], ids=["no-cap", "kv-memory-cap"])
+def test_log_cost_matches_forward(tiny_design, default_hypothesis, cap):
     """The model's output and input price means equal the forward functions at the same point."""
-    hyp = default_hypothesis
+    raw = default_hypothesis.to_dict()
+    raw["constants"] = {**raw["constants"], "kv_memory_cap": cap}
+    hyp = validate(raw)
     model = build_model(tiny_design, hyp, predictive="prior")
     d = tiny_design
     # Fix the point: every free value (unconstrained) at its initial value moved by
@@ -348,8 +351,9 @@ def _check_price_means_at(d, hyp, model, at_point, point, vals, z, e):
     point["batch_z"][e, k] += 0.3  # away from the other components' batch
     # The memory left by the weights (2 bytes each at 16 bits) caps the batch, by a
     # power mean of sharpness 8.
-    limit = (n_gpus * acc.memory_bytes - 2.0 * n) / (vals["context_tokens"] * kv)
-    b = ((1.0 / b) ** 8 + (1.0 / limit) ** 8) ** (-1.0 / 8)
+    if hyp.constants.kv_memory_cap:
+        limit = (n_gpus * acc.memory_bytes - 2.0 * n) / (vals["context_tokens"] * kv)
+        b = ((1.0 / b) ** 8 + (1.0 / limit) ** 8) ** (-1.0 / 8)
     t = forward.decode_step_time(
         n,
         n,

@@ -287,7 +287,9 @@ def _cost_statements(design: Design, hyp: Hypothesis, joint, log_cost, epoch_log
     second epoch, so the sum is exact) and the component probabilities, whose
     rows of the two epochs become the pair's marginals.
     """
-    sigma = hyp.evidence.cost_statement_log_sigma
+    # A Python float would become a float32 constant where float32 holds it exactly
+    # (PyTensor's autocasting), and its log would lose precision: keep it float64.
+    sigma = np.float64(hyp.evidence.cost_statement_log_sigma)
     for (e1, e2), obs in zip(design.statement_epochs, design.statement_log_ratio, strict=True):
         ratio = log_cost[e2][None, :] - log_cost[e1][:, None]  # (K1, K2)
         pair = joint[e1][:, None] + joint[e2][None, :] + _normal_logp(obs, ratio, sigma)
@@ -299,10 +301,6 @@ def _cost_statements(design: Design, hyp: Hypothesis, joint, log_cost, epoch_log
 
 
 def _normal_logp(x, mu, sigma):
-    # A Python float would become a float32 constant where float32 holds it exactly
-    # (PyTensor's autocasting), and its log would lose precision: keep it float64.
-    if isinstance(sigma, float | int):
-        sigma = np.float64(sigma)
     return -0.5 * ((x - mu) / sigma) ** 2 - pt.log(sigma) - 0.5 * np.log(2 * np.pi)
 
 
