@@ -155,6 +155,9 @@ ATTENTION_TYPES = ("mha", "gqa", "mla")
 #: Size quantities a claim may be about, as named in ``summary.csv``.
 CLAIM_QUANTITIES = ("params_total_b", "params_active_b")
 
+#: Column kinds whose cells must be one of a fixed set of words.
+CHOICES = {"quantity": CLAIM_QUANTITIES, "attention": ATTENTION_TYPES}
+
 #: A family name becomes part of a file name in the report: letters, digits, ``.``, ``_``, ``-``.
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -198,19 +201,10 @@ def _parse(value: str, col: Column, *, file: str, row: int) -> object:
                 field=col.name,
             )
         return value
-    if col.kind == "quantity":
-        if value not in CLAIM_QUANTITIES:
+    if col.kind in CHOICES:
+        if value not in CHOICES[col.kind]:
             raise DataError(
-                f"must be one of {', '.join(CLAIM_QUANTITIES)}, got {value!r}",
-                file=file,
-                row=row,
-                field=col.name,
-            )
-        return value
-    if col.kind == "attention":
-        if value not in ATTENTION_TYPES:
-            raise DataError(
-                f"must be one of {', '.join(ATTENTION_TYPES)}, got {value!r}",
+                f"must be one of {', '.join(CHOICES[col.kind])}, got {value!r}",
                 file=file,
                 row=row,
                 field=col.name,

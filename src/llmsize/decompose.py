@@ -148,15 +148,15 @@ class PricePoints:
             year,
         )
         n_gpus = forward.gpus_per_replica(total, bits, self.memory[hw], c.weight_memory_fraction)
-        limit = forward.kv_batch_limit(
-            n_gpus,
-            self.memory[hw],
-            total,
-            bits,
-            context_tokens=self.context,
-            kv_bytes_per_token=kv,
-        )
         if c.kv_memory_cap:
+            limit = forward.kv_batch_limit(
+                n_gpus,
+                self.memory[hw],
+                total,
+                bits,
+                context_tokens=self.context,
+                kv_bytes_per_token=kv,
+            )
             batch = forward.capped_batch(batch, limit)
         t_step = forward.decode_step_time(
             total,

@@ -417,10 +417,12 @@ def build_model(
         context = prior_variable("context_tokens", pr.context_tokens)
         mfu_decode = prior_variable("mfu_decode", pr.mfu_decode)
         # The batch a replica runs is capped by the memory its weights leave for KV cache.
-        limit = forward.kv_batch_limit(
-            n_gpus, mem, n_tot, bits, context_tokens=context, kv_bytes_per_token=kv
-        )
-        b = forward.capped_batch(batch_ek, limit) if const.kv_memory_cap else batch_ek
+        b = batch_ek
+        if const.kv_memory_cap:
+            limit = forward.kv_batch_limit(
+                n_gpus, mem, n_tot, bits, context_tokens=context, kv_bytes_per_token=kv
+            )
+            b = forward.capped_batch(batch_ek, limit)
         touched = np.repeat(known_n, len(design.component_bits), axis=1)
         rows = np.flatnonzero(design.known_active[em] != design.known_total[em])
         if len(rows):
