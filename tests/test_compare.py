@@ -161,54 +161,104 @@ def test_compare_rejects_bad_input_before_fitting(tmp_path):
     assert not out.exists()
 
 
+def _compare_args(out, *hypotheses, smc: bool) -> list[str]:
+    return [
+        "compare",
+        *map(str, hypotheses),
+        "--data",
+        str(TINY_DIR),
+        "--out",
+        str(out),
+        "--draws",
+        "100",
+        "--tune",
+        "100",
+        "--chains",
+        "2",
+        "--smc-draws",
+        "50",
+        "--smc-chains",
+        "2",
+        "-q",
+        *([] if smc else ["--no-smc"]),
+    ]
+
+
+COMPARE_FILES = (
+    "README.md",
+    "comparison.csv",
+    "evidence.csv",
+    "claims.csv",
+    "psense.csv",
+    "hypotheses.json",
+    "compare_sizes.png",
+    "compare_evidence.png",
+)
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize(
-    "smc",
-    [
-        pytest.param(False, id="bridge-only"),
-        # SMC itself is checked against an exact evidence above; the run through the
-        # command is long, so it is marked slow.
-        pytest.param(True, id="with-smc", marks=pytest.mark.slow),
-    ],
-)
+def test_compare_of_one_model_under_two_names(
+    tmp_path, hypothesis_dir, tiny_infer_subprocess, tiny_subprocess_cache, monkeypatch
+):
+    """The command end to end at no compile cost: the default hypothesis against
+    a copy of it under another name. Same structure, so both fits load the model
+    the shared tiny fit compiled (a copy of its cache); same model, data and
+    seed, so the same draws: the evidence and the sizes must agree exactly."""
+    import shutil
+
+    cache_copy = tmp_path / "cache"
+    shutil.copytree(tiny_subprocess_cache, cache_copy)
+    monkeypatch.setenv("LLMSIZE_CACHE_DIR", str(cache_copy))
+    twin = hypothesis_dir / "default_twin.toml"
+    twin.write_text('extends = "default.toml"\nname = "default_twin"\n', encoding="utf-8")
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(
+        cli, _compare_args(out, hypothesis_dir / "default.toml", twin, smc=False)
+    )
+    assert res.exit_code == 0, res.output
+    for name in COMPARE_FILES:
+        assert (out / name).is_file(), name
+    ev = pd.read_csv(out / "evidence.csv").set_index("hypothesis")
+    assert list(ev.index) == ["default", "default_twin"]
+    assert np.isfinite(ev["log_evidence_bridge"]).all()
+    assert ev["log_evidence_bridge"].nunique() == 1
+    assert (ev["log_bf_bridge"] == 0).all()
+    assert "log_evidence_smc" not in ev
+    assert ev["elpd_loo"].nunique() == 1
+    sizes = pd.read_csv(out / "comparison.csv")
+    assert set(sizes["model"]) == {"closed-x", "closed-y"}
+    by = sizes.set_index(["hypothesis", "model"]).sort_index()
+    np.testing.assert_array_equal(
+        by.loc["default", ["q05_b", "median_b", "q95_b"]].to_numpy(),
+        by.loc["default_twin", ["q05_b", "median_b", "q95_b"]].to_numpy(),
+    )
+    # Nothing was compiled: the copied cache holds the same entries as before.
+    assert sorted(p.name for p in (cache_copy / "compiled").iterdir()) == sorted(
+        p.name for p in (tiny_subprocess_cache / "compiled").iterdir()
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("smc", [pytest.param(False, id="bridge-only"), pytest.param(True, id="with-smc")])
 def test_compare_end_to_end_on_tiny_data(tmp_path, hypothesis_dir, smc):
+    # Two hypotheses of different priors: two compiles, so slow (the command's
+    # plumbing is checked at no compile cost above, SMC against an exact
+    # evidence at the top of this file).
     out = tmp_path / "cmp"
     res = CliRunner().invoke(
         cli,
-        [
-            "compare",
-            str(hypothesis_dir / "default.toml"),
-            str(hypothesis_dir / "good_override_size.toml"),
-            "--data",
-            str(TINY_DIR),
-            "--out",
-            str(out),
-            "--draws",
-            "100",
-            "--tune",
-            "100",
-            "--chains",
-            "2",
-            "--smc-draws",
-            "50",
-            "--smc-chains",
-            "2",
-            "-q",
-            *([] if smc else ["--no-smc"]),
-        ],
+        _compare_args(
+            out,
+            hypothesis_dir / "default.toml",
+            hypothesis_dir / "good_override_size.toml",
+            smc=smc,
+        ),
     )
     assert res.exit_code == 0, res.output
-    for name in (
-        "README.md",
-        "comparison.csv",
-        "evidence.csv",
-        "claims.csv",
-        "psense.csv",
-        "hypotheses.json",
-        "compare_sizes.png",
-        "compare_evidence.png",
-    ):
+    for name in COMPARE_FILES:
         assert (out / name).is_file(), name
     ev = pd.read_csv(out / "evidence.csv").set_index("hypothesis")
     assert list(ev.index) == ["default", "good_override_size"]
