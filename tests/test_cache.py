@@ -86,16 +86,39 @@ def test_key_changes_with_structure(other):
     assert cache.model_key(small_model()) != cache.model_key(small_model(**other))
 
 
-def test_key_takes_the_value_of_data_a_prior_depends_on():
-    """A prior's parameter moves the support point the chains start from."""
+def with_prior_data(loc, *, y=Y):
+    """A prior whose parameter is a data container, as llmsize's priors are."""
+    with pm.Model(coords={"obs": np.arange(len(y))}) as model:
+        obs = pm.Data("y", np.asarray(y, dtype=float), dims="obs")
+        centre = pm.Data("prior.mu.mu", np.asarray(loc, dtype=float))
+        mu = pm.Normal("mu", centre, 1.0)
+        frac = pm.Beta("frac", pm.Data("prior.frac.alpha", 2.0 + loc), 3.0)
+        pm.Normal("lik", mu + frac, 1.0, observed=obs, dims="obs")
+    return model
 
-    def with_prior_data(centre):
-        with pm.Model() as model:
-            loc = pm.Data("loc", np.array(centre))
-            pm.Normal("mu", loc, 1.0)
-        return model
 
-    assert cache.model_key(with_prior_data(0.0)) != cache.model_key(with_prior_data(1.0))
+def test_key_ignores_the_value_of_prior_data():
+    """A prior's parameter in a data container is a value, not structure."""
+    assert cache.model_key(with_prior_data(0.0)) == cache.model_key(with_prior_data(5.0))
+
+
+def test_prior_swap_reuses_the_compile_and_starts_at_the_new_support_point(tmp_path):
+    """A warm load under other prior values compiles nothing, starts where PyMC
+    would start that model, and samples exactly as a cold compile of it does."""
+    first = cache.compile_model(with_prior_data(0.0), cache_dir=tmp_path / "a")
+    assert not first.from_cache
+    swapped = cache.compile_model(with_prior_data(5.0), cache_dir=tmp_path / "a")
+    assert swapped.from_cache and swapped.cache_key == first.cache_key
+    cold = cache.compile_model(with_prior_data(5.0), cache_dir=tmp_path / "b")
+    assert not cold.from_cache
+    for seed in (0, 7):
+        start = swapped.initial_point_func(seed)
+        np.testing.assert_array_equal(start, cold.initial_point_func(seed))
+        assert not np.array_equal(start, first.initial_point_func(seed))
+    assert_same_draws(draws(swapped), draws(cold))
+    # The prior's centre moved from 0 to 5 against five unit-noise observations:
+    # mu's posterior mean moves by about 5/6 (less what frac's prior takes).
+    assert draws(swapped)["mu"].mean() > draws(first)["mu"].mean() + 0.4
 
 
 def test_key_is_the_same_for_a_rebuilt_model():
@@ -233,6 +256,25 @@ def test_unwritable_cache_only_costs_the_compile(tmp_path, caplog, cold):
         compiled = cache.compile_model(small_model(), cache_dir=blocker)
     assert not compiled.from_cache
     assert "cannot write the compiled-model cache" in caplog.text
+    assert_same_draws(draws(compiled), cold_draws)
+
+
+def test_changed_nutpie_internals_fall_back_to_nutpies_public_compile(
+    tmp_path, caplog, cold, monkeypatch
+):
+    """A nutpie whose private compile functions changed (the cache uses them) still
+    samples: through ``nutpie.compile_pymc_model``, the same draws, nothing cached."""
+    _, _, cold_draws = cold
+
+    def changed(*args, **kwargs):
+        raise AttributeError("module 'nutpie.compile_pymc' has no attribute '_make_functions'")
+
+    monkeypatch.setattr(cache, "_compile_fresh", changed)
+    with caplog.at_level(logging.WARNING, logger="llmsize.cache"):
+        compiled = cache.compile_model(small_model(), cache_dir=tmp_path)
+    assert "compiling with nutpie" in caplog.text
+    assert not hasattr(compiled, "from_cache")  # nutpie's own compiled model
+    assert not list((tmp_path / "compiled").iterdir())  # no entry, no staging left
     assert_same_draws(draws(compiled), cold_draws)
 
 

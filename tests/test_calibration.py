@@ -214,7 +214,7 @@ def test_no_ladder_without_labs_is_an_input_error(tmp_path, monkeypatch, default
         cal.run_calibration(
             data_dir=root,
             hyp=default_hypothesis,
-            out_dir=tmp_path,
+            out_dir=tmp_path / "cal",  # not the folder holding the data
             settings=SETTINGS,
             kinds=["ladder"],
         )

@@ -224,6 +224,10 @@ def test_compare_of_one_model_under_two_names(
     assert np.isfinite(ev["log_evidence_bridge"]).all()
     assert ev["log_evidence_bridge"].nunique() == 1
     assert (ev["log_bf_bridge"] == 0).all()
+    # Reweighting the reference's draws by a prior ratio of one: a Bayes factor of
+    # exactly 1, trusted, with no tail to fit.
+    assert (ev["log_bf_reweighted"] == 0).all()
+    assert ev["log_bf_reweighted_reliable"].all()
     assert "log_evidence_smc" not in ev
     assert ev["elpd_loo"].nunique() == 1
     sizes = pd.read_csv(out / "comparison.csv")

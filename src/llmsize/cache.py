@@ -12,13 +12,14 @@ finished callbacks on disk instead:
   of its joint log density, of its deterministics and of its free random
   variables (every operation, type, name and constant, so the design's index
   arrays and fixed sizes are in it), the lengths of its dimensions, the shapes
-  but not the values of its data containers (``pm.Data``, the observations),
+  but not the values of its data containers (``pm.Data``: the observations
+  and the hypothesis' prior parameters, :func:`llmsize.model.prior_data`),
   and the versions of Python, NumPy, Numba, llvmlite, PyTensor, PyMC, nutpie
   and llmsize, the CPU Numba compiles for and :data:`CACHE_FORMAT`. The same
-  model with other observations has the same key; refitting it compiles
-  nothing.
+  model with other observations, or under a hypothesis that changes only
+  prior values, has the same key; refitting it compiles nothing.
 - **Entry.** ``<cache dir>/compiled/<key>/`` holds ``meta.json`` (dimensions,
-  variable names and shapes, data containers, the initial point) and Numba's
+  variable names and shapes, data containers, the initial point's jitter) and Numba's
   cache files of the two callbacks. An entry is written in a temporary folder
   and renamed into place whole, so a reader never sees half an entry.
 - **Safety.** An entry is used only if its ``meta.json`` parses, names the
@@ -42,8 +43,10 @@ finished callbacks on disk instead:
 
 The initial point of each chain is the one nutpie computes (PyMC's support
 point of each free variable, transformed, plus U(-1, 1) jitter from the chain's
-seed); it is stored as the support point and the seed stream of each
-variable's jitter, checked against PyMC's own function when the entry is made.
+seed). The support point depends on the prior parameters, so it is computed
+from the live model on every load (PyMC's own function, a fraction of a
+second); the entry stores only which seed stream jitters which variable,
+checked against PyMC's own function when the entry is made.
 
 The cache folder is ``$LLMSIZE_CACHE_DIR``, else ``$XDG_CACHE_HOME/llmsize``,
 else ``~/.cache/llmsize``; ``LLMSIZE_CACHE_DIR=off`` turns the cache off (the
@@ -76,7 +79,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: Version of the entry layout and of the callback sources; part of every key.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 #: Environment variable naming the cache folder (``off`` disables the cache).
 ENV_VAR = "LLMSIZE_CACHE_DIR"
@@ -287,9 +290,9 @@ def model_description(model, outputs=None) -> list[str]:
     The joint log density (transforms and Jacobians included), the
     deterministics and transformed values nutpie records, the free random
     variables (their support points start the chains), their initial-value
-    strategies, the dimension lengths and ``check_bounds``. Observed values in
-    ``pm.Data`` containers enter by shape only (by value if a prior depends on
-    them).
+    strategies, the dimension lengths and ``check_bounds``. Values in ``pm.Data``
+    containers (observations, prior parameters) enter by shape only: the support
+    point they move is computed afresh at every load (:func:`support_point`).
 
     Parameters
     ----------
@@ -301,8 +304,6 @@ def model_description(model, outputs=None) -> list[str]:
     -------
     list of str
     """
-    from pytensor.graph.traversal import ancestors
-
     free = list(model.free_RVs)
     lines = [f"check_bounds={model.check_bounds}"]
     for rv in free:
@@ -315,11 +316,7 @@ def model_description(model, outputs=None) -> list[str]:
         lines.append(f"dim {name!r}={_describe(get() if get else getattr(length, 'data', None))}")
     if outputs is None:
         outputs = key_outputs(model)
-    # Data that a prior depends on moves the support points the chains start
-    # from (stored in the entry): such data enter by value.
-    prior_inputs = set(ancestors(free))
-    observations = [v for v in model.data_vars if v not in prior_inputs]
-    lines += graph_description(outputs, data_vars=observations)
+    lines += graph_description(outputs, data_vars=list(model.data_vars))
     return lines
 
 
@@ -687,6 +684,31 @@ def initial_point_function(
     return initial_point
 
 
+def _pymc_initial_point(model, jitter: bool):
+    from pymc.initial_point import make_initial_point_fn
+
+    return make_initial_point_fn(
+        model=model,
+        default_strategy="support_point",
+        jitter_rvs=set(model.free_RVs) if jitter else set(),
+        return_transformed=True,
+    )
+
+
+def support_point(model, names: list[str], shapes: list) -> np.ndarray:
+    """The transformed support point of ``model``'s free variables, flat, in ``names`` order.
+
+    PyMC's own function without jitter, so a loaded entry and a fresh compile
+    start from the same point bit for bit, whatever the prior parameters.
+    """
+    from nutpie.compile_pymc import _rv_dict_to_flat_array_wrapper
+
+    flat = _rv_dict_to_flat_array_wrapper(
+        _pymc_initial_point(model, jitter=False), list(names), [tuple(s) for s in shapes]
+    )
+    return np.asarray(flat(0), dtype=np.float64)
+
+
 def _match_jitter(pymc_fn, base, slices, seed: int) -> list[tuple[int, int, int]]:
     """Which seed stream jitters which variable in PyMC's initial point function.
 
@@ -793,6 +815,8 @@ def _assemble(model, outputs, meta: dict, logp_cf, expand_cf, *, key, from_cache
     reparameterized = meta["reparameterized_names"]
     dims, coords = _prepare_dims_and_coords(model, shape_info, reparameterized)
     init = meta["initial_point"]
+    n_free = init["n_free"]
+    base = support_point(model, names[:n_free], shapes[:n_free])
     return _model_class()(
         _n_dim=meta["n_dim"],
         dims=dims,
@@ -801,7 +825,7 @@ def _assemble(model, outputs, meta: dict, logp_cf, expand_cf, *, key, from_cache
         compiled_logp_func=logp_cf,
         compiled_expand_func=expand_cf,
         initial_point_func=initial_point_function(
-            np.array(init["base"], dtype=np.float64),
+            base,
             [tuple(j) for j in init["jitter"]],
             init["n_streams"],
         ),
@@ -828,16 +852,7 @@ def _compile_fresh(model, outputs, folder: Path | None):
     tuple
         ``(meta, logp_cfunc, expand_cfunc, logp_fn, expand_fn)``.
     """
-    from nutpie.compile_pymc import _make_functions, _rv_dict_to_flat_array_wrapper
-    from pymc.initial_point import make_initial_point_fn
-
-    def pymc_initial_point(jitter: bool):
-        return make_initial_point_fn(
-            model=model,
-            default_strategy="support_point",
-            jitter_rvs=set(model.free_RVs) if jitter else set(),
-            return_transformed=True,
-        )
+    from nutpie.compile_pymc import _make_functions
 
     (n_dim, n_expanded, logp_fn, expand_fn, flat_init, shape_info, reparameterized) = (
         _make_functions(
@@ -845,16 +860,14 @@ def _compile_fresh(model, outputs, folder: Path | None):
             mode="NUMBA",
             compute_grad=True,
             join_expanded=True,
-            pymc_initial_point_fn=pymc_initial_point(jitter=True),
+            pymc_initial_point_fn=_pymc_initial_point(model, jitter=True),
         )
     )
     names, slices, shapes = shape_info
     free_names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
     free_slices = [(int(s.start), int(s.stop)) for s in slices[: len(free_names)]]
     free_shapes = shapes[: len(free_names)]
-    base = _rv_dict_to_flat_array_wrapper(
-        pymc_initial_point(jitter=False), free_names, free_shapes
-    )(0)
+    base = support_point(model, free_names, free_shapes)
     jitter = _match_jitter(flat_init, base, free_slices, seed=20240601)
     n_streams = max((j[2] for j in jitter), default=-1) + 1
     check = initial_point_function(base, jitter, n_streams)
@@ -897,7 +910,7 @@ def _compile_fresh(model, outputs, folder: Path | None):
         "logp_shared": per_function[0],
         "expand_shared": per_function[1],
         "initial_point": {
-            "base": [float(v) for v in base],
+            "n_free": len(free_names),
             "jitter": [[int(v) for v in j] for j in jitter],
             "n_streams": n_streams,
         },

@@ -228,9 +228,7 @@ def run_key(hyp_json: str, data_digest: str, settings: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _result_path(
-    out_dir: Path, holdout: Holdout | str, variant: str, key: str = ""
-) -> Path:
+def _result_path(out_dir: Path, holdout: Holdout | str, variant: str, key: str = "") -> Path:
     """Where one refit is stored: named by the hold-out and a hash of its definition,
     in a folder named by ``key`` (:func:`run_key`)."""
     name = holdout.name if isinstance(holdout, Holdout) else holdout
@@ -363,6 +361,41 @@ def collect(
     return table
 
 
+#: Most workers of the local Dask cluster (each is a process with a compiled model).
+MAX_WORKERS = 64
+#: Most simulation-based calibration runs of one call.
+MAX_SIMULATIONS = 100_000
+
+
+def check_calibration(
+    *,
+    data_dir: Path,
+    out_dir: Path,
+    hypothesis_files: Iterable[Path] = (),
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    workers: int = 1,
+    simulations: int = 0,
+) -> None:
+    """Refuse settings and an output folder ``calibrate`` cannot use, before any fit.
+
+    The refits' sampler settings (:func:`llmsize.config.check_sampler_options`),
+    the cluster's size and the number of SBC runs in range, and the output folder
+    (:func:`llmsize.outputs.folders.check_output_dir`; a calibration writes its
+    files into the folder, keeping the fits of earlier runs, so an existing
+    folder is written into, never replaced). Raises
+    :class:`~llmsize.exceptions.LlmsizeError`.
+    """
+    from llmsize.config import check_sampler_options, check_whole_number
+    from llmsize.outputs.folders import check_output_dir
+
+    check_sampler_options(draws=draws, tune=tune, chains=chains)
+    check_whole_number("--workers", workers, 1, MAX_WORKERS)
+    check_whole_number("--sbc", simulations, 0, MAX_SIMULATIONS)
+    check_output_dir(out_dir, data_dir=data_dir, hypothesis_files=hypothesis_files, replaces=False)
+
+
 def run_calibration(
     *,
     data_dir: Path,
@@ -385,6 +418,17 @@ def run_calibration(
     Hold-out and SBC fits go to the same Dask cluster in one queue, the long SBC
     batches first, so neither kind waits for the other's stragglers.
     """
+    from llmsize.outputs.folders import output_error
+
+    check_calibration(
+        data_dir=data_dir,
+        out_dir=out_dir,
+        draws=settings.get("draws"),
+        tune=settings.get("tune"),
+        chains=settings.get("chains"),
+        workers=workers,
+        simulations=simulations,
+    )
     data = load_dataset(data_dir)
     design = build_design(data, hyp)
     holdouts = build_holdouts(data, design, kinds, hyp.calibration.prior_families)
@@ -396,7 +440,10 @@ def run_calibration(
             "labs.csv and a lab's own prices for two known sizes)",
             field="kind",
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, out_dir) from None
     hyp_json = hyp.model_dump_json()
     key = run_key(hyp_json, data.digest, settings)
     tasks = [

@@ -1,12 +1,15 @@
 """Command-line interface: a thin layer over the library.
 
-Every input problem ends in one line on stderr naming the file, row and field,
-and exit status 2; nothing is written unless the run completes.
+Every input or output problem ends in one line on stderr naming the file, row
+and field or the path, and exit status 2, before anything is compiled or
+sampled; nothing is written unless the run completes. The tool's own faults end
+in one line and exit status 1 (see :class:`_Group`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 import time
@@ -15,13 +18,17 @@ from pathlib import Path
 
 import click
 
-from llmsize import __version__
-from llmsize.exceptions import LlmsizeError
+from llmsize import __version__, interrupts
+from llmsize.exceptions import LlmsizeError, one_line
 
 log = logging.getLogger("llmsize")
 
+#: The tool's own fault (a bug), reported as one line asking for a bug report.
+EXIT_BUG = 1
+#: An input or output problem the user can fix.
 EXIT_INPUT = 2
 EXIT_DIAGNOSTICS = 3
+EXIT_INTERRUPTED = 130
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -34,17 +41,60 @@ def _setup_logging(verbose: bool) -> None:
 
 
 class _Group(click.Group):
-    """Turns input errors into one line and exit status 2, with no traceback."""
+    """Ends every failure of a command in one line on stderr, never a traceback.
+
+    A usage error of a command's options, or an input or output problem
+    (:class:`~llmsize.exceptions.LlmsizeError`, or a system error such as a full
+    disk or a permission refused, which names its path) exits with status 2; any
+    other exception is the tool's own fault and exits with status 1, asking for a
+    bug report (``LLMSIZE_DEBUG=1`` shows the traceback). An interrupt (Ctrl-C,
+    SIGTERM) exits with status 130; further interrupts while the run cleans up
+    and exits are ignored, so a second Ctrl-C can neither leave half a folder nor
+    end the process by the signal.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupts.ignore_interrupts()
+            click.echo("llmsize: interrupted; the previous report is unchanged", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except click.UsageError as exc:  # a subcommand's options: --kind nope, --draws x
+            command = exc.ctx.command_path if exc.ctx is not None else "llmsize"
+            click.echo(
+                one_line(f"llmsize: error: {exc.format_message()} (see {command} --help)"),
+                err=True,
+            )
+            ctx.exit(EXIT_INPUT)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
         except LlmsizeError as exc:
             click.echo(f"llmsize: error: {exc}", err=True)
             ctx.exit(EXIT_INPUT)
-        except KeyboardInterrupt:
-            click.echo("llmsize: interrupted; the previous report is unchanged", err=True)
-            ctx.exit(130)
+        except OSError as exc:
+            click.echo(f"llmsize: error: {system_error(exc)}", err=True)
+            ctx.exit(EXIT_INPUT)
+        except Exception as exc:
+            if os.environ.get("LLMSIZE_DEBUG"):
+                raise
+            click.echo(
+                one_line(
+                    f"llmsize: error: internal error ({type(exc).__name__}: {exc}); this is a "
+                    "bug in llmsize, please report it with the command that caused it "
+                    "(LLMSIZE_DEBUG=1 shows the traceback)"
+                ),
+                err=True,
+            )
+            ctx.exit(EXIT_BUG)
+
+
+def system_error(exc: OSError) -> str:
+    """A system error as one line naming its path: ``PATH: No space left on device``."""
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(one_line(os.fsdecode(p)) for p in paths)
+    what = one_line(exc.strerror or str(exc) or type(exc).__name__)
+    return f"{where}: {what}" if where else what
 
 
 #: Options shared by the commands.
@@ -83,18 +133,18 @@ def cli() -> None:
 )
 @click.option(
     "--draws",
-    type=click.IntRange(min=1),
+    type=int,
     default=None,
     help="Posterior draws per chain [hypothesis: 2500].",
 )
 @click.option(
     "--tune",
-    type=click.IntRange(min=0),
+    type=int,
     default=None,
     help="Tuning steps per chain [hypothesis: 300].",
 )
-@click.option("--chains", type=click.IntRange(min=1), default=None, help="Chains [hypothesis: 4].")
-@click.option("--seed", type=int, default=None, help="Random seed [hypothesis].")
+@click.option("--chains", type=int, default=None, help="Chains [hypothesis: 4].")
+@click.option("--seed", type=int, default=None, help="Random seed, 0 to 4294967295 [hypothesis].")
 @click.option(
     "--set",
     "overrides",
@@ -152,15 +202,13 @@ def infer(
 @HYPOTHESIS_OPTION
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
 def validate(data_dir, hypothesis, overrides) -> None:
-    """Check the data and the hypothesis without sampling."""
+    """Check the data and the hypothesis without sampling, as every command does first."""
     _setup_logging(True)
-    from llmsize.config import load_hypothesis
-    from llmsize.data import load_dataset
-    from llmsize.design import build_design
+    from llmsize.inputs.checks import load_inputs
 
-    hyp = load_hypothesis(hypothesis, list(overrides))
-    data = load_dataset(data_dir)
-    design = build_design(data, hyp)
+    hyp, _, design = load_inputs(
+        data_dir=data_dir, hypothesis_path=hypothesis, overrides=list(overrides)
+    )
     click.echo(
         f"ok: hypothesis '{hyp.name}'; {design.n_epochs} serving epochs, "
         f"{len(design.unknown)} models of unknown size: {', '.join(design.unknown)}"
@@ -186,28 +234,28 @@ def validate(data_dir, hypothesis, overrides) -> None:
 )
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=int,
     default=2,
     show_default=True,
     help="Workers of the local cluster.",
 )
 @click.option(
     "--draws",
-    type=click.IntRange(min=1),
+    type=int,
     default=1000,
     show_default=True,
     help="Draws per chain of each refit.",
 )
 @click.option(
     "--tune",
-    type=click.IntRange(min=0),
+    type=int,
     default=1000,
     show_default=True,
     help="Tuning steps per chain of each refit.",
 )
 @click.option(
     "--chains",
-    type=click.IntRange(min=1),
+    type=int,
     default=2,
     show_default=True,
     help="Chains of each refit.",
@@ -216,8 +264,7 @@ def validate(data_dir, hypothesis, overrides) -> None:
     "--family",
     "only",
     multiple=True,
-    help="Run only the hold-out of this name, or the ones holding out this family "
-    "(repeatable).",
+    help="Run only the hold-out of this name, or the ones holding out this family (repeatable).",
 )
 @click.option(
     "--kind",
@@ -237,7 +284,7 @@ def validate(data_dir, hypothesis, overrides) -> None:
 @click.option(
     "--sbc",
     "simulations",
-    type=click.IntRange(min=0),
+    type=int,
     default=100,
     show_default=True,
     help="Simulation-based calibration runs (0: none).",
@@ -267,14 +314,24 @@ def calibrate(
     Example: ``llmsize calibrate --family llama-2-70b --variant full``
     """
     _setup_logging(not quiet)
-    from llmsize.calibration import run_calibration, write_outputs
-    from llmsize.config import load_hypothesis
+    from llmsize.calibration import check_calibration, run_calibration, write_outputs
+    from llmsize.config import hypothesis_files, load_hypothesis
     from llmsize.studies.calibration.holdouts import KINDS, VARIANT_LABELS, VARIANTS
     from llmsize.studies.calibration.metrics import class_metrics, class_targets, targets
     from llmsize.studies.calibration.report import SPLIT_RULE, sentence
 
     hyp = load_hypothesis(hypothesis, list(overrides))
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / f"calibration-{hyp.name}"
+    check_calibration(
+        data_dir=data_dir,
+        hypothesis_files=hypothesis_files(hypothesis),
+        out_dir=out_dir,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        workers=workers,
+        simulations=simulations,
+    )
     settings = {
         "draws": draws,
         "tune": tune,
@@ -358,31 +415,29 @@ def calibrate(
 )
 @click.option(
     "--draws",
-    type=click.IntRange(min=1),
+    type=int,
     default=2000,
     show_default=True,
     help="NUTS draws per chain of each fit.",
 )
 @click.option(
     "--tune",
-    type=click.IntRange(min=0),
+    type=int,
     default=1000,
     show_default=True,
     help="NUTS tuning steps per chain.",
 )
-@click.option(
-    "--chains", type=click.IntRange(min=1), default=4, show_default=True, help="NUTS chains."
-)
+@click.option("--chains", type=int, default=4, show_default=True, help="NUTS chains.")
 @click.option(
     "--smc-draws",
-    type=click.IntRange(min=10),
+    type=int,
     default=500,
     show_default=True,
     help="Particles of each SMC chain.",
 )
 @click.option(
     "--smc-chains",
-    type=click.IntRange(min=2),
+    type=int,
     default=4,
     show_default=True,
     help="Independent SMC chains (their spread is the evidence's error).",
@@ -419,28 +474,13 @@ def compare(
     Example: ``llmsize compare models/*.toml``
     """
     _setup_logging(not quiet)
-    from llmsize.compare import CompareSettings, run_compare, write_compare
-    from llmsize.config import load_hypothesis
-    from llmsize.data import load_dataset
+    from llmsize.compare import CompareSettings, check_compare, run_compare, write_compare
 
     start = time.perf_counter()
     ctx = click.get_current_context()
     command = " ".join(
         shlex.quote(a) for a in ["llmsize", *ctx.command_path.split()[1:], *_given_args(ctx)]
     )
-    # Validate everything before the first fit.
-    hyps = [load_hypothesis(f, list(overrides)) for f in files]
-    names = [h.name for h in hyps]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise LlmsizeError(f"two files share the hypothesis name {dupes[0]!r}", field="name")
-    if reference is None:
-        reference = "default" if "default" in names else names[0]
-    elif reference not in names:
-        raise LlmsizeError(
-            f"--reference {reference!r} is none of {', '.join(names)}", field="reference"
-        )
-    data = load_dataset(data_dir)
     settings = CompareSettings(
         draws=draws,
         tune=tune,
@@ -448,6 +488,15 @@ def compare(
         seed=seed,
         smc_draws=smc_draws,
         smc_chains=smc_chains,
+    )
+    # Check everything before the first fit.
+    _, data, reference = check_compare(
+        list(files),
+        data_dir=data_dir,
+        out_dir=Path(out_dir),
+        settings=settings,
+        overrides=list(overrides),
+        reference=reference,
     )
     fits = run_compare(
         list(files),
@@ -500,15 +549,7 @@ def _given_args(ctx: click.Context) -> list[str]:
     return out
 
 
-def _terminate(signum, frame) -> None:
-    # SIGTERM unwinds like Ctrl-C, so staged output is cleaned up and the
-    # previous report stays in place.
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     """Entry point of the ``llmsize`` console script."""
-    import signal
-
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupts.install()
     cli(standalone_mode=True)

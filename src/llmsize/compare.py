@@ -31,14 +31,30 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from llmsize.config import Hypothesis, load_hypothesis
-from llmsize.data import Dataset
+from llmsize.config import (
+    MAX_CHAINS,
+    MAX_DRAWS,
+    Hypothesis,
+    check_sampler_options,
+    check_whole_number,
+    hypothesis_files,
+    load_hypothesis,
+)
+from llmsize.data import Dataset, check_unknown_models, load_dataset
 from llmsize.design import Design, build_design
+from llmsize.exceptions import LlmsizeError
 from llmsize.families import ABOUT_FACTOR
 from llmsize.model import build_model
 from llmsize.plots import HEADLINE_PREFIX, headline_epochs
 from llmsize.report import _fmt_b, _md_table, drivers
-from llmsize.sampling import SampleSettings, fit
+from llmsize.inference.evidence import (
+    K_MAX,
+    ReweightedEvidence,
+    log_prior_ratio,
+    reweightable,
+    reweighted_log_bf,
+)
+from llmsize.sampling import SampleSettings, fit, log_prior
 from llmsize.summary import (
     PSENSE_THRESHOLD,
     Diagnostics,
@@ -53,6 +69,9 @@ log = logging.getLogger(__name__)
 EVIDENCE_SE_MAX = 1.0
 #: Pareto k above this makes a PSIS-LOO estimate unreliable (Vehtari et al. 2024).
 PARETO_K_MAX = 0.7
+#: Fewest posterior draws in all (draws x chains) that PSIS-LOO can smooth: ArviZ
+#: fits the Pareto tail to a fifth of the draws and needs at least 5 in it.
+MIN_LOO_DRAWS = 25
 
 
 @dataclass(frozen=True)
@@ -428,8 +447,36 @@ def size_table(fits: list[HypothesisFit]) -> pd.DataFrame:
 EVIDENCE_METHODS = {"smc": "SMC", "bridge": "bridge sampling"}
 
 
-def evidence_table(fits: list[HypothesisFit], reference: str) -> pd.DataFrame:
-    """Bayes factors (SMC and bridge sampling) and PSIS-LOO against the reference, with flags."""
+def reweighted_evidence(fit: HypothesisFit, ref: HypothesisFit) -> ReweightedEvidence | str:
+    """log B(fit vs ref) by reweighting the reference fit's draws, or why it cannot be.
+
+    Only for a hypothesis with the reference's compiled structure whose prior
+    values differ only in prior densities (:func:`llmsize.inference.evidence.reweightable`).
+    """
+    from llmsize.cache import Uncacheable, model_key
+
+    model_ref, model = build_model(ref.design, ref.hyp), build_model(fit.design, fit.hyp)
+    try:
+        same = model_key(model_ref) == model_key(model)
+    except Uncacheable as exc:
+        return f"structure not comparable ({exc})"
+    if not same:
+        return "another model structure"
+    why = reweightable(model_ref, model)
+    if why is not None:
+        return why
+    post = ref.tree["posterior"].to_dataset()
+    return reweighted_log_bf(log_prior_ratio(log_prior(post, fit.hyp), log_prior(post, ref.hyp)))
+
+
+def evidence_table(
+    fits: list[HypothesisFit],
+    reference: str,
+    reweighted: dict[str, ReweightedEvidence | str] | None = None,
+) -> pd.DataFrame:
+    """Bayes factors (reweighted, SMC and bridge sampling) and PSIS-LOO against the
+    reference, with flags. ``reweighted``: :func:`reweighted_evidence` of each
+    hypothesis by name (left out: no reweighted column)."""
     ref = next(f for f in fits if f.name == reference)
     rows = []
     for f in fits:
@@ -446,6 +493,25 @@ def evidence_table(fits: list[HypothesisFit], reference: str) -> pd.DataFrame:
             row[f"log_bf_{method}_reliable"] = ev.reliable and ev_ref.reliable
         if f.smc is not None:
             row["smc_seconds"] = f.smc.seconds
+        rw = None if reweighted is None else reweighted.get(f.name)
+        if rw is None:
+            pass
+        elif isinstance(rw, ReweightedEvidence):
+            row.update(
+                log_bf_reweighted=rw.log_bf,
+                log_bf_reweighted_se=rw.se,
+                reweighted_pareto_k=rw.pareto_k,
+                log_bf_reweighted_reliable=rw.reliable,
+                reweighted_refused="",
+            )
+        else:
+            row.update(
+                log_bf_reweighted=float("nan"),
+                log_bf_reweighted_se=float("nan"),
+                reweighted_pareto_k=float("nan"),
+                log_bf_reweighted_reliable=False,
+                reweighted_refused=rw,
+            )
         elpd = f.loo
         k = np.asarray(elpd.pareto_k).reshape(-1)
         diff = np.asarray(elpd.elpd_i).reshape(-1) - np.asarray(ref.loo.elpd_i).reshape(-1)
@@ -455,7 +521,7 @@ def evidence_table(fits: list[HypothesisFit], reference: str) -> pd.DataFrame:
             p_loo=float(elpd.p),
             elpd_diff_vs_ref=float(diff.sum()),
             elpd_diff_se=float(math.sqrt(len(diff)) * diff.std(ddof=1)) if f is not ref else 0.0,
-            max_pareto_k=float(np.nanmax(k)),
+            max_pareto_k=float(np.nanmax(k)) if np.isfinite(k).any() else float("nan"),
             n_pareto_k_bad=int(np.sum(k > PARETO_K_MAX)),
             divergences=f.diagnostics.divergences,
             max_r_hat=f.diagnostics.max_r_hat,
@@ -467,6 +533,11 @@ def evidence_table(fits: list[HypothesisFit], reference: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _fmt_k(k: float) -> str:
+    """A Pareto k; '-' where the weights were all equal (no tail to fit)."""
+    return f"{k:.2f}" if np.isfinite(k) else "-"
+
+
 def _significant_sign(value: float, se: float) -> int:
     """Sign of a difference that is both over 1 nat and over 2 standard errors, else 0."""
     return int(np.sign(value)) if abs(value) > max(1.0, 2 * se) else 0
@@ -474,6 +545,10 @@ def _significant_sign(value: float, se: float) -> int:
 
 def _evidence_notes(row: dict, is_ref: bool) -> list[str]:
     notes = ["reference"] if is_ref else []
+    if not is_ref and row.get("reweighted_refused"):
+        notes.append(f"not reweighted: {row['reweighted_refused']}")
+    elif not is_ref and not row.get("log_bf_reweighted_reliable", True):
+        notes.append(f"reweighting unreliable (Pareto k {row['reweighted_pareto_k']:.2f} > {K_MAX})")
     for method, label in EVIDENCE_METHODS.items():
         sd = row.get(f"{method}_sd")
         if sd is not None and not row[f"{method}_reliable"]:
@@ -774,6 +849,16 @@ def render_markdown(
     lines += [
         "## Which hypothesis do the data favour?",
         "",
+        "*log BF, reweighted*: for a hypothesis that changes only prior densities (the same "
+        "compiled model, the same component weights and price levels), the Bayes factor "
+        "against the reference is the reference posterior's mean of the ratio of the two "
+        "priors, Pareto-smoothed (PSIS); its Pareto k above "
+        f"{K_MAX} means the reference draws do not reach where that hypothesis' posterior "
+        "lies, and the estimate is flagged. This estimator recovers analytic Bayes factors "
+        "of a conjugate model (`tests/inference/test_evidence.py`); it is the one to read "
+        "where it applies. '-': the hypothesis changes the model itself (pinned values, "
+        "component weights, extra evidence), where reweighting does not apply.",
+        "",
         "*log BF*: natural-log Bayes factor against the reference (+1 is a factor of 2.7), from "
         "two estimates of each marginal likelihood: sequential Monte Carlo (se from the spread "
         "of its independent chains) and bridge sampling on the NUTS draws (Gronau et al. 2017; "
@@ -786,6 +871,14 @@ def render_markdown(
         "",
     ]
     ev = pd.DataFrame({"hypothesis": evidence["hypothesis"].map(lambda h: f"`{h}`")})
+    if "log_bf_reweighted" in evidence:
+        ev["log BF, reweighted (se; Pareto k)"] = [
+            "-" if not np.isfinite(r.log_bf_reweighted) else
+            f"{r.log_bf_reweighted:+.2f} ({r.log_bf_reweighted_se:.2f}; "
+            f"{_fmt_k(r.reweighted_pareto_k)})"
+            f"{'' if r.log_bf_reweighted_reliable else ' unreliable'}"
+            for r in evidence.itertuples()
+        ]  # fmt: skip
     for m, label in EVIDENCE_METHODS.items():
         if f"log_bf_{m}" in evidence:
             ev[f"log BF, {label} (se)"] = [
@@ -873,6 +966,61 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
+def check_compare(
+    paths: list[Path],
+    *,
+    data_dir: Path,
+    out_dir: Path,
+    settings: CompareSettings,
+    overrides: list[str] | None = None,
+    reference: str | None = None,
+) -> tuple[list[Hypothesis], Dataset, str]:
+    """Check everything ``compare`` needs before the first fit, as ``infer`` does.
+
+    The sampler settings (in range; enough draws for PSIS-LOO), every hypothesis
+    file (and that their names differ and include ``reference``), the data (at
+    least one model of unknown size; a design for each hypothesis) and the output
+    folder (:func:`~llmsize.outputs.folders.check_output_dir`, with every
+    hypothesis file's folder kept out of it). Returns the hypotheses, the data
+    and the reference's name; raises :class:`~llmsize.exceptions.LlmsizeError`.
+    """
+    from llmsize.outputs.folders import check_output_dir
+
+    check_sampler_options(
+        draws=settings.draws, tune=settings.tune, chains=settings.chains, seed=settings.seed
+    )
+    if settings.draws * settings.chains < MIN_LOO_DRAWS:
+        raise LlmsizeError(
+            f"{settings.draws} draws x {settings.chains} chains is "
+            f"{settings.draws * settings.chains} posterior draws; PSIS-LOO needs at least "
+            f"{MIN_LOO_DRAWS}: raise --draws or --chains",
+            file="--draws",
+        )
+    check_whole_number("--smc-draws", settings.smc_draws, 10, MAX_DRAWS)
+    check_whole_number("--smc-chains", settings.smc_chains, 2, MAX_CHAINS)
+    hyps = [load_hypothesis(p, overrides) for p in paths]
+    names = [h.name for h in hyps]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise LlmsizeError(f"two files share the hypothesis name {dupes[0]!r}", field="name")
+    if reference is None:
+        reference = "default" if "default" in names else names[0]
+    elif reference not in names:
+        raise LlmsizeError(
+            f"--reference {reference!r} is none of {', '.join(names)}", field="reference"
+        )
+    data = load_dataset(data_dir)
+    check_unknown_models(data)
+    for hyp in hyps:
+        build_design(data, hyp)
+    check_output_dir(
+        out_dir,
+        data_dir=data_dir,
+        hypothesis_files=[f for p in paths for f in hypothesis_files(p)],
+    )
+    return hyps, data, reference
+
+
 def run_compare(
     paths: list[Path],
     *,
@@ -906,7 +1054,10 @@ def write_compare(
     from llmsize import io as llmsize_io
 
     sizes = size_table(fits)
-    evidence = evidence_table(fits, reference)
+    ref = next(f for f in fits if f.name == reference)
+    evidence = evidence_table(
+        fits, reference, {f.name: reweighted_evidence(f, ref) for f in fits}
+    )
     claims = claims_table(fits)
     psense = pd.concat([f.psense.assign(hypothesis=f.name) for f in fits], ignore_index=True)
     with llmsize_io.staged_output(out_dir) as tmp:

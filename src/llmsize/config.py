@@ -16,16 +16,59 @@ import fnmatch
 import hashlib
 import json
 import math
+import os
+import stat
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from scipy import stats
 
-from llmsize.exceptions import HypothesisError
+from llmsize.exceptions import HypothesisError, one_line
+from llmsize.inputs.files import read_input_bytes
 
 SCHEMA_VERSION = 1
+
+#: The largest magnitude of a prior's parameter (mu, sigma, alpha, beta, bounds):
+#: beyond it a value is a typo (``1e300``), and draws or densities overflow.
+MAX_PARAMETER = 1e6
+
+#: Longest ``extends`` chain: a file and at most this many ancestors.
+MAX_EXTENDS_DEPTH = 16
+
+#: Largest seed: the sampler's random generators take 32-bit seeds.
+MAX_SEED = 2**32 - 1
+
+#: Most chains a run may ask for (each is a thread and a copy of the draws).
+MAX_CHAINS = 64
+
+#: Most draws, or tuning steps, per chain (the draws of 4 chains at this many
+#: already take gigabytes).
+MAX_DRAWS = 1_000_000
+
+#: The range of each whole-number sampler setting, in the hypothesis' ``[sampler]``
+#: table and on every command's command line alike (:func:`check_sampler_options`).
+SAMPLER_LIMITS: dict[str, tuple[int, int]] = {
+    "draws": (1, MAX_DRAWS),
+    "tune": (0, MAX_DRAWS),
+    "chains": (1, MAX_CHAINS),
+    "seed": (0, MAX_SEED),
+}
+
+#: A bounded prior parameter: finite, and not absurdly large.
+_Param = Annotated[float, Field(ge=-MAX_PARAMETER, le=MAX_PARAMETER)]
+#: A scale (sigma) or shape (Beta's alpha, beta): positive, finite, not absurd.
+_Scale = Annotated[float, Field(gt=0, le=MAX_PARAMETER)]
 
 
 class _Strict(BaseModel):
@@ -35,8 +78,8 @@ class _Strict(BaseModel):
 
 class NormalPrior(_Strict):
     distribution: Literal["Normal"]
-    mu: float
-    sigma: float = Field(gt=0)
+    mu: _Param
+    sigma: _Scale
 
     def logpdf(self, x):
         return stats.norm.logpdf(x, self.mu, self.sigma)
@@ -44,7 +87,7 @@ class NormalPrior(_Strict):
 
 class HalfNormalPrior(_Strict):
     distribution: Literal["HalfNormal"]
-    sigma: float = Field(gt=0)
+    sigma: _Scale
 
     def logpdf(self, x):
         return stats.halfnorm.logpdf(x, scale=self.sigma)
@@ -52,8 +95,8 @@ class HalfNormalPrior(_Strict):
 
 class LogNormalPrior(_Strict):
     distribution: Literal["LogNormal"]
-    mu: float
-    sigma: float = Field(gt=0)
+    mu: _Param
+    sigma: _Scale
 
     def logpdf(self, x):
         return stats.lognorm.logpdf(x, self.sigma, scale=math.exp(self.mu))
@@ -61,8 +104,8 @@ class LogNormalPrior(_Strict):
 
 class BetaPrior(_Strict):
     distribution: Literal["Beta"]
-    alpha: float = Field(gt=0)
-    beta: float = Field(gt=0)
+    alpha: _Scale
+    beta: _Scale
 
     def logpdf(self, x):
         return stats.beta.logpdf(x, self.alpha, self.beta)
@@ -70,10 +113,20 @@ class BetaPrior(_Strict):
 
 class TruncatedNormalPrior(_Strict):
     distribution: Literal["TruncatedNormal"]
-    mu: float
-    sigma: float = Field(gt=0)
-    lower: float | None = None
-    upper: float | None = None
+    mu: _Param
+    sigma: _Scale
+    lower: _Param | None = None
+    upper: _Param | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TruncatedNormalPrior:
+        # lower >= upper leaves no support: every draw would be NaN.
+        if self.lower is not None and self.upper is not None and self.lower >= self.upper:
+            raise ValueError(
+                f"TruncatedNormal needs lower < upper, got lower = {self.lower:g} "
+                f"and upper = {self.upper:g}"
+            )
+        return self
 
     def logpdf(self, x):
         lo = -math.inf if self.lower is None else (self.lower - self.mu) / self.sigma
@@ -97,6 +150,7 @@ Prior = Annotated[
     | ConstantPrior,
     Field(discriminator="distribution"),
 ]
+
 
 def prior_centre(spec) -> float:
     """A central value of a prior: its mean (Normal, Beta), median (LogNormal),
@@ -122,6 +176,231 @@ DISTRIBUTIONS = {
     "TruncatedNormal": TruncatedNormalPrior,
     "Constant": ConstantPrior,
 }
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An interval of the real line; ``low_open``/``high_open`` exclude an end."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = True
+    high_open: bool = True
+
+    def __contains__(self, x: float) -> bool:
+        if not math.isfinite(x):
+            return False
+        above = x > self.low if self.low_open else x >= self.low
+        below = x < self.high if self.high_open else x <= self.high
+        return above and below
+
+    def covers(self, low: float, high: float) -> bool:
+        """Whether the open interval (low, high), a distribution's support, lies inside."""
+        return low >= self.low and high <= self.high
+
+    def __str__(self) -> str:
+        left = "(" if self.low_open or not math.isfinite(self.low) else "["
+        right = ")" if self.high_open or not math.isfinite(self.high) else "]"
+        return f"{left}{_num(self.low)}, {_num(self.high)}{right}"
+
+
+def _num(x: float) -> str:
+    return "-inf" if x == -math.inf else "inf" if x == math.inf else f"{x:g}"
+
+
+@dataclass(frozen=True)
+class QuantityRange:
+    """What the model needs of one prior quantity.
+
+    ``values``: where the quantity may lie at all; a prior's whole support must
+    lie inside (a Beta on a fraction, a HalfNormal on a spread; a Normal only on
+    an unbounded quantity), and a ``Constant`` inside it. ``centre``: where the
+    prior's centre (:func:`prior_centre`: its mean, median, scale or value) may
+    sit and still mean something physical (a log10 size of 300 is no size).
+    ``max_sigma``: the largest ``sigma`` of a Normal, HalfNormal or
+    TruncatedNormal prior, in the quantity's own units, that is not absurd.
+    """
+
+    meaning: str
+    values: Interval = Interval()
+    centre: Interval = Interval()
+    max_sigma: float = MAX_PARAMETER
+
+
+#: A fraction of something: active parameters, bandwidth or FLOP utilisation.
+_FRACTION = Interval(0.0, 1.0, low_open=True, high_open=False)
+#: The spread of standard-normal offsets (zero allowed: no spread at all).
+_SPREAD = Interval(0.0, math.inf, low_open=False)
+#: A scale of a likelihood or a positive physical quantity (zero not allowed).
+_POSITIVE = Interval(0.0, math.inf)
+
+
+def _real(lo: float, hi: float) -> Interval:
+    return Interval(lo, hi, low_open=False, high_open=False)
+
+
+def _spread(meaning: str) -> QuantityRange:
+    return QuantityRange(meaning, _SPREAD, Interval(0.0, 20.0, low_open=False, high_open=False), 20)
+
+
+def _scale(meaning: str) -> QuantityRange:
+    return QuantityRange(meaning, _POSITIVE, Interval(0.0, 20.0, high_open=False), 20)
+
+
+#: The valid range of every prior quantity of :class:`Priors` (and of
+#: :class:`ModelPriors`): checked by ``llmsize validate`` and by every command
+#: before anything is built, so a prior the model cannot use (an active fraction
+#: of 2, a negative bandwidth utilisation, a spread of 1e300) is one clear error
+#: instead of a crash or a nonsense report after the fit. The centre windows are
+#: generous: they refuse only what no hypothesis could mean.
+PRIOR_RANGES: dict[str, QuantityRange] = {
+    "log10_params_total_b": QuantityRange(
+        "log10 of total parameters in billions",
+        centre=_real(-3, 6),
+        max_sigma=10,
+    ),
+    "active_fraction": QuantityRange("active / total parameters", _FRACTION, _FRACTION),
+    "log10_overtrain": QuantityRange(
+        "log10 of training tokens over the compute-optimal tokens",
+        centre=_real(-3, 4),
+        max_sigma=10,
+    ),
+    "log_batch_mu": QuantityRange(
+        "natural log of the decode batch in 2024", centre=_real(-5, 15), max_sigma=20
+    ),
+    "log_batch_sigma": _spread("spread of the log decode batch across epochs"),
+    "log_batch_trend": QuantityRange(
+        "change of the log decode batch per year", centre=_real(-5, 5), max_sigma=10
+    ),
+    "mbu": QuantityRange("fraction of HBM bandwidth achieved in decode", _FRACTION, _FRACTION),
+    "mfu_prefill": QuantityRange(
+        "fraction of peak FLOP/s achieved in prefill", _FRACTION, _FRACTION
+    ),
+    "mfu_decode": QuantityRange("fraction of peak FLOP/s achieved in decode", _FRACTION, _FRACTION),
+    "context_tokens": QuantityRange(
+        "mean context of a decoding sequence, in tokens",
+        _POSITIVE,
+        Interval(0.0, 1e8, high_open=False),
+        max_sigma=1e8,
+    ),
+    "log_kv_multiplier": QuantityRange(
+        "natural log of the KV cache per token over the GQA fit",
+        centre=_real(-10, 10),
+        max_sigma=10,
+    ),
+    "log_markup_out_mu": QuantityRange(
+        "natural log of the output price over cost", centre=_real(-20, 20), max_sigma=20
+    ),
+    "log_markup_in_mu": QuantityRange(
+        "natural log of the input price over cost", centre=_real(-20, 20), max_sigma=20
+    ),
+    "provider_sigma": _spread("spread of the providers' log markups"),
+    "model_markup_sigma": _spread("spread of a model's log prices"),
+    "price_sigma": _scale("residual spread of a log price"),
+    "price_elasticity_mu": QuantityRange(
+        "elasticity of price in serving work", centre=_real(-10, 10), max_sigma=10
+    ),
+    "price_elasticity_sigma": _spread("spread of the providers' price elasticities"),
+    "first_party_elasticity": QuantityRange(
+        "shift of the price elasticity of a lab's own price", centre=_real(-10, 10), max_sigma=10
+    ),
+    "first_party_markup": QuantityRange(
+        "log markup of a lab's own price over a reseller's", centre=_real(-20, 20), max_sigma=20
+    ),
+    "first_party_model_sigma": _spread("spread of a lab's own log price per model"),
+    "log_price_floor_mu": QuantityRange(
+        "natural log of the price floor in USD per 1M tokens", centre=_real(-30, 20), max_sigma=20
+    ),
+    "log_price_floor_sigma": _spread("spread of the providers' log price floors"),
+    "gpu_hour_trend": QuantityRange(
+        "change of the log GPU-hour price per year", centre=_real(-5, 5), max_sigma=10
+    ),
+    "speed_log_bias": QuantityRange(
+        "log of measured over roofline speed", centre=_real(-20, 20), max_sigma=20
+    ),
+    "speed_sigma": _scale("residual spread of a log speed"),
+    "ttft_overhead_s": QuantityRange(
+        "fixed part of the time to first token, in seconds",
+        _SPREAD,
+        Interval(0.0, 1e4, low_open=False, high_open=False),
+        max_sigma=1e4,
+    ),
+    "ttft_sigma": _scale("residual spread of a log time to first token"),
+    "mmlu_slope": QuantityRange(
+        "slope of MMLU's sigmoid in log10 training FLOP, positive",
+        centre=Interval(0.0, 20.0, high_open=False),
+        max_sigma=20,
+    ),
+    "mmlu_midpoint": QuantityRange(
+        "log10 training FLOP at MMLU's midpoint", centre=_real(10, 40), max_sigma=20
+    ),
+    "log_depth": QuantityRange(
+        "natural log of the number of layers", centre=_real(0, 10), max_sigma=10
+    ),
+    "log_params_per_layer_d2": QuantityRange(
+        "natural log of parameters per layer over d_model squared",
+        centre=_real(-5, 10),
+        max_sigma=10,
+    ),
+}
+
+#: Largest sigma of a LogNormal prior (a spread of logs: e^20 is a factor 5e8 per sd).
+MAX_LOG_SIGMA = 20.0
+
+
+def _support(spec) -> tuple[float, float]:
+    """The open interval a (non-constant) prior's draws fall in."""
+    if isinstance(spec, NormalPrior):
+        return -math.inf, math.inf
+    if isinstance(spec, HalfNormalPrior | LogNormalPrior):
+        return 0.0, math.inf
+    if isinstance(spec, BetaPrior):
+        return 0.0, 1.0
+    lower = -math.inf if spec.lower is None else spec.lower
+    upper = math.inf if spec.upper is None else spec.upper
+    return lower, upper
+
+
+def check_prior(name: str, spec) -> str | None:
+    """Why prior ``spec`` cannot be the prior of quantity ``name`` (``None``: it can).
+
+    Checks, against :data:`PRIOR_RANGES`: a ``Constant`` inside the valid range and
+    centre window; any other prior's support inside the valid range, its centre in
+    the window, and its ``sigma`` not absurd.
+    """
+    rng = PRIOR_RANGES.get(name)
+    if rng is None:
+        return None
+    what = f"{name} ({rng.meaning})"
+    if isinstance(spec, ConstantPrior):
+        if spec.value not in rng.values or spec.value not in rng.centre:
+            inside = rng.values if spec.value not in rng.values else rng.centre
+            return f"Constant value {spec.value:g} is outside {inside}, the valid range of {what}"
+        return None
+    low, high = _support(spec)
+    if not rng.values.covers(low, high):
+        return (
+            f"a {spec.distribution} prior takes values in ({_num(low)}, {_num(high)}), "
+            f"outside {rng.values}, the valid range of {what}; use a prior whose values stay "
+            "inside (Beta for a fraction, HalfNormal or LogNormal for a positive quantity, "
+            "TruncatedNormal with bounds)"
+        )
+    if isinstance(spec, LogNormalPrior):
+        if spec.sigma > MAX_LOG_SIGMA:
+            return f"sigma {spec.sigma:g} of a LogNormal is absurd (at most {MAX_LOG_SIGMA:g})"
+    elif getattr(spec, "sigma", None) is not None and spec.sigma > rng.max_sigma:
+        return f"sigma {spec.sigma:g} is absurd: at most {rng.max_sigma:g} for {what}"
+    try:
+        centre = f"{prior_centre(spec):g}"
+        inside = prior_centre(spec) in rng.centre
+    except OverflowError:  # a LogNormal's median exp(mu)
+        centre, inside = f"exp({spec.mu:g})", False
+    if not inside:
+        return (
+            f"the prior's centre {centre} is outside {rng.centre}, the values of {what} "
+            "that mean something"
+        )
+    return None
 
 
 class Priors(_Strict):
@@ -226,6 +505,11 @@ class Priors(_Strict):
     log_depth: Prior = NormalPrior(distribution="Normal", mu=3.466, sigma=0.4)
     log_params_per_layer_d2: Prior = NormalPrior(distribution="Normal", mu=2.565, sigma=0.35)
 
+    @field_validator("*")
+    @classmethod
+    def _in_range(cls, spec, info: ValidationInfo):
+        return _checked(spec, info)
+
 
 #: Priors that are one value per model of unknown size, and so may be set per model.
 PER_MODEL_PRIORS = (
@@ -244,6 +528,19 @@ class ModelPriors(_Strict):
     log10_overtrain: Prior | None = None
     log_kv_multiplier: Prior | None = None
 
+    @field_validator("*")
+    @classmethod
+    def _in_range(cls, spec, info: ValidationInfo):
+        return _checked(spec, info)
+
+
+def _checked(spec, info: ValidationInfo):
+    """``spec`` if it suits the quantity named by the field, else a ValueError."""
+    problem = None if spec is None else check_prior(str(info.field_name), spec)
+    if problem:
+        raise ValueError(problem)
+    return spec
+
 
 class Evidence(_Strict):
     """Optional likelihood terms beyond prices, speeds and MMLU.
@@ -261,11 +558,13 @@ class Evidence(_Strict):
     hidden_size: bool = False
     cost_statements: bool = True
     #: log-scale error of a stated cost ratio: a rounded "90%" (x0.1) read as
-    #: between about x0.06 and x0.16 (2 sd).
-    cost_statement_log_sigma: float = Field(0.25, gt=0)
+    #: between about x0.06 and x0.16 (2 sd). A very large value makes the statement
+    #: uninformative (its density flat), which is a meaningful check, so the bound
+    #: is the general one on prior parameters.
+    cost_statement_log_sigma: float = Field(0.25, gt=0, le=MAX_PARAMETER)
     #: log-scale error of a measured d_model: 0.06 puts 4096 and 4608 (the two
     #: readings of Finlayson et al.) two standard deviations apart.
-    hidden_size_log_sigma: float = Field(0.06, gt=0)
+    hidden_size_log_sigma: float = Field(0.06, gt=0, le=MAX_LOG_SIGMA)
     #: Vocabulary of the embedding and unembedding (cl100k_base: 100,256 tokens).
     vocab_size: int = Field(100_256, gt=0)
 
@@ -296,9 +595,9 @@ class Hardware(_Strict):
     """
 
     generations: tuple[str, str] = ("A100-80GB", "H100-SXM")
-    usd_per_gpu_hour_sigma: float = Field(0.4, gt=0)
+    usd_per_gpu_hour_sigma: float = Field(0.4, gt=0, le=MAX_LOG_SIGMA)
     newer_midpoint: dt.date = dt.date(2023, 10, 1)
-    newer_width_years: float = Field(0.3, gt=0)
+    newer_width_years: float = Field(0.3, gt=0, le=100)
     newer_max: float = Field(0.95, ge=0, le=1)
 
 
@@ -319,7 +618,7 @@ class Constants(_Strict):
     ttft_input_tokens: float = Field(550, gt=0)
     weight_memory_fraction: float = Field(0.5, gt=0, le=1)
     kv_bytes_coef: float = Field(46_000, gt=0)
-    mmlu_sigma: float = Field(6.0, gt=0)
+    mmlu_sigma: float = Field(6.0, gt=0, le=100)  # percentage points
     #: Serving work (GPU-hours per 1M tokens, i.e. USD at $1 per GPU-hour) at which
     #: the price elasticity has no effect, so the markups keep their meaning there.
     price_pivot_gpu_hours_per_mtok: float = Field(0.2, gt=0)
@@ -344,14 +643,39 @@ class Calibration(_Strict):
 class Sampler(_Strict):
     """Sampler settings, separate from the priors."""
 
-    draws: int = Field(2500, ge=1)
-    tune: int = Field(300, ge=0)
-    chains: int = Field(4, ge=1)
+    draws: int = Field(2500, ge=SAMPLER_LIMITS["draws"][0], le=SAMPLER_LIMITS["draws"][1])
+    tune: int = Field(300, ge=SAMPLER_LIMITS["tune"][0], le=SAMPLER_LIMITS["tune"][1])
+    chains: int = Field(4, ge=SAMPLER_LIMITS["chains"][0], le=SAMPLER_LIMITS["chains"][1])
     target_accept: float = Field(0.8, gt=0, lt=1)
     #: nutpie's mass-matrix adaptation: "diag" (nutpie's default, from draws and
     #: gradients), "draw_diag" (from the draws' variances) or "low_rank".
     adaptation: Literal["diag", "draw_diag", "low_rank"] = "diag"
-    seed: int = 20231026
+    seed: int = Field(20231026, ge=SAMPLER_LIMITS["seed"][0], le=SAMPLER_LIMITS["seed"][1])
+
+
+def check_whole_number(option: str, value: Any, low: int, high: int, why: str = "") -> None:
+    """Refuse ``value`` of command-line option ``option`` unless it is a whole
+    number from ``low`` to ``high``: one :class:`HypothesisError` naming the option
+    (``--seed: must be a whole number from 0 to 4294967295, got -1``)."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if not whole or not low <= value <= high:
+        raise HypothesisError(
+            one_line(f"must be a whole number from {low} to {high}{why}, got {value!r}"),
+            file=option,
+        )
+
+
+def check_sampler_options(**values: Any) -> None:
+    """Refuse a sampler setting given on the command line (or to the Python API)
+    outside :data:`SAMPLER_LIMITS`; ``None`` means not given.
+
+    Checked before anything is built, so no command compiles a model for a seed
+    the sampler then refuses, or starts a million chains.
+    """
+    for name, value in values.items():
+        if value is not None:
+            why = " (the sampler takes 32-bit seeds)" if name == "seed" else ""
+            check_whole_number(f"--{name}", value, *SAMPLER_LIMITS[name], why)
 
 
 class Hypothesis(_Strict):
@@ -435,16 +759,34 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    file = _one_line(str(path))
+def _read_toml(
+    path: Path,
+    seen: tuple[Path, ...] = (),
+    sources: list[Path] | None = None,
+    shown: str | None = None,
+) -> dict[str, Any]:
+    """The raw mapping of hypothesis file ``path``, its ``extends`` chain merged in.
+
+    Only regular files are read, at most :data:`~llmsize.inputs.files.MAX_INPUT_BYTES`
+    each (a FIFO or a link to ``/dev/zero`` is refused, not waited on), as UTF-8
+    (a byte-order mark accepted), and a chain longer than
+    :data:`MAX_EXTENDS_DEPTH` is refused. Every file read is appended to
+    ``sources``, so a command knows the folders it must not write into. Errors
+    name the file as ``shown`` (the path the user gave, for a resolved ``path``).
+    """
+    file = one_line(shown if shown is not None else str(path))
     if path in seen:
         raise HypothesisError("'extends' forms a cycle", file=file, field="extends")
+    blob = read_input_bytes(path, error=HypothesisError, what="hypothesis file", shown=file)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HypothesisError("no such hypothesis file", file=file) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HypothesisError(_one_line(f"cannot read: {exc}"), file=file) from None
+        text = blob.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HypothesisError(
+            f"not UTF-8 text (byte {exc.start} is {blob[exc.start]:#04x}); save it as UTF-8",
+            file=file,
+        ) from None
+    if sources is not None:
+        sources.append(path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -456,27 +798,35 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return raw
     if not isinstance(parent, str):
         raise HypothesisError("must be a file name", file=file, field="extends")
-    parent_path = path.parent / parent
-    try:
-        parent_path = parent_path.resolve()
-        exists = parent_path.is_file()
-    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
-        exists = False
-    if not exists:
+    if len(seen) >= MAX_EXTENDS_DEPTH:
         raise HypothesisError(
-            _one_line(f"extends {parent!r}, which does not exist ({parent_path})"),
+            f"'extends' chain is longer than {MAX_EXTENDS_DEPTH} files; a hypothesis may "
+            f"extend at most {MAX_EXTENDS_DEPTH} files in turn",
             file=file,
             field="extends",
         )
-    base = _read_toml(parent_path, (*seen, path))
+    parent_path = path.parent / parent
+    try:
+        parent_path = parent_path.resolve()
+        mode: int | None = os.stat(parent_path).st_mode
+    except (OSError, ValueError):  # missing, a name too long for the file system, a NUL byte
+        mode = None
+    if mode is None:
+        raise HypothesisError(
+            one_line(f"extends {parent!r}, which does not exist ({parent_path})"),
+            file=file,
+            field="extends",
+        )
+    if not stat.S_ISREG(mode):
+        raise HypothesisError(
+            one_line(f"extends {parent!r}, which is not a regular file ({parent_path})"),
+            file=file,
+            field="extends",
+        )
+    base = _read_toml(parent_path, (*seen, path), sources)
     base.pop("name", None)
     base.pop("description", None)
     return _merge(base, raw)
-
-
-def _one_line(text: str) -> str:
-    """``text`` with line breaks and other control characters escaped, as in repr."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _hint(word: str, options: list[str]) -> str:
@@ -550,7 +900,7 @@ def validate(raw: dict[str, Any], *, source: str = "<hypothesis>") -> Hypothesis
         if more:
             message += f" (and {more} more problem{'s' if more > 1 else ''})"
         raise HypothesisError(
-            _one_line(message), file=_one_line(source), field=_one_line(where) or None
+            one_line(message), file=one_line(source), field=one_line(where) or None
         ) from None
 
 
@@ -576,7 +926,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
             raise HypothesisError(
-                "expected KEY=VALUE, e.g. mbu.alpha=4", file="--set", field=_one_line(item)
+                "expected KEY=VALUE, e.g. mbu.alpha=4", file="--set", field=one_line(item)
             )
         parts = key.split(".")
         if parts[0] in Priors.model_fields:
@@ -584,15 +934,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         elif parts[0] not in Hypothesis.model_fields:
             names = list(Hypothesis.model_fields) + list(Priors.model_fields)
             raise HypothesisError(
-                _one_line(f"unknown key '{parts[0]}'{_hint(parts[0], names)}"),
+                one_line(f"unknown key '{parts[0]}'{_hint(parts[0], names)}"),
                 file="--set",
-                field=_one_line(key),
+                field=one_line(key),
             )
         node = out
         for part in parts[:-1]:
             if not isinstance(node.get(part, {}), dict):
                 raise HypothesisError(
-                    _one_line(f"'{part}' is not a table"), file="--set", field=_one_line(key)
+                    one_line(f"'{part}' is not a table"), file="--set", field=one_line(key)
                 )
             node = node.setdefault(part, {})
         if parts[-1] == "distribution":
@@ -600,7 +950,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         try:
             node[parts[-1]] = _parse_value(value.strip())
         except RecursionError:
-            raise HypothesisError("nested too deeply", file="--set", field=_one_line(key)) from None
+            raise HypothesisError("nested too deeply", file="--set", field=one_line(key)) from None
     return out
 
 
@@ -610,8 +960,8 @@ def load_hypothesis(path: str | Path, overrides: list[str] | None = None) -> Hyp
     try:
         resolved = path.resolve()
     except ValueError:  # a NUL byte
-        raise HypothesisError("no such hypothesis file", file=_one_line(str(path))) from None
-    raw = _read_toml(resolved)
+        raise HypothesisError("no such hypothesis file", file=one_line(str(path))) from None
+    raw = _read_toml(resolved, shown=str(path))
     raw.setdefault("name", path.stem)
     if overrides:
         raw = apply_overrides(raw, overrides)
@@ -620,3 +970,19 @@ def load_hypothesis(path: str | Path, overrides: list[str] | None = None) -> Hyp
         except ValidationError:
             return validate(raw, source=f"{path} with --set {' '.join(overrides)}")
     return validate(raw, source=str(path))
+
+
+def hypothesis_files(path: str | Path) -> tuple[Path, ...]:
+    """The files hypothesis ``path`` is made of: itself, then its ``extends`` chain.
+
+    Resolved paths; a command keeps its output out of their folders. Raises
+    :class:`~llmsize.exceptions.HypothesisError` like :func:`load_hypothesis`.
+    """
+    path = Path(path)
+    try:
+        resolved = path.resolve()
+    except ValueError:  # a NUL byte
+        raise HypothesisError("no such hypothesis file", file=one_line(str(path))) from None
+    sources: list[Path] = []
+    _read_toml(resolved, sources=sources, shown=str(path))
+    return tuple(sources)

@@ -10,9 +10,10 @@ as text and parsed as numbers and ISO dates only.
 from __future__ import annotations
 
 import csv
-import fnmatch
 import datetime as dt
+import fnmatch
 import hashlib
+import io
 import logging
 import math
 import re
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from llmsize.exceptions import DataError
+from llmsize.exceptions import DataError, one_line
+from llmsize.inputs.files import read_input_bytes
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,10 @@ class Column:
     """One column of a data file: its name, kind and whether it may be empty."""
 
     name: str
-    kind: str  # "text", "date", "positive", "nonnegative", "bits", "slug", "quantity", "attention"
+    # "text", "name" (text without control characters: a model, provider, GPU, lab,
+    # benchmark or pattern), "date", "positive", "nonnegative", "bits", "slug",
+    # "quantity", "attention"
+    kind: str
     required: bool = True
     #: The column itself may be left out of the file (its cells then read as empty).
     may_be_absent: bool = False
@@ -46,8 +51,8 @@ class Column:
 
 SCHEMAS: dict[str, list[Column]] = {
     "prices.csv": [
-        Column("model", "text"),
-        Column("provider", "text"),
+        Column("model", "name"),
+        Column("provider", "name"),
         Column("date", "date"),
         Column("input_usd_per_mtok", "positive"),
         Column("output_usd_per_mtok", "positive"),
@@ -55,15 +60,15 @@ SCHEMAS: dict[str, list[Column]] = {
         Column("source", "text"),
     ],
     "speed.csv": [
-        Column("model", "text"),
-        Column("provider", "text"),
+        Column("model", "name"),
+        Column("provider", "name"),
         Column("date", "date"),
         Column("output_tokens_per_s", "positive", required=False),
         Column("ttft_s", "positive", required=False),
         Column("source", "text"),
     ],
     "known_models.csv": [
-        Column("model", "text"),
+        Column("model", "name"),
         Column("total_params_b", "positive"),
         Column("active_params_b", "positive"),
         Column("training_tokens_t", "positive", required=False),
@@ -76,18 +81,18 @@ SCHEMAS: dict[str, list[Column]] = {
     # Which lab made each model (glob patterns over model names; the last match wins).
     # A price at a provider named like the lab is the lab's own (first-party) price.
     "labs.csv": [
-        Column("pattern", "text"),
-        Column("lab", "text"),
+        Column("pattern", "name"),
+        Column("lab", "name"),
         Column("source", "text"),
     ],
     "quality.csv": [
-        Column("model", "text"),
-        Column("benchmark", "text"),
+        Column("model", "name"),
+        Column("benchmark", "name"),
         Column("score_pct", "positive"),
         Column("source", "text"),
     ],
     "hardware.csv": [
-        Column("gpu", "text"),
+        Column("gpu", "name"),
         Column("hbm_tb_per_s", "positive"),
         Column("bf16_tflops", "positive", required=False),
         Column("fp8_tflops", "positive", required=False),
@@ -95,19 +100,19 @@ SCHEMAS: dict[str, list[Column]] = {
         Column("source", "text"),
     ],
     "gpu_prices.csv": [
-        Column("gpu", "text"),
+        Column("gpu", "name"),
         # The day of the quote: the model moves each quote to 2024 along a trend.
         Column("date", "date", required=False, may_be_absent=True),
         Column("usd_per_gpu_hour", "positive"),
         Column("source", "text"),
     ],
     "providers.csv": [
-        Column("provider", "text"),
-        Column("accelerator", "text"),
+        Column("provider", "name"),
+        Column("accelerator", "name"),
         Column("source", "text"),
     ],
     "hidden_size.csv": [
-        Column("model", "text"),
+        Column("model", "name"),
         Column("date", "date"),
         Column("hidden_size", "positive"),
         Column("source", "text"),
@@ -116,12 +121,12 @@ SCHEMAS: dict[str, list[Column]] = {
     "families.csv": [
         Column("family", "slug"),
         Column("title", "text"),
-        Column("pattern", "text"),
+        Column("pattern", "name"),
         Column("source", "text"),
     ],
     # Public claims about sizes: drawn on the charts, never part of the likelihood.
     "claims.csv": [
-        Column("model", "text"),
+        Column("model", "name"),
         Column("quantity", "quantity"),
         Column("params_b", "positive"),
         Column("label", "text"),
@@ -130,20 +135,20 @@ SCHEMAS: dict[str, list[Column]] = {
     ],
     # A provider's own statement of how its serving cost changed between two price points.
     "cost_statements.csv": [
-        Column("provider", "text"),
-        Column("from_model", "text"),
+        Column("provider", "name"),
+        Column("from_model", "name"),
         Column("from_date", "date"),
-        Column("to_model", "text"),
+        Column("to_model", "name"),
         Column("to_date", "date"),
         Column("cost_ratio", "positive"),
         Column("source", "text"),
     ],
     # Price cuts to decompose: pairs of price points, each a comparison the provider made.
     "cuts.csv": [
-        Column("provider", "text"),
-        Column("from_model", "text"),
+        Column("provider", "name"),
+        Column("from_model", "name"),
         Column("from_date", "date"),
-        Column("to_model", "text"),
+        Column("to_model", "name"),
         Column("to_date", "date"),
         Column("source", "text"),
     ],
@@ -182,6 +187,15 @@ KEYS: dict[str, tuple[str, ...]] = {
 
 MAX_ROWS = 100_000
 
+#: A number as a CSV cell may write it: ASCII digits, an optional sign, decimal
+#: point and exponent (spreadsheets write 1E-05). Not ``1_0`` or ``0x10``, and no
+#: digits of other scripts, all of which ``float`` would accept.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+#: A date exactly as the schema says: YYYY-MM-DD (``fromisoformat`` also takes
+#: 20240105 and 2024-W01-1).
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
 
 def _parse(value: str, col: Column, *, file: str, row: int) -> object:
     value = value.strip()
@@ -190,6 +204,17 @@ def _parse(value: str, col: Column, *, file: str, row: int) -> object:
             raise DataError("empty but required", file=file, row=row, field=col.name)
         return None
     if col.kind == "text":
+        return value
+    if col.kind == "name":
+        bad = next((c for c in value if not c.isprintable()), None)
+        if bad is not None:
+            raise DataError(
+                f"holds the unprintable character {one_line(repr(bad))} (U+{ord(bad):04X}); a name is "
+                f"printable text, got {one_line(repr(value))}",
+                file=file,
+                row=row,
+                field=col.name,
+            )
         return value
     if col.kind == "slug":
         if not _SLUG.fullmatch(value):
@@ -212,15 +237,26 @@ def _parse(value: str, col: Column, *, file: str, row: int) -> object:
         return value
     if col.kind == "date":
         try:
+            if not _DATE.fullmatch(value):
+                raise ValueError(value)
             return dt.date.fromisoformat(value)
         except ValueError:
             raise DataError(
-                f"not a date in YYYY-MM-DD form: {value!r}", file=file, row=row, field=col.name
+                f"not a date in YYYY-MM-DD form: {one_line(repr(value))}",
+                file=file,
+                row=row,
+                field=col.name,
             ) from None
-    try:
-        number = float(value)
-    except ValueError:
-        raise DataError(f"not a number: {value!r}", file=file, row=row, field=col.name) from None
+    if value.lower().lstrip("+-") in ("inf", "infinity", "nan"):
+        raise DataError(f"not a finite number: {value!r}", file=file, row=row, field=col.name)
+    if not _NUMBER.fullmatch(value):
+        raise DataError(
+            f"not a number (plain decimal digits, e.g. 0.5 or 12): {one_line(repr(value))}",
+            file=file,
+            row=row,
+            field=col.name,
+        )
+    number = float(value)
     if not math.isfinite(number):
         raise DataError(f"not a finite number: {value!r}", file=file, row=row, field=col.name)
     if col.kind == "bits":
@@ -239,11 +275,33 @@ def _parse(value: str, col: Column, *, file: str, row: int) -> object:
     return number
 
 
-def read_table(path: Path, columns: list[Column]) -> pd.DataFrame:
-    """Read one CSV file, checking its header, every cell and its key."""
-    file = str(path)
+def decode_csv(path: Path, blob: bytes) -> str:
+    """The text of CSV file ``path`` from its bytes: UTF-8, a byte-order mark dropped.
+
+    Spreadsheet programs save "CSV UTF-8" with a byte-order mark; anything that
+    is not UTF-8 (Latin-1, UTF-16) is refused, naming the file and the offset.
+    """
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        return blob.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"not UTF-8 text (byte {exc.start} is {blob[exc.start]:#04x}); save it as UTF-8",
+            file=one_line(str(path)),
+        ) from None
+
+
+def read_table(path: Path, columns: list[Column], blob: bytes | None = None) -> pd.DataFrame:
+    """Read one CSV file, checking its header, every cell and its key.
+
+    ``blob``: the file's bytes, if already read (by :func:`read_input_bytes`,
+    which only reads regular files of bounded size).
+    """
+    file = one_line(str(path))
+    if blob is None:
+        blob = read_input_bytes(path, error=DataError, what="data file")
+    text = decode_csv(path, blob)
+    try:
+        with io.StringIO(text, newline="") as handle:
             reader = csv.reader(handle, strict=True)
             try:
                 header = [h.strip() for h in next(reader)]
@@ -255,8 +313,7 @@ def read_table(path: Path, columns: list[Column]) -> pd.DataFrame:
             if len(set(header)) != len(header):
                 dup = next(h for h in header if header.count(h) > 1)
                 # A header cell may hold a line break: escape it to keep the error one line.
-                dup = "".join(c if c.isprintable() else repr(c)[1:-1] for c in dup)
-                raise DataError("column appears twice", file=file, field=dup)
+                raise DataError("column appears twice", file=file, field=one_line(dup))
             if "_row" in header:
                 raise DataError("column name reserved for the row number", file=file, field="_row")
             index = {name: i for i, name in enumerate(header)}
@@ -280,10 +337,8 @@ def read_table(path: Path, columns: list[Column]) -> pd.DataFrame:
                     if extra not in rec:
                         rec[extra] = cells[index[extra]].strip()
                 records.append(rec)
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise DataError(f"not a readable CSV file: {exc}", file=file) from None
-    except IsADirectoryError:
-        raise DataError("is a directory, expected a CSV file", file=file) from None
+    except csv.Error as exc:
+        raise DataError(one_line(f"not a readable CSV file: {exc}"), file=file) from None
     absent = [c.name for c in columns if c.name not in header]
     frame = pd.DataFrame.from_records(records, columns=["_row", *header, *absent])
     key = KEYS.get(path.name)
@@ -372,13 +427,52 @@ class Dataset:
         return str(row["accelerator"].iloc[0]) if len(row) else GPU
 
 
+def read_csv_files(root: Path) -> dict[str, bytes]:
+    """The bytes of every ``*.csv`` of data folder ``root``, by file name.
+
+    Every one must be a regular file of bounded size
+    (:func:`~llmsize.inputs.files.read_input_bytes`: a FIFO or a link to a device is
+    refused, never waited on) and UTF-8 text, the ones outside the schema too:
+    they enter the data's hash.
+    """
+    try:
+        paths = sorted(root.glob("*.csv"))
+    except OSError as exc:
+        raise DataError(one_line(f"cannot list: {exc.strerror or exc}"), file=str(root)) from None
+    files = {}
+    for path in paths:
+        blob = read_input_bytes(path, error=DataError, what="data file")
+        decode_csv(path, blob)
+        files[path.name] = blob
+    return files
+
+
+def _digest(files: dict[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode())
+        h.update(files[name])
+    return h.hexdigest()
+
+
 def data_digest(root: Path) -> str:
     """sha256 over the names and bytes of the directory's CSV files."""
-    h = hashlib.sha256()
-    for path in sorted(root.glob("*.csv")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
+    return _digest(read_csv_files(Path(root)))
+
+
+def check_unknown_models(data: Dataset) -> None:
+    """Refuse a dataset with no model of unknown size: there would be nothing to infer.
+
+    ``infer``, ``compare`` and ``validate`` need one; ``calibrate`` does not (it
+    holds out models of known size).
+    """
+    if not data.unknown_models:
+        raise DataError(
+            "every model here has a known size in known_models.csv: there is no model of "
+            "unknown size to infer (add its prices, or remove it from known_models.csv)",
+            file=str(data.root / "prices.csv"),
+            field="model",
+        )
 
 
 def _check_price_pairs(path: Path, table: pd.DataFrame, price_points: set) -> None:
@@ -408,15 +502,18 @@ def load_dataset(root: str | Path) -> Dataset:
         is_dir = False
     if not is_dir:
         raise DataError("no such data directory", file=str(root))
+    files = read_csv_files(root)
     tables: dict[str, pd.DataFrame] = {}
     for name, columns in SCHEMAS.items():
         path = root / name
-        if not path.exists():
+        if name not in files:
+            if path.is_dir():
+                raise DataError("is a directory, not a regular file", file=str(path))
             if name in REQUIRED_FILES:
                 raise DataError("required file is missing", file=str(path))
             tables[name] = pd.DataFrame(columns=["_row", *(c.name for c in columns)])
             continue
-        tables[name] = read_table(path, columns)
+        tables[name] = read_table(path, columns, files[name])
 
     prices = tables["prices.csv"]
     if prices.empty:
@@ -493,10 +590,7 @@ def load_dataset(root: str | Path) -> Dataset:
                 row=int(r["_row"]),
                 field="pattern",
             )
-    try:
-        digest = data_digest(root)
-    except OSError as exc:  # e.g. a folder named like a CSV file
-        raise DataError(f"cannot read: {exc}", file=str(root)) from None
+    digest = _digest(files)
     return Dataset(
         root=root,
         prices=prices,

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped, as in repr.
+
+    Every character ``str.splitlines`` breaks at (``\\n``, ``\\r``, ``\\x85``,
+    ``\\u2028``...) is unprintable, so the result is always one line.
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class LlmsizeError(Exception):
     """An input problem the user can fix, reported as ``file, row N, field F: message``.
 
@@ -27,9 +36,10 @@ class LlmsizeError(Exception):
         field: str | None = None,
     ) -> None:
         self.message = message
-        self.file = file
+        # A path or key may hold a line break or a NUL byte: shown escaped.
+        self.file = one_line(str(file)) if file is not None else None
         self.row = row
-        self.field = field
+        self.field = one_line(field) if field is not None else None
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -43,7 +53,7 @@ class LlmsizeError(Exception):
         prefix = ", ".join(where)
         text = f"{prefix}: {self.message}" if prefix else self.message
         # One line whatever the input held (a path or key with a line break).
-        return text.replace("\r", "\\r").replace("\n", "\\n")
+        return one_line(text)
 
 
 class DataError(LlmsizeError):

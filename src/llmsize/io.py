@@ -2,7 +2,10 @@
 
 Everything goes to a temporary folder beside the output folder and replaces it
 only when the run completes, so an error or an interruption leaves the previous
-report as it was.
+report as it was. Before anything is fitted, every command checks the output
+folder (:func:`llmsize.outputs.folders.check_output_dir`: it can be written, and
+replacing it loses nothing of the user's: the data, the hypotheses, the working
+folder).
 """
 
 from __future__ import annotations
@@ -21,7 +24,16 @@ import pandas as pd
 import xarray as xr
 
 from llmsize import __version__
-from llmsize.exceptions import LlmsizeError
+from llmsize.exceptions import LlmsizeError, one_line
+from llmsize.interrupts import check_interrupted, signals_deferred
+from llmsize.outputs.folders import (
+    check_output_dir,
+    lock,
+    output_error,
+    remove,
+    remove_stale_staging,
+    unlock,
+)
 
 #: Files of a report directory that are small enough to commit.
 SMALL_FILES = ("summary.csv", "README.md", "diagnostics.json")
@@ -31,53 +43,66 @@ SMALL_FILES = ("summary.csv", "README.md", "diagnostics.json")
 def staged_output(out_dir: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary folder; on success it becomes ``out_dir``.
 
-    The previous ``out_dir`` is moved aside first and deleted only after the
-    new one is in place. On any exception (KeyboardInterrupt included) the
-    temporary folder is removed and ``out_dir`` is untouched.
+    The folder is checked first (:func:`~llmsize.outputs.folders.check_output_dir`);
+    staging folders of killed runs beside it are removed
+    (:func:`~llmsize.outputs.folders.remove_stale_staging`). The previous
+    ``out_dir`` is moved aside first and deleted only after the new one is in
+    place. On any exception (KeyboardInterrupt included) the temporary folder is
+    removed and ``out_dir`` is untouched; a system error (OSError: a full disk, a
+    read-only file system) while writing or swapping becomes one
+    :class:`~llmsize.exceptions.LlmsizeError` naming the path. The clean-ups run
+    with SIGINT and SIGTERM held, so a second Ctrl-C cannot leave half a folder.
+    A symbolic link as ``out_dir`` stays: the folder it points to is replaced.
     """
     out_dir = Path(out_dir)
-    parent = out_dir.resolve().parent
+    target = check_output_dir(out_dir)
+    parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise LlmsizeError(f"cannot create the output folder: {exc}", file=str(out_dir)) from None
-    if out_dir.exists() and not out_dir.is_dir():
-        raise LlmsizeError("exists and is not a folder", file=str(out_dir))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=parent))
+        raise LlmsizeError(
+            one_line(f"cannot create the output folder: {exc.strerror or exc}"),
+            file=one_line(str(out_dir)),
+        ) from None
+    remove_stale_staging(parent, target.name)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
+    except OSError as exc:
+        raise output_error(exc, out_dir) from None
+    held = lock(tmp)
     try:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        check_interrupted()  # an interrupt Python dropped still keeps the previous report
+    except BaseException as exc:
+        with signals_deferred():
+            shutil.rmtree(tmp, ignore_errors=True)
+            unlock(held)
+        if isinstance(exc, OSError):
+            raise output_error(exc, out_dir) from None
         raise
-    old = None
+    # The previous report is set aside under a staging name, locked, so that if
+    # this process dies before removing it the next run does.
+    old = parent / f".{target.name}.old-{os.getpid()}.partial"
+    held_old = None
     # The swap is two renames; a signal between them would leave no report at all.
-    with _signals_deferred():
-        if out_dir.exists():
-            old = parent / f".{out_dir.name}.old-{os.getpid()}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block is done (main thread, POSIX)."""
-    import signal
-    import threading
-
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not (
-        threading.main_thread()
-    ):
-        yield
-        return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    with signals_deferred():
+        try:
+            if os.path.lexists(target):
+                remove(old)
+                held_old = lock(target) if target.is_dir() else None
+                os.replace(target, old)
+            os.replace(tmp, target)
+        except OSError as exc:
+            if not os.path.lexists(target) and os.path.lexists(old):
+                with contextlib.suppress(OSError):
+                    os.replace(old, target)  # the previous report back in its place
+            shutil.rmtree(tmp, ignore_errors=True)
+            unlock(held_old)
+            raise output_error(exc, out_dir) from None
+        finally:
+            unlock(held)
+        remove(old)
+        unlock(held_old)
 
 
 def provenance(

@@ -39,6 +39,7 @@ changes between its dates is batch, hardware, precision and noise.
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,7 +52,6 @@ from llmsize.config import (
     ConstantPrior,
     Hypothesis,
     NormalPrior,
-    TruncatedNormalPrior,
     prior_centre,
 )
 from llmsize.design import Design
@@ -60,42 +60,115 @@ from llmsize.physics import pricing
 Predictive = Literal["prior", "posterior"] | None
 
 
+#: The data container holding every value of the hypothesis the graph reads.
+PRIOR_VALUES = "prior_values"
+
+_PRIOR_VALUES: contextvars.ContextVar[_PriorValues | None] = contextvars.ContextVar(
+    "llmsize_prior_values", default=None
+)
+
+
+class _PriorValues:
+    """The values of the hypothesis (prior parameters and what derives from them)
+    packed into one data container, ``prior_values``, while a model is built.
+
+    One container, not one per value: the compiled callbacks take each data
+    container as an argument, and Numba cannot compile a call of more than
+    about 30 arguments (CPython builds it through a list). :attr:`index` maps
+    each value's name to its slice and shape, for tests and reading.
+    """
+
+    def __init__(self):
+        self.var = pm.Data(PRIOR_VALUES, np.zeros(0))
+        self.chunks: list[np.ndarray] = []
+        self.index: dict[str, tuple[slice, tuple[int, ...]]] = {}
+        self.size = 0
+
+    def add(self, name: str, value):
+        arr = np.asarray(value, dtype=np.float64)
+        if name in self.index:
+            raise ValueError(f"prior value {name!r} added twice")
+        at = slice(self.size, self.size + arr.size)
+        self.index[name] = (at, arr.shape)
+        self.chunks.append(arr.ravel())
+        self.size += arr.size
+        if arr.ndim == 0:
+            return self.var[at.start]
+        return self.var[at].reshape(arr.shape)
+
+    def finish(self) -> None:
+        self.var.set_value(np.concatenate(self.chunks) if self.chunks else np.zeros(0))
+
+
+def prior_data(name: str, value, *, dims=None):
+    """A value of the hypothesis as data of the compiled model, not a constant.
+
+    Prior parameters (and the few values derived from them, such as the start
+    of a reparameterised variable or the components' prior weights) are read
+    from one data container, ``prior_values`` (:class:`_PriorValues`), at the
+    place ``name`` (``prior.<quantity>.<parameter>``) was given. The compiled
+    model's structure, and so its cache key (:mod:`llmsize.cache`), is then the
+    same for every hypothesis that differs only in prior values (by file,
+    ``[model_priors]`` or ``--set``): a prior swap reuses the compiled model.
+    Outside :func:`build_model`, a constant. ``dims`` is documentation only.
+    """
+    values = _PRIOR_VALUES.get()
+    if values is None:
+        return pt.as_tensor_variable(np.asarray(value, dtype=np.float64))
+    return values.add(name, value)
+
+
+def _prior_params(name: str, spec, *, dims=None) -> dict:
+    """The parameters of a (non-constant) prior as data containers."""
+    params = spec.model_dump(exclude={"distribution"})
+    return {
+        k: prior_data(f"prior.{name}.{k}", v, dims=dims)
+        for k, v in params.items()
+        if v is not None
+    }
+
+
 def prior_variable(name: str, spec, *, dims=None, size: int | None = None):
     """Create the PyMC variable ``name`` from a validated prior.
 
     A ``Constant`` prior gives a fixed tensor (broadcast to ``size``), so a
-    hypothesis can pin a quantity without changing the model's code.
+    hypothesis can pin a quantity without changing the model's code. Every
+    parameter value is a data container (:func:`prior_data`): only the kind of
+    prior (its distribution, which bounds a TruncatedNormal has) shapes the
+    compiled model.
     """
     if isinstance(spec, ConstantPrior):
         value = np.full(size, spec.value) if size is not None else spec.value
         # Recorded as a deterministic so reports and summaries treat a pinned
         # quantity like any other (a constant with no spread).
-        return pm.Deterministic(
-            name, pt.as_tensor_variable(np.asarray(value, dtype=float)), dims=dims
-        )
-    params = spec.model_dump(exclude={"distribution"})
-    if isinstance(spec, TruncatedNormalPrior):
-        params = {k: v for k, v in params.items() if v is not None}
+        return pm.Deterministic(name, prior_data(f"prior.{name}.value", value), dims=dims)
     dist = getattr(pm, spec.distribution)
-    return dist(name, **params, dims=dims)
+    return dist(name, **_prior_params(name, spec), dims=dims)
 
 
 def unknown_model_variable(name: str, hyp: Hypothesis, models: list[str]):
     """Create a per-model quantity of the models of unknown size, each model's
     prior taken from ``[model_priors]`` where a pattern matches it, else from
-    ``[priors]``. The hypothesis validator ensures one distribution for all."""
+    ``[priors]``. The hypothesis validator ensures one distribution for all.
+
+    The parameters are one value per model in data containers, whether or not
+    ``[model_priors]`` sets any, so a per-model prior swaps without compiling."""
     specs = [hyp.prior_for(name, m) for m in models]
     first = specs[0]
-    if all(s == first for s in specs):
-        return prior_variable(name, first, dims="unknown_model", size=len(models))
     if isinstance(first, ConstantPrior):
         value = np.array([s.value for s in specs], dtype=float)
-        return pm.Deterministic(name, pt.as_tensor_variable(value), dims="unknown_model")
-    params = {
-        k: np.array([getattr(s, k) for s in specs], dtype=float)
-        for k, v in first.model_dump(exclude={"distribution"}).items()
-        if v is not None
-    }
+        return pm.Deterministic(
+            name, prior_data(f"prior.{name}.value", value, dims="unknown_model"),
+            dims="unknown_model",
+        )  # fmt: skip
+    params = {}
+    for k, v in first.model_dump(exclude={"distribution"}).items():
+        values = [getattr(s, k) for s in specs]
+        if v is None:
+            if any(x is not None for x in values):
+                raise ValueError(f"{name}: every model's prior must set the same bounds")
+            continue
+        params[k] = prior_data(f"prior.{name}.{k}", np.array(values, float), dims="unknown_model")
     return getattr(pm, first.distribution)(name, **params, dims="unknown_model")
 
 
@@ -152,20 +225,27 @@ def _markups(design: Design, hyp: Hypothesis, mfu_prefill):
     the independent one :mod:`llmsize.cache` reproduces.
     """
     pr = hyp.priors
-    sigma_g = hyp.hardware.usd_per_gpu_hour_sigma
-    mu_g = design.log_gpu_hour_mu
-    d_mu = float(mu_g[1] - mu_g[0])
+    # Values of the hypothesis (GPU-hour prices moved along the prior's trend, the
+    # prior chance of the newer hardware, the priors' centres that start the
+    # reparameterised variables) are data containers, as the priors' parameters
+    # are (:func:`prior_data`).
+    sigma_g = prior_data("prior.usd_per_gpu_hour_sigma", hyp.hardware.usd_per_gpu_hour_sigma)
+    mu_g_value = np.asarray(design.log_gpu_hour_mu, dtype=np.float64)
+    mu_g = prior_data("prior.log_gpu_hour_mu", mu_g_value, dims="hardware")
+    d_mu = mu_g[1] - mu_g[0]
     # Prior chance of the newer generation in each epoch, averaged over all epochs
     # and over each provider's.
     weights = np.exp(design.log_weights)
     newer = (weights * (design.component_hardware == 1)).sum(axis=1) / weights.sum(axis=1)
-    w_all = float(newer.mean())
-    w_provider = np.array(
-        [newer[design.epoch_provider == p].mean() for p in range(len(design.providers))]
+    w_all = prior_data("prior.newer_share", float(newer.mean()))
+    w_provider = prior_data(
+        "prior.newer_share_provider",
+        np.array([newer[design.epoch_provider == p].mean() for p in range(len(design.providers))]),
+        dims="provider",
     )
-    m_out = prior_centre(pr.log_markup_out_mu)
-    m_in = prior_centre(pr.log_markup_in_mu)
-    log_mfu0 = float(np.log(prior_centre(pr.mfu_prefill)))
+    m_out = prior_data("prior.log_markup_out_mu.centre", prior_centre(pr.log_markup_out_mu))
+    m_in = prior_data("prior.log_markup_in_mu.centre", prior_centre(pr.log_markup_in_mu))
+    log_mfu0 = pt.log(prior_data("prior.mfu_prefill.centre", prior_centre(pr.mfu_prefill)))
 
     mk_out_mu = prior_variable("log_markup_out_mu", pr.log_markup_out_mu)
     ratio = pm.Normal("log_gpu_hour_ratio", mu=d_mu, sigma=np.sqrt(2.0) * sigma_g)
@@ -185,11 +265,12 @@ def _markups(design: Design, hyp: Hypothesis, mfu_prefill):
     spec = pr.log_markup_in_mu
     if isinstance(spec, NormalPrior):
         shift = mk_out_mu + log_mfu
+        params = _prior_params("log_markup_in_mu", spec)
         in_over_out = pm.Normal(
             "log_markup_in_over_out",
-            mu=spec.mu - shift,
-            sigma=spec.sigma,
-            initval=spec.mu - m_out - log_mfu0,
+            mu=params["mu"] - shift,
+            sigma=params["sigma"],
+            initval=params["mu"] - m_out - log_mfu0,
         )
         mk_in_mu = pm.Deterministic("log_markup_in_mu", in_over_out + shift)
     else:
@@ -321,9 +402,6 @@ def build_model(
         component drawn from its prior or its posterior weights) for
         predictive checks; such a model is only used for forward sampling.
     """
-    pr = hyp.priors
-    const = hyp.constants
-    n_e, n_u = design.n_epochs, len(design.unknown)
     coords = {
         "model": design.models,
         "unknown_model": design.unknown,
@@ -340,271 +418,291 @@ def build_model(
         "hidden_obs": [design.unknown[i] for i in design.hidden_unknown],
     }
     with pm.Model(coords=coords) as model:
-        # --- sizes and training tokens -------------------------------------
-        total = pt.as_tensor_variable(np.nan_to_num(design.known_total, nan=1.0))
-        active = pt.as_tensor_variable(np.nan_to_num(design.known_active, nan=1.0))
-        if n_u:
-            log10_n = unknown_model_variable("log10_params_total_b", hyp, design.unknown)
-            frac = unknown_model_variable("active_fraction", hyp, design.unknown)
-            n_unknown = 10.0**log10_n * 1e9
-            total = pt.set_subtensor(total[design.unknown_pos], n_unknown)
-            active = pt.set_subtensor(active[design.unknown_pos], frac * n_unknown)
-            omega = unknown_model_variable("log10_overtrain", hyp, design.unknown)
-            sl = hyp.scaling_law
-            d_opt = forward.chinchilla_optimal_tokens(
-                n_unknown, E=sl.E, A=sl.A, B=sl.B, alpha=sl.alpha, beta=sl.beta
-            )
-            tokens = d_opt * 10.0**omega
-            pm.Deterministic("params_total_b", n_unknown / 1e9, dims="unknown_model")
-            pm.Deterministic("params_active_b", frac * n_unknown / 1e9, dims="unknown_model")
-            pm.Deterministic("tokens_t", tokens / 1e12, dims="unknown_model")
+        values = _PriorValues()
+        token = _PRIOR_VALUES.set(values)
+        try:
+            _build(design, hyp, predictive=predictive, pointwise=pointwise)
+        finally:
+            _PRIOR_VALUES.reset(token)
+        values.finish()
+        model.prior_value_index = values.index
+    return model
 
-        # --- serving setup of each epoch -----------------------------------
-        lb_mu = prior_variable("log_batch_mu", pr.log_batch_mu)
-        lb_sigma = prior_variable("log_batch_sigma", pr.log_batch_sigma)
-        lb_trend = prior_variable("log_batch_trend", pr.log_batch_trend)
-        # One batch per (epoch, serving component): the component is summed out, and
-        # a batch of its own for each component gives the same marginal likelihood
-        # as one shared batch (each is drawn from the same prior and only the
-        # chosen component's enters), without a ridge NUTS must cross to move
-        # between, say, a 16-bit A100 and an 8-bit H100 explanation of one price.
-        z_batch = pm.Normal("batch_z", 0.0, 1.0, dims=("epoch", "component"))
-        batch_ek = 1.0 + pt.exp(lb_mu + lb_trend * design.epoch_year[:, None] + lb_sigma * z_batch)
-        mbu = prior_variable("mbu", pr.mbu)
-        mfu_prefill = prior_variable("mfu_prefill", pr.mfu_prefill)
-        gpu_hour, mk_out, mk_in = _markups(design, hyp, mfu_prefill)
-        pm.Deterministic("log_markup_out", mk_out, dims="provider")
-        pm.Deterministic("log_markup_in", mk_in, dims="provider")
-        pricing_terms = _pricing(design, hyp)
-        price_sigma = prior_variable("price_sigma", pr.price_sigma)
 
-        # --- forward model on the (epoch, component) grid -------------------
-        em = design.epoch_model
-        n_tot = total[em][:, None]
-        n_act = active[em][:, None]
-        bits = design.component_bits[None, :]
-        flops = design.component_flops()[None, :]
-        bw = design.component_array("hbm_bytes_per_s")[None, :]
-        mem = design.component_array("memory_bytes")[None, :]
-        # A replica's accelerator count depends only on the model's total size and
-        # the component, and a dense model reads all its weights at any batch: for
-        # models of known size both are constants, computed here once, and the
-        # graph computes them only for the other epochs (computed everywhere, they
-        # were a third of the cost of the gradient).
-        fill = const.weight_memory_fraction
-        known_n = np.nan_to_num(design.known_total, nan=1.0)[em][:, None]
-        n_gpus = forward.gpus_per_replica(known_n, bits, mem, fill)
-        rows = np.flatnonzero(np.isnan(design.known_total[em]))
-        if len(rows):
-            n_gpus = pt.set_subtensor(
-                pt.as_tensor_variable(n_gpus)[rows],
-                forward.gpus_per_replica(n_tot[rows], bits, mem, fill),
-            )
-        # KV cache per token: a known model's published value, else the GQA fit
-        # (times the model's own multiplier for a model of unknown size).
-        kv_fit = forward.kv_bytes_per_token_estimate(active, coef=const.kv_bytes_coef)
-        if n_u:
-            log_kv = unknown_model_variable("log_kv_multiplier", hyp, design.unknown)
-            pos = design.unknown_pos
-            kv_fit = pt.set_subtensor(kv_fit[pos], kv_fit[pos] * pt.exp(log_kv))
-        has_kv = ~np.isnan(design.known_kv) & const.published_kv
-        kv_model = pm.Deterministic(
-            "kv_bytes_per_token",
-            pt.where(has_kv, np.nan_to_num(design.known_kv, nan=1.0), kv_fit),
-            dims="model",
+def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise: bool) -> None:
+    """The variables of :func:`build_model`, added to the model being built."""
+    pr = hyp.priors
+    const = hyp.constants
+    n_e, n_u = design.n_epochs, len(design.unknown)
+    # --- sizes and training tokens -------------------------------------
+    total = pt.as_tensor_variable(np.nan_to_num(design.known_total, nan=1.0))
+    active = pt.as_tensor_variable(np.nan_to_num(design.known_active, nan=1.0))
+    if n_u:
+        log10_n = unknown_model_variable("log10_params_total_b", hyp, design.unknown)
+        frac = unknown_model_variable("active_fraction", hyp, design.unknown)
+        n_unknown = 10.0**log10_n * 1e9
+        total = pt.set_subtensor(total[design.unknown_pos], n_unknown)
+        active = pt.set_subtensor(active[design.unknown_pos], frac * n_unknown)
+        omega = unknown_model_variable("log10_overtrain", hyp, design.unknown)
+        sl = hyp.scaling_law
+        d_opt = forward.chinchilla_optimal_tokens(
+            n_unknown, E=sl.E, A=sl.A, B=sl.B, alpha=sl.alpha, beta=sl.beta
         )
-        kv = kv_model[em][:, None]
-        context = prior_variable("context_tokens", pr.context_tokens)
-        mfu_decode = prior_variable("mfu_decode", pr.mfu_decode)
-        # The batch a replica runs is capped by the memory its weights leave for KV cache.
-        b = batch_ek
-        if const.kv_memory_cap:
-            limit = forward.kv_batch_limit(
-                n_gpus, mem, n_tot, bits, context_tokens=context, kv_bytes_per_token=kv
-            )
-            b = forward.capped_batch(batch_ek, limit)
-        touched = np.repeat(known_n, len(design.component_bits), axis=1)
-        rows = np.flatnonzero(design.known_active[em] != design.known_total[em])
-        if len(rows):
-            touched = pt.set_subtensor(
-                pt.as_tensor_variable(touched)[rows],
-                forward.weights_touched(n_tot[rows], n_act[rows], b[rows]),
-            )
-        t_step = forward.decode_step_time(
-            n_tot,
-            n_act,
-            bits,
-            b,
-            context_tokens=context,
-            kv_bytes_per_token=kv,
-            n_gpus=n_gpus,
-            hbm_bytes_per_s=bw,
-            flops=flops,
-            mbu=mbu,
-            mfu=mfu_decode,
-            touched=touched,
-        )
-        # Work in GPU-hours per 1M tokens (the cost at $1 per GPU-hour); the
-        # pricing layer turns it into a price at the epoch's GPU-hour price.
-        log_work_out = pt.log(
-            forward.output_cost_per_mtok(t_step, b, n_gpus=n_gpus, usd_per_gpu_hour=1.0)
-        )
-        log_work_in = pt.log(
-            forward.input_cost_per_mtok(n_act, flops=flops, mfu=mfu_prefill, usd_per_gpu_hour=1.0)
-        )
-        log_g = pricing.log_gpu_hour_at(
-            pt.log(gpu_hour)[design.component_hardware][None, :],
-            pricing_terms.trend,
-            design.epoch_year[:, None],
-        )
-        ep = design.epoch_provider
-        mu_out, mu_in = (
-            pricing.log_list_price(
-                log_work,
-                log_g + markup[ep][:, None],
-                pricing_terms.elasticity[:, None],
-                pricing_terms.offset[:, None],
-                log_pivot=pricing_terms.log_pivot,
-                log_floor=pricing_terms.log_floor[ep][:, None],
-                xp=pt,
-            )
-            for log_work, markup in ((log_work_out, mk_out), (log_work_in, mk_in))
-        )
-        # Observations are data containers, so a compiled model can be refitted
-        # to other (e.g. simulated) observations without compiling again.
-        obs_out = pm.Data("obs_log_price_out", design.log_price_out, dims="epoch")
-        obs_in = pm.Data("obs_log_price_in", design.log_price_in, dims="epoch")
-        price_mask = pm.Data("price_mask", design.price_mask, dims="epoch")
-        loglik = price_mask[:, None] * (
-            _normal_logp(obs_out[:, None], mu_out, price_sigma)
-            + _normal_logp(obs_in[:, None], mu_in, price_sigma)
-        )
+        tokens = d_opt * 10.0**omega
+        pm.Deterministic("params_total_b", n_unknown / 1e9, dims="unknown_model")
+        pm.Deterministic("params_active_b", frac * n_unknown / 1e9, dims="unknown_model")
+        pm.Deterministic("tokens_t", tokens / 1e12, dims="unknown_model")
 
-        speed_bias = speed_sigma = overhead = ttft_sigma = None
-        log_speed_mu = log_ttft_mu = None
-        if len(design.speed_epoch):
-            speed_bias = prior_variable("speed_log_bias", pr.speed_log_bias)
-            speed_sigma = prior_variable("speed_sigma", pr.speed_sigma)
-            log_speed_mu = -pt.log(t_step[design.speed_epoch]) + speed_bias
-            obs_speed = pm.Data("obs_log_speed", design.log_speed, dims="speed_obs")
-            ll_speed = _normal_logp(obs_speed[:, None], log_speed_mu, speed_sigma)
-            loglik = pt.inc_subtensor(loglik[design.speed_epoch], ll_speed)
-        if len(design.ttft_epoch):
-            overhead = prior_variable(
-                "ttft_overhead_s", pr.ttft_overhead_s, dims="provider", size=len(design.providers)
-            )
-            ttft_sigma = prior_variable("ttft_sigma", pr.ttft_sigma)
-            te = design.ttft_epoch
-            t_pre = forward.prefill_time(
-                n_act[te], const.ttft_input_tokens, n_gpus=n_gpus[te], flops=flops, mfu=mfu_prefill
-            )
-            ov = overhead[design.epoch_provider[te]][:, None] if overhead.ndim else overhead
-            log_ttft_mu = pt.log(ov + t_pre + t_step[te])
-            obs_ttft = pm.Data("obs_log_ttft", design.log_ttft, dims="ttft_obs")
-            ll_ttft = _normal_logp(obs_ttft[:, None], log_ttft_mu, ttft_sigma)
-            loglik = pt.inc_subtensor(loglik[te], ll_ttft)
+    # --- serving setup of each epoch -----------------------------------
+    lb_mu = prior_variable("log_batch_mu", pr.log_batch_mu)
+    lb_sigma = prior_variable("log_batch_sigma", pr.log_batch_sigma)
+    lb_trend = prior_variable("log_batch_trend", pr.log_batch_trend)
+    # One batch per (epoch, serving component): the component is summed out, and
+    # a batch of its own for each component gives the same marginal likelihood
+    # as one shared batch (each is drawn from the same prior and only the
+    # chosen component's enters), without a ridge NUTS must cross to move
+    # between, say, a 16-bit A100 and an 8-bit H100 explanation of one price.
+    z_batch = pm.Normal("batch_z", 0.0, 1.0, dims=("epoch", "component"))
+    batch_ek = 1.0 + pt.exp(lb_mu + lb_trend * design.epoch_year[:, None] + lb_sigma * z_batch)
+    mbu = prior_variable("mbu", pr.mbu)
+    mfu_prefill = prior_variable("mfu_prefill", pr.mfu_prefill)
+    gpu_hour, mk_out, mk_in = _markups(design, hyp, mfu_prefill)
+    pm.Deterministic("log_markup_out", mk_out, dims="provider")
+    pm.Deterministic("log_markup_in", mk_in, dims="provider")
+    pricing_terms = _pricing(design, hyp)
+    price_sigma = prior_variable("price_sigma", pr.price_sigma)
 
-        joint = design.log_weights + loglik
-        epoch_loglik = pm.math.logsumexp(joint, axis=1)
-        post = pt.special.softmax(joint, axis=1)
-        if len(design.statement_log_ratio):
-            log_cost = pt.logaddexp(
-                np.log(pricing.INPUT_SHARE) + log_g + log_work_in,
-                np.log(1.0 - pricing.INPUT_SHARE) + log_g + log_work_out,
-            )
-            epoch_loglik, post = _cost_statements(
-                design, hyp, joint, log_cost, epoch_loglik, post
-            )
-        pm.Potential("serving_loglik", epoch_loglik.sum())
+    # --- forward model on the (epoch, component) grid -------------------
+    em = design.epoch_model
+    n_tot = total[em][:, None]
+    n_act = active[em][:, None]
+    bits = design.component_bits[None, :]
+    flops = design.component_flops()[None, :]
+    bw = design.component_array("hbm_bytes_per_s")[None, :]
+    mem = design.component_array("memory_bytes")[None, :]
+    # A replica's accelerator count depends only on the model's total size and
+    # the component, and a dense model reads all its weights at any batch: for
+    # models of known size both are constants, computed here once, and the
+    # graph computes them only for the other epochs (computed everywhere, they
+    # were a third of the cost of the gradient).
+    fill = const.weight_memory_fraction
+    known_n = np.nan_to_num(design.known_total, nan=1.0)[em][:, None]
+    n_gpus = forward.gpus_per_replica(known_n, bits, mem, fill)
+    rows = np.flatnonzero(np.isnan(design.known_total[em]))
+    if len(rows):
+        n_gpus = pt.set_subtensor(
+            pt.as_tensor_variable(n_gpus)[rows],
+            forward.gpus_per_replica(n_tot[rows], bits, mem, fill),
+        )
+    # KV cache per token: a known model's published value, else the GQA fit
+    # (times the model's own multiplier for a model of unknown size).
+    kv_fit = forward.kv_bytes_per_token_estimate(active, coef=const.kv_bytes_coef)
+    if n_u:
+        log_kv = unknown_model_variable("log_kv_multiplier", hyp, design.unknown)
+        pos = design.unknown_pos
+        kv_fit = pt.set_subtensor(kv_fit[pos], kv_fit[pos] * pt.exp(log_kv))
+    has_kv = ~np.isnan(design.known_kv) & const.published_kv
+    kv_model = pm.Deterministic(
+        "kv_bytes_per_token",
+        pt.where(has_kv, np.nan_to_num(design.known_kv, nan=1.0), kv_fit),
+        dims="model",
+    )
+    kv = kv_model[em][:, None]
+    context = prior_variable("context_tokens", pr.context_tokens)
+    mfu_decode = prior_variable("mfu_decode", pr.mfu_decode)
+    # The batch a replica runs is capped by the memory its weights leave for KV cache.
+    b = batch_ek
+    if const.kv_memory_cap:
+        limit = forward.kv_batch_limit(
+            n_gpus, mem, n_tot, bits, context_tokens=context, kv_bytes_per_token=kv
+        )
+        b = forward.capped_batch(batch_ek, limit)
+    touched = np.repeat(known_n, len(design.component_bits), axis=1)
+    rows = np.flatnonzero(design.known_active[em] != design.known_total[em])
+    if len(rows):
+        touched = pt.set_subtensor(
+            pt.as_tensor_variable(touched)[rows],
+            forward.weights_touched(n_tot[rows], n_act[rows], b[rows]),
+        )
+    t_step = forward.decode_step_time(
+        n_tot,
+        n_act,
+        bits,
+        b,
+        context_tokens=context,
+        kv_bytes_per_token=kv,
+        n_gpus=n_gpus,
+        hbm_bytes_per_s=bw,
+        flops=flops,
+        mbu=mbu,
+        mfu=mfu_decode,
+        touched=touched,
+    )
+    # Work in GPU-hours per 1M tokens (the cost at $1 per GPU-hour); the
+    # pricing layer turns it into a price at the epoch's GPU-hour price.
+    log_work_out = pt.log(
+        forward.output_cost_per_mtok(t_step, b, n_gpus=n_gpus, usd_per_gpu_hour=1.0)
+    )
+    log_work_in = pt.log(
+        forward.input_cost_per_mtok(n_act, flops=flops, mfu=mfu_prefill, usd_per_gpu_hour=1.0)
+    )
+    log_g = pricing.log_gpu_hour_at(
+        pt.log(gpu_hour)[design.component_hardware][None, :],
+        pricing_terms.trend,
+        design.epoch_year[:, None],
+    )
+    ep = design.epoch_provider
+    mu_out, mu_in = (
+        pricing.log_list_price(
+            log_work,
+            log_g + markup[ep][:, None],
+            pricing_terms.elasticity[:, None],
+            pricing_terms.offset[:, None],
+            log_pivot=pricing_terms.log_pivot,
+            log_floor=pricing_terms.log_floor[ep][:, None],
+            xp=pt,
+        )
+        for log_work, markup in ((log_work_out, mk_out), (log_work_in, mk_in))
+    )
+    # Observations are data containers, so a compiled model can be refitted
+    # to other (e.g. simulated) observations without compiling again.
+    obs_out = pm.Data("obs_log_price_out", design.log_price_out, dims="epoch")
+    obs_in = pm.Data("obs_log_price_in", design.log_price_in, dims="epoch")
+    price_mask = pm.Data("price_mask", design.price_mask, dims="epoch")
+    loglik = price_mask[:, None] * (
+        _normal_logp(obs_out[:, None], mu_out, price_sigma)
+        + _normal_logp(obs_in[:, None], mu_in, price_sigma)
+    )
+
+    speed_bias = speed_sigma = overhead = ttft_sigma = None
+    log_speed_mu = log_ttft_mu = None
+    if len(design.speed_epoch):
+        speed_bias = prior_variable("speed_log_bias", pr.speed_log_bias)
+        speed_sigma = prior_variable("speed_sigma", pr.speed_sigma)
+        log_speed_mu = -pt.log(t_step[design.speed_epoch]) + speed_bias
+        obs_speed = pm.Data("obs_log_speed", design.log_speed, dims="speed_obs")
+        ll_speed = _normal_logp(obs_speed[:, None], log_speed_mu, speed_sigma)
+        loglik = pt.inc_subtensor(loglik[design.speed_epoch], ll_speed)
+    if len(design.ttft_epoch):
+        overhead = prior_variable(
+            "ttft_overhead_s", pr.ttft_overhead_s, dims="provider", size=len(design.providers)
+        )
+        ttft_sigma = prior_variable("ttft_sigma", pr.ttft_sigma)
+        te = design.ttft_epoch
+        t_pre = forward.prefill_time(
+            n_act[te], const.ttft_input_tokens, n_gpus=n_gpus[te], flops=flops, mfu=mfu_prefill
+        )
+        ov = overhead[design.epoch_provider[te]][:, None] if overhead.ndim else overhead
+        log_ttft_mu = pt.log(ov + t_pre + t_step[te])
+        obs_ttft = pm.Data("obs_log_ttft", design.log_ttft, dims="ttft_obs")
+        ll_ttft = _normal_logp(obs_ttft[:, None], log_ttft_mu, ttft_sigma)
+        loglik = pt.inc_subtensor(loglik[te], ll_ttft)
+
+    # The components' prior weights (precision, and the newer hardware's chance
+    # at each date) are the hypothesis' values: data, like its priors.
+    log_weights = prior_data(
+        "prior.log_weights", design.log_weights, dims=("epoch", "component")
+    )
+    joint = log_weights + loglik
+    epoch_loglik = pm.math.logsumexp(joint, axis=1)
+    post = pt.special.softmax(joint, axis=1)
+    if len(design.statement_log_ratio):
+        log_cost = pt.logaddexp(
+            np.log(pricing.INPUT_SHARE) + log_g + log_work_in,
+            np.log(1.0 - pricing.INPUT_SHARE) + log_g + log_work_out,
+        )
+        epoch_loglik, post = _cost_statements(
+            design, hyp, joint, log_cost, epoch_loglik, post
+        )
+    pm.Potential("serving_loglik", epoch_loglik.sum())
+    if pointwise:
+        pm.Deterministic("loglik_serving", epoch_loglik, dims="epoch")
+    # The batch of each epoch, averaged (in logs) over the components by their
+    # posterior probability in this draw.
+    pm.Deterministic("batch", pt.exp((post * pt.log(b)).sum(axis=1)), dims="epoch")
+    n_bits = len(hyp.precision.bits)
+    pm.Deterministic(
+        "p_bits", post.reshape((n_e, n_bits, 2)).sum(axis=2), dims=("epoch", "bits")
+    )
+    pm.Deterministic(
+        "p_hardware", post.reshape((n_e, n_bits, 2)).sum(axis=1), dims=("epoch", "hardware")
+    )
+
+    # --- quality against training compute -------------------------------
+    if len(design.mmlu_score):
+        slope = prior_variable("mmlu_slope", pr.mmlu_slope)
+        midpoint = prior_variable("mmlu_midpoint", pr.mmlu_midpoint)
+        known_c = np.nan_to_num(design.mmlu_known_log10_compute, nan=0.0)
+        latent = np.isnan(design.mmlu_known_log10_compute)
+        log10c = pt.as_tensor_variable(known_c)
+        if latent.any():
+            u_index = {pos: i for i, pos in enumerate(design.unknown_pos)}
+            rows = np.flatnonzero(latent)
+            ui = np.array([u_index[design.mmlu_model[r]] for r in rows])
+            c_u = pt.log10(forward.training_compute(frac * n_unknown, tokens))
+            log10c = pt.set_subtensor(log10c[rows], c_u[ui])
+        mmlu_mu = forward.mmlu_from_compute(log10c, slope, midpoint, xp=pt)
+        obs_mmlu = pm.Data("obs_mmlu", design.mmlu_score, dims="mmlu_obs")
+        pm.Normal(
+            "mmlu", mu=mmlu_mu, sigma=const.mmlu_sigma, observed=obs_mmlu, dims="mmlu_obs"
+        )
         if pointwise:
-            pm.Deterministic("loglik_serving", epoch_loglik, dims="epoch")
-        # The batch of each epoch, averaged (in logs) over the components by their
-        # posterior probability in this draw.
-        pm.Deterministic("batch", pt.exp((post * pt.log(b)).sum(axis=1)), dims="epoch")
-        n_bits = len(hyp.precision.bits)
-        pm.Deterministic(
-            "p_bits", post.reshape((n_e, n_bits, 2)).sum(axis=2), dims=("epoch", "bits")
-        )
-        pm.Deterministic(
-            "p_hardware", post.reshape((n_e, n_bits, 2)).sum(axis=1), dims=("epoch", "hardware")
-        )
-
-        # --- quality against training compute -------------------------------
-        if len(design.mmlu_score):
-            slope = prior_variable("mmlu_slope", pr.mmlu_slope)
-            midpoint = prior_variable("mmlu_midpoint", pr.mmlu_midpoint)
-            known_c = np.nan_to_num(design.mmlu_known_log10_compute, nan=0.0)
-            latent = np.isnan(design.mmlu_known_log10_compute)
-            log10c = pt.as_tensor_variable(known_c)
-            if latent.any():
-                u_index = {pos: i for i, pos in enumerate(design.unknown_pos)}
-                rows = np.flatnonzero(latent)
-                ui = np.array([u_index[design.mmlu_model[r]] for r in rows])
-                c_u = pt.log10(forward.training_compute(frac * n_unknown, tokens))
-                log10c = pt.set_subtensor(log10c[rows], c_u[ui])
-            mmlu_mu = forward.mmlu_from_compute(log10c, slope, midpoint, xp=pt)
-            obs_mmlu = pm.Data("obs_mmlu", design.mmlu_score, dims="mmlu_obs")
-            pm.Normal(
-                "mmlu", mu=mmlu_mu, sigma=const.mmlu_sigma, observed=obs_mmlu, dims="mmlu_obs"
+            pm.Deterministic(
+                "loglik_mmlu",
+                _normal_logp(obs_mmlu, mmlu_mu, const.mmlu_sigma),
+                dims="mmlu_obs",
             )
-            if pointwise:
-                pm.Deterministic(
-                    "loglik_mmlu",
-                    _normal_logp(obs_mmlu, mmlu_mu, const.mmlu_sigma),
-                    dims="mmlu_obs",
-                )
 
-        # --- measured hidden size (optional evidence) -------------------------
-        if hyp.evidence.hidden_size and n_u and len(design.hidden_size):
-            ev = hyp.evidence
-            n_h = len(design.hidden_size)
-            log_depth = prior_variable("log_depth", pr.log_depth, dims="hidden_obs", size=n_h)
-            log_coef = prior_variable(
-                "log_params_per_layer_d2", pr.log_params_per_layer_d2, dims="hidden_obs", size=n_h
-            )
-            d = design.hidden_size
-            # Active parameters = coef * depth * d^2 + embedding and unembedding.
-            n_act_h = (frac * n_unknown)[design.hidden_unknown]
-            core = pt.maximum(n_act_h - 2.0 * ev.vocab_size * d, 1e6)
-            mu_d = 0.5 * (pt.log(core) - log_coef - log_depth)
-            pm.Normal(
-                "log_hidden_size",
-                mu=mu_d,
-                sigma=ev.hidden_size_log_sigma,
-                observed=np.log(d),
+    # --- measured hidden size (optional evidence) -------------------------
+    if hyp.evidence.hidden_size and n_u and len(design.hidden_size):
+        ev = hyp.evidence
+        n_h = len(design.hidden_size)
+        log_depth = prior_variable("log_depth", pr.log_depth, dims="hidden_obs", size=n_h)
+        log_coef = prior_variable(
+            "log_params_per_layer_d2", pr.log_params_per_layer_d2, dims="hidden_obs", size=n_h
+        )
+        d = design.hidden_size
+        # Active parameters = coef * depth * d^2 + embedding and unembedding.
+        n_act_h = (frac * n_unknown)[design.hidden_unknown]
+        core = pt.maximum(n_act_h - 2.0 * ev.vocab_size * d, 1e6)
+        mu_d = 0.5 * (pt.log(core) - log_coef - log_depth)
+        pm.Normal(
+            "log_hidden_size",
+            mu=mu_d,
+            sigma=ev.hidden_size_log_sigma,
+            observed=np.log(d),
+            dims="hidden_obs",
+        )
+        if pointwise:
+            pm.Deterministic(
+                "loglik_hidden",
+                _normal_logp(np.log(d), mu_d, ev.hidden_size_log_sigma),
                 dims="hidden_obs",
             )
-            if pointwise:
-                pm.Deterministic(
-                    "loglik_hidden",
-                    _normal_logp(np.log(d), mu_d, ev.hidden_size_log_sigma),
-                    dims="hidden_obs",
-                )
 
-        if predictive is not None:
-            probs = pt.exp(design.log_weights) if predictive == "prior" else post
-            probs = probs / probs.sum(axis=1, keepdims=True)
-            comp = pm.Categorical("serving_component", p=probs, dims="epoch")
-            rows = pt.arange(n_e)
-            pm.LogNormal("output_price", mu=mu_out[rows, comp], sigma=price_sigma, dims="epoch")
-            pm.LogNormal("input_price", mu=mu_in[rows, comp], sigma=price_sigma, dims="epoch")
-            if log_speed_mu is not None:
-                sc = comp[design.speed_epoch]
-                pm.LogNormal(
-                    "output_speed",
-                    mu=log_speed_mu[pt.arange(len(design.speed_epoch)), sc],
-                    sigma=speed_sigma,
-                    dims="speed_obs",
-                )
-            if log_ttft_mu is not None:
-                tc = comp[design.ttft_epoch]
-                pm.LogNormal(
-                    "ttft",
-                    mu=log_ttft_mu[pt.arange(len(design.ttft_epoch)), tc],
-                    sigma=ttft_sigma,
-                    dims="ttft_obs",
-                )
-    return model
+    if predictive is not None:
+        probs = pt.exp(log_weights) if predictive == "prior" else post
+        probs = probs / probs.sum(axis=1, keepdims=True)
+        comp = pm.Categorical("serving_component", p=probs, dims="epoch")
+        rows = pt.arange(n_e)
+        pm.LogNormal("output_price", mu=mu_out[rows, comp], sigma=price_sigma, dims="epoch")
+        pm.LogNormal("input_price", mu=mu_in[rows, comp], sigma=price_sigma, dims="epoch")
+        if log_speed_mu is not None:
+            sc = comp[design.speed_epoch]
+            pm.LogNormal(
+                "output_speed",
+                mu=log_speed_mu[pt.arange(len(design.speed_epoch)), sc],
+                sigma=speed_sigma,
+                dims="speed_obs",
+            )
+        if log_ttft_mu is not None:
+            tc = comp[design.ttft_epoch]
+            pm.LogNormal(
+                "ttft",
+                mu=log_ttft_mu[pt.arange(len(design.ttft_epoch)), tc],
+                sigma=ttft_sigma,
+                dims="ttft_obs",
+            )
 
 
 #: Observed quantities and, for each, the predictive variable and design field.

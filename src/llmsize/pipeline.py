@@ -7,22 +7,24 @@ written to a temporary folder that replaces the report only at the end.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import multiprocessing
+import os
 import shutil
 import signal
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmsize import io, plots
-from llmsize.config import load_hypothesis
-from llmsize.data import load_dataset
+from llmsize import interrupts, io, plots
+from llmsize.config import Hypothesis, hypothesis_files
+from llmsize.data import Dataset
 from llmsize.decompose import decompose_cuts
-from llmsize.design import build_design
+from llmsize.design import Design
 from llmsize.families import report_families
 from llmsize.html import write_pages
+from llmsize.inputs.checks import load_inputs
+from llmsize.outputs.folders import check_output_dir
 from llmsize.report import family_cuts, headline_table, render_family, render_readme
 from llmsize.sampling import SampleSettings, fit
 from llmsize.summary import (
@@ -56,6 +58,12 @@ def statistics_worker():
     that has imported :mod:`llmsize.summary` (started now, its imports overlap
     the sampling), ignores SIGINT (the main process handles interrupts) and
     writes nothing.
+
+    The worker never outlives this process: when the run fails or is
+    interrupted it is killed at once (not left to finish its task), and a
+    thread of its own ends it when this process ends, even by SIGKILL
+    (:func:`llmsize.interrupts.exit_with_parent`). With it go the fork server and the resource
+    tracker, which live only as long as the worker holds their pipes.
     """
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
@@ -64,15 +72,56 @@ def statistics_worker():
     pool = ProcessPoolExecutor(
         max_workers=1,
         mp_context=context,
-        initializer=functools.partial(signal.signal, signal.SIGINT, signal.SIG_IGN),
+        initializer=interrupts.worker_init,
+        initargs=(os.getpid(),),
     )
-    pool.submit(int)
+    # Starts the worker now (not at the first task); its answer names the process.
+    started = pool.submit(os.getpid)
     try:
         yield pool
     except BaseException:
+        if started.done() and started.exception() is None:
+            with contextlib.suppress(OSError):
+                os.kill(started.result(), signal.SIGKILL)
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+def check_inputs(
+    *,
+    data_dir: Path,
+    hypothesis_path: Path,
+    out_dir: Path | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    seed: int | None = None,
+    overrides: list[str] | None = None,
+) -> tuple[Hypothesis, Dataset, Design, SampleSettings, Path]:
+    """:func:`~llmsize.inputs.checks.load_inputs` (what ``validate`` checks), and the
+    output folder: everything ``infer`` needs, checked before anything is compiled.
+
+    The output folder (:func:`llmsize.outputs.folders.check_output_dir`): not the
+    data, the hypothesis' folder, the working folder or ``/``, nor inside the
+    data; writable; a name the file system can hold. Returns the hypothesis,
+    data, design, settings and output folder of the run.
+    """
+    hyp, data, design = load_inputs(
+        data_dir=data_dir,
+        hypothesis_path=hypothesis_path,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        overrides=overrides,
+    )
+    settings = SampleSettings.from_hypothesis(
+        hyp.sampler, draws=draws, tune=tune, chains=chains, seed=seed
+    )
+    out_dir = Path(out_dir) if out_dir is not None else Path("reports") / hyp.name
+    check_output_dir(out_dir, data_dir=data_dir, hypothesis_files=hypothesis_files(hypothesis_path))
+    return hyp, data, design, settings, out_dir
 
 
 def run_inference(
@@ -87,14 +136,22 @@ def run_inference(
     overrides: list[str] | None = None,
     command: str = "llmsize infer",
 ) -> InferenceResult:
-    """Run ``infer`` end to end and write its report folder."""
-    hyp = load_hypothesis(hypothesis_path, overrides)
-    data = load_dataset(data_dir)
-    design = build_design(data, hyp)
-    settings = SampleSettings.from_hypothesis(
-        hyp.sampler, draws=draws, tune=tune, chains=chains, seed=seed
+    """Run ``infer`` end to end and write its report folder.
+
+    Every input and the output folder are checked before anything is compiled or
+    sampled (:func:`check_inputs`); a problem raises one
+    :class:`~llmsize.exceptions.LlmsizeError`.
+    """
+    hyp, data, design, settings, out_dir = check_inputs(
+        data_dir=data_dir,
+        hypothesis_path=hypothesis_path,
+        out_dir=out_dir,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        overrides=overrides,
     )
-    out_dir = Path(out_dir) if out_dir is not None else Path("reports") / hyp.name
     log.info(
         "hypothesis '%s'; %d serving epochs; %d models of unknown size",
         hyp.name,
@@ -111,12 +168,54 @@ def run_inference(
         )  # fmt: skip
 
 
+@contextlib.contextmanager
+def _writer_thread():
+    """A thread for the posterior's netCDF file, joined with SIGINT and SIGTERM held:
+    a second Ctrl-C must not leave it writing while the process exits."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        yield pool
+    finally:
+        with interrupts.signals_deferred():
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _calibration_metrics(calib_dir: Path, hyp: Hypothesis, data: Dataset):
+    """``metrics.csv`` of the calibration beside the report, if it was made with this
+    hypothesis and data; ``None`` (with a warning) if not, or if it cannot be read:
+    after the fit, a damaged calibration folder costs the report a section, not the run."""
+    import json
+
+    import pandas as pd
+
+    if not ((calib_dir / "metrics.csv").is_file() and (calib_dir / "provenance.json").is_file()):
+        return None
+    try:
+        made = json.loads((calib_dir / "provenance.json").read_text(encoding="utf-8"))
+        if not isinstance(made, dict):
+            raise ValueError("not a JSON object")
+        if made.get("model_sha256") != hyp.model_digest() or made.get("data_sha256") != (
+            data.digest
+        ):
+            log.warning(
+                "%s was made with another hypothesis or data; the report leaves it out "
+                "(rerun llmsize calibrate)",
+                calib_dir,
+            )
+            return None
+        return pd.read_csv(calib_dir / "metrics.csv")
+    except (OSError, ValueError) as exc:  # pandas parser errors are ValueErrors
+        log.warning("cannot read %s (%s); the report leaves it out", calib_dir, exc)
+        return None
+
+
 def _report(tree, parameters, sense, *, data, data_dir, design, hyp, settings, out_dir, command):
     """Summaries, figures and pages of a fit, written to ``out_dir`` at once.
 
     ``parameters`` and ``sense`` are futures of the worker's statistics
     (:func:`statistics_worker`), awaited only after the figures.
     """
+    log.info("writing the report to %s", out_dir)
     table = summary_table(tree, design)
     families = report_families(data, design)
     decomposition = decompose_cuts(tree, design, hyp, [c for f in families for c in f.cuts])
@@ -136,25 +235,8 @@ def _report(tree, parameters, sense, *, data, data_dir, design, hyp, settings, o
         },
     )
     calib_dir = out_dir.parent / f"calibration-{hyp.name}"
-    calib = None
-    if (calib_dir / "metrics.csv").is_file() and (calib_dir / "provenance.json").is_file():
-        import json
-
-        import pandas as pd
-
-        made = json.loads((calib_dir / "provenance.json").read_text(encoding="utf-8"))
-        if (
-            made.get("model_sha256") == hyp.model_digest()
-            and made.get("data_sha256") == data.digest
-        ):
-            calib = pd.read_csv(calib_dir / "metrics.csv")
-        else:
-            log.warning(
-                "%s was made with another hypothesis or data; the report leaves it out "
-                "(rerun llmsize calibrate)",
-                calib_dir,
-            )
-    with io.staged_output(out_dir) as tmp, ThreadPoolExecutor(max_workers=1) as pool:
+    calib = _calibration_metrics(calib_dir, hyp, data)
+    with io.staged_output(out_dir) as tmp, _writer_thread() as pool:
         # h5py writes without the GIL: the draws go to disk while the figures are drawn.
         # The pool is joined before the folder replaces the report.
         posterior_written = pool.submit(io.write_posterior, tree, tmp / "posterior.nc", attrs)

@@ -17,7 +17,13 @@ import pymc as pm
 import xarray as xr
 
 from llmsize.cache import compile_model, exact_math, fast_argument_typing
-from llmsize.config import PER_MODEL_PRIORS, ConstantPrior, Hypothesis, Sampler
+from llmsize.config import (
+    PER_MODEL_PRIORS,
+    ConstantPrior,
+    Hypothesis,
+    Sampler,
+    check_sampler_options,
+)
 from llmsize.design import Design
 from llmsize.model import build_model
 
@@ -52,6 +58,14 @@ class SampleSettings:
 
     @classmethod
     def from_hypothesis(cls, sampler: Sampler, **overrides) -> SampleSettings:
+        """The hypothesis' ``[sampler]`` table with ``overrides`` (``None``: not given).
+
+        Whole-number overrides outside their range raise
+        :class:`~llmsize.exceptions.HypothesisError` (:func:`check_sampler_options`).
+        """
+        check_sampler_options(
+            **{k: v for k, v in overrides.items() if k in ("draws", "tune", "chains", "seed")}
+        )
         values = {
             "draws": sampler.draws,
             "tune": sampler.tune,
@@ -144,6 +158,10 @@ def sample_posterior_predictive(
             trace,
             model=model,
             var_names=["serving_component", *present],
+            # Every parameter keeps its posterior draw. The priors' parameters are
+            # data (``model.prior_data``) upstream of them, which PyMC would take
+            # as a reason to draw them afresh.
+            freeze_vars=[rv.name for rv in model.free_RVs if rv.name in trace["posterior"]],
             random_seed=settings.seed,
             progressbar=False,
         )

@@ -1,0 +1,109 @@
+"""Benchmark a prior swap: how long ``llmsize infer`` takes under a changed prior
+once the default has run, against a cold run.
+
+Prior parameters are data of the compiled model (``llmsize.model.prior_data``),
+so a hypothesis that changes only prior values reuses the compiled model
+(``llmsize.cache``). In one run of this script, with the same draws, tuning
+steps, chains and seed, each a fresh ``python -m llmsize infer`` subprocess:
+
+1. **cold**: the base hypothesis with empty PyTensor, Numba and llmsize caches
+   (``bench_infer.cache_env``);
+2. **warm**: the same command again, with the caches the cold run filled;
+3. **swap by --set**: the base hypothesis with ``--set log10_overtrain.mu=1.0``;
+4. **swap by file**: another hypothesis file that changes only priors
+   (default ``models/chatgpt_20b.toml``: a ``[model_priors]`` table).
+
+The table gives each wall time, its ratio to the cold run, and whether the run
+loaded the compiled model from the cache (its log says so). Ratios within one
+run are the measure: the machine is shared and its speed varies.
+
+Usage::
+
+    python benchmarks/bench_prior_swap.py [--data data] [--hypothesis models/default.toml]
+        [--swap-file models/chatgpt_20b.toml] [--draws N --tune N --chains N] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_infer import cache_env, environment  # noqa: E402
+
+#: What a run's log says when the compiled model came from the cache.
+LOADED = "compiled model loaded from"
+
+
+def run(label: str, args: list[str], *, env: dict[str, str], log_path: Path) -> dict:
+    """One ``python -m llmsize infer`` subprocess: wall time and whether it compiled."""
+    cmd = [sys.executable, "-m", "llmsize", "infer", *args]
+    start = time.perf_counter()
+    with log_path.open("wb") as log:
+        proc = subprocess.run(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    text = log_path.read_text(errors="replace")
+    if proc.returncode not in (0, 3):  # 3: a diagnostic failed at short settings
+        tail = "\n".join(text.splitlines()[-20:])
+        raise RuntimeError(f"{label} failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+    return {"label": label, "wall_s": wall, "from_cache": LOADED in text, "exit": proc.returncode}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data"))
+    parser.add_argument("--hypothesis", type=Path, default=Path("models/default.toml"))
+    parser.add_argument("--swap-file", type=Path, default=Path("models/chatgpt_20b.toml"))
+    parser.add_argument("--set", dest="swap_set", default="log10_overtrain.mu=1.0")
+    parser.add_argument("--draws", type=int, default=None)
+    parser.add_argument("--tune", type=int, default=None)
+    parser.add_argument("--chains", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    settings = []
+    for flag in ("draws", "tune", "chains"):
+        value = getattr(args, flag)
+        if value is not None:
+            settings += [f"--{flag}", str(value)]
+    with tempfile.TemporaryDirectory(prefix="llmsize-swap-") as tmp:
+        root = Path(tmp)
+        env = cache_env(root / "caches")
+
+        def infer(label, hypothesis, *extra):
+            out = ["--out", str(root / label.replace(" ", "-"))]
+            common = ["--data", str(args.data), "--hypothesis", str(hypothesis), *out, *settings]
+            return run(label, [*common, *extra], env=env, log_path=root / f"{label}.log")
+
+        runs = [
+            infer("cold", args.hypothesis),
+            infer("warm", args.hypothesis),
+            infer("swap by --set", args.hypothesis, "--set", args.swap_set),
+            infer("swap by file", args.swap_file),
+        ]
+    cold = runs[0]["wall_s"]
+    lines = [
+        f"{'run':<16} {'wall s':>8} {'/ cold':>7}  compiled model",
+        *(
+            f"{r['label']:<16} {r['wall_s']:8.1f} {r['wall_s'] / cold:7.2f}  "
+            f"{'loaded from cache' if r['from_cache'] else 'compiled'}"
+            for r in runs
+        ),
+    ]
+    print("\n".join(lines))  # noqa: T201
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps({"environment": environment(), "settings": settings, "runs": runs}, indent=2)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

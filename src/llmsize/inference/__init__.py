@@ -1,0 +1,1 @@
+"""Inference: estimators on fitted models (see ``../shared/DESIGN.md``'s layout)."""

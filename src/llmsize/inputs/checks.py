@@ -1,0 +1,39 @@
+"""Every input of a fit loaded and checked, before anything is compiled or sampled.
+
+What ``llmsize validate`` runs, and the first step of ``infer``
+(:func:`llmsize.pipeline.check_inputs`, which adds the output folder). It
+imports no sampler, so ``validate`` stays quick.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmsize.config import Hypothesis, check_sampler_options, load_hypothesis
+from llmsize.data import Dataset, check_unknown_models, load_dataset
+from llmsize.design import Design, build_design
+
+
+def load_inputs(
+    *,
+    data_dir: Path,
+    hypothesis_path: Path,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    seed: int | None = None,
+    overrides: list[str] | None = None,
+) -> tuple[Hypothesis, Dataset, Design]:
+    """The hypothesis, data and design of a fit, every one checked.
+
+    The sampler settings given (seed, chains, draws and tuning steps in range:
+    :data:`llmsize.config.SAMPLER_LIMITS`; ``None``: the hypothesis' own), the
+    hypothesis (schema, and what the model needs of each prior), the data (every
+    file, and at least one model of unknown size) and the design built from both.
+    Raises :class:`~llmsize.exceptions.LlmsizeError` on the first problem.
+    """
+    check_sampler_options(draws=draws, tune=tune, chains=chains, seed=seed)
+    hyp = load_hypothesis(hypothesis_path, overrides)
+    data = load_dataset(data_dir)
+    check_unknown_models(data)
+    return hyp, data, build_design(data, hyp)

@@ -1,0 +1,86 @@
+"""The main job's processes: a worker of the run never outlives it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from .conftest import subprocess_env
+
+#: A parent that starts a worker as ``pipeline.statistics_worker`` does (a fork server,
+#: ``interrupts.worker_init``), prints the worker's pid, then dies by SIGKILL.
+KILLED_PARENT = textwrap.dedent(
+    """
+    import multiprocessing, os, signal
+    from concurrent.futures import ProcessPoolExecutor
+    from llmsize.interrupts import worker_init
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context(method),
+        initializer=worker_init,
+        initargs=(os.getpid(),),
+    )
+    print(pool.submit(os.getpid).result(), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_worker_ends_with_its_killed_parent():
+    """SIGKILL leaves the parent no clean-up: the worker sees it go (a pidfd of the
+    parent on Linux, polling elsewhere) and ends, and with it the fork server and the
+    resource tracker, which live only as long as the worker holds their pipes."""
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_PARENT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(),
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    worker = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker), "the worker outlived its parent"
+
+
+def test_the_statistics_worker_starts_with_the_exit_with_parent_initializer(monkeypatch):
+    """``statistics_worker`` is what :func:`test_a_worker_ends_with_its_killed_parent`
+    models: its pool runs ``interrupts.worker_init`` with this process's pid."""
+    from llmsize import interrupts, pipeline
+
+    made = {}
+
+    class Pool:
+        def __init__(self, **kwargs):
+            made.update(kwargs)
+
+        def submit(self, fn, *args):
+            return None
+
+        def shutdown(self, **kwargs):
+            made["shutdown"] = kwargs
+
+    monkeypatch.setattr(pipeline, "ProcessPoolExecutor", Pool)
+    with pipeline.statistics_worker():
+        pass
+    assert made["initializer"] is interrupts.worker_init
+    assert made["initargs"] == (os.getpid(),)
