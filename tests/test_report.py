@@ -74,7 +74,12 @@ HYPOTHESES = {
 }
 
 
-@pytest.mark.parametrize("which", list(HYPOTHESES))
+@pytest.mark.parametrize(
+    "which",
+    # The pinned variants are other model structures: each compiles its forward
+    # graphs cold (about 50 s on 2 cores), so they run with --run-slow.
+    [w if w == "default" else pytest.param(w, marks=pytest.mark.slow) for w in HYPOTHESES],
+)
 def test_report_and_figures(which, tiny_design, default_hypothesis):
     hyp = pinned(default_hypothesis, **HYPOTHESES[which])
     tree = stand_in_run(tiny_design, hyp)
