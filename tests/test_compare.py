@@ -42,7 +42,7 @@ def test_smc_evidence_flags_spread_chains():
     assert ev.estimate == pytest.approx(np.log(np.mean(np.exp([-10.0, -10.2]))))
 
 
-def _fake_fit(name, log_ml, elpd_i, k, divergences=0):
+def _fake_fit(name, log_ml, elpd_i, k, divergences=0, r_hat=1.001, ess=900.0):
     elpd_i = np.asarray(elpd_i, dtype=float)
     return SimpleNamespace(
         name=name,
@@ -51,7 +51,7 @@ def _fake_fit(name, log_ml, elpd_i, k, divergences=0):
         loo=SimpleNamespace(
             elpd=elpd_i.sum(), se=1.0, p=2.0, elpd_i=elpd_i, pareto_k=np.asarray(k, dtype=float)
         ),
-        diagnostics=SimpleNamespace(divergences=divergences, max_r_hat=1.001, min_ess_bulk=900.0),
+        diagnostics=SimpleNamespace(divergences=divergences, max_r_hat=r_hat, min_ess_bulk=ess),
         seconds=1.0,
     )
 
@@ -65,6 +65,8 @@ def test_evidence_table_bayes_factors_and_flags():
         _fake_fit("bf_up_loo_down", [-90.0, -90.1, -89.9], base - 0.5, np.full(40, 0.2)),
         # SMC chains far apart, one bad Pareto k, divergences.
         _fake_fit("shaky", [-95.0, -101.0, -90.0], base, np.r_[np.full(39, 0.2), 0.9], 3),
+        # A fit below the R-hat and ESS thresholds.
+        _fake_fit("unmixed", [-100.0, -100.1, -99.9], base, np.full(40, 0.2), r_hat=1.05, ess=120),
     ]
     t = cmp.evidence_table(fits, "ref").set_index("hypothesis")
     assert t.loc["ref", "log_bf_smc"] == 0
@@ -76,6 +78,9 @@ def test_evidence_table_bayes_factors_and_flags():
     assert "SMC unreliable" in notes
     assert "1 Pareto k > 0.7" in notes
     assert "3 divergences" in notes
+    notes = t.loc["unmixed", "notes"]
+    assert "R-hat 1.050 > 1.01" in notes and "bulk ESS 120 < 400" in notes
+    assert "R-hat" not in t.loc["ref", "notes"]
 
 
 def test_bridge_sampling_matches_the_exact_marginal_likelihood():
@@ -293,3 +298,38 @@ def test_compare_end_to_end_on_tiny_data(tmp_path, hypothesis_dir, smc):
         assert section in text
     # No gpt-3.5-turbo in the tiny data: each claim says why it was not evaluated.
     assert text.count("not evaluated") == len(cmp.CLAIMS)
+
+
+def test_each_hypothesis_is_fitted_with_its_own_sampler_table(default_hypothesis):
+    """As ``infer`` does: the reference's row is its report's fit. Settings given to
+    ``compare`` apply to every hypothesis instead."""
+    own = cmp.sample_settings(default_hypothesis, cmp.CompareSettings())
+    sampler = default_hypothesis.sampler
+    assert (own.draws, own.tune, own.chains, own.seed, own.target_accept) == (
+        sampler.draws, sampler.tune, sampler.chains, sampler.seed, sampler.target_accept,
+    )  # fmt: skip
+    other = default_hypothesis.model_copy(
+        update={"sampler": sampler.model_copy(update={"draws": 321, "target_accept": 0.95})}
+    )
+    assert cmp.sample_settings(other, cmp.CompareSettings()).draws == 321
+    given = cmp.CompareSettings(draws=50, tune=20, chains=2, seed=7)
+    for hyp in (default_hypothesis, other):
+        s = cmp.sample_settings(hyp, given)
+        assert (s.draws, s.tune, s.chains, s.seed) == (50, 20, 2, 7)
+    assert cmp.sample_settings(other, given).target_accept == 0.95
+
+
+def test_too_few_draws_in_a_sampler_table_is_refused_before_any_fit(tmp_path):
+    short = tmp_path / "short.toml"
+    short.write_text(
+        f'extends = "{DEFAULT_HYPOTHESIS}"\nname = "short"\n[sampler]\ndraws = 5\nchains = 2\n',
+        encoding="utf-8",
+    )
+    res = CliRunner().invoke(
+        cli,
+        ["compare", str(DEFAULT_HYPOTHESIS), str(short), "--data", str(TINY_DIR),
+         "--out", str(tmp_path / "out"), "--no-smc"],
+    )  # fmt: skip
+    assert res.exit_code == EXIT_INPUT, res.output
+    assert "short.toml" in res.output and "PSIS-LOO needs at least 25" in res.output
+    assert not (tmp_path / "out").exists()

@@ -416,18 +416,18 @@ def calibrate(
 @click.option(
     "--draws",
     type=int,
-    default=2000,
-    show_default=True,
-    help="NUTS draws per chain of each fit.",
+    default=None,
+    help="NUTS draws per chain of every fit [each hypothesis' [sampler]].",
 )
 @click.option(
     "--tune",
     type=int,
-    default=1000,
-    show_default=True,
-    help="NUTS tuning steps per chain.",
+    default=None,
+    help="NUTS tuning steps per chain [each hypothesis' [sampler]].",
 )
-@click.option("--chains", type=int, default=4, show_default=True, help="NUTS chains.")
+@click.option(
+    "--chains", type=int, default=None, help="NUTS chains [each hypothesis' [sampler]]."
+)
 @click.option(
     "--smc-draws",
     type=int,
@@ -443,7 +443,7 @@ def calibrate(
     help="Independent SMC chains (their spread is the evidence's error).",
 )
 @click.option("--no-smc", is_flag=True, help="Skip the marginal likelihoods (LOO only).")
-@click.option("--seed", type=int, default=20231026, show_default=True, help="Random seed.")
+@click.option("--seed", type=int, default=None, help="Random seed [each hypothesis' [sampler]].")
 @click.option(
     "--set",
     "overrides",

@@ -56,7 +56,9 @@ from llmsize.inference.evidence import (
 )
 from llmsize.sampling import SampleSettings, fit, log_prior
 from llmsize.summary import (
+    ESS_BULK_MIN,
     PSENSE_THRESHOLD,
+    RHAT_MAX,
     Diagnostics,
     diagnostics,
     psense_table,
@@ -140,13 +142,15 @@ CLAIMS: tuple[Claim, ...] = (
 
 @dataclass(frozen=True)
 class CompareSettings:
-    """Sampler settings of a comparison (shared by every hypothesis)."""
+    """Settings of a comparison. NUTS draws, tuning steps, chains and seed left
+    ``None`` come from each hypothesis' own ``[sampler]`` table, as ``infer``
+    takes them (so the reference's row is the reference report's fit); given,
+    they apply to every hypothesis."""
 
-    draws: int = 2000
-    tune: int = 1000
-    chains: int = 4
-    seed: int = 20231026
-    target_accept: float = 0.9
+    draws: int | None = None
+    tune: int | None = None
+    chains: int | None = None
+    seed: int | None = None
     prior_draws: int = 1000
     smc_draws: int = 500
     smc_chains: int = 4
@@ -204,6 +208,8 @@ class HypothesisFit:
     bridge: BridgeEvidence | None = None
     loo: object | None = None
     psense: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: The NUTS settings of its fit (its ``[sampler]``, or what ``compare`` was given).
+    sample: SampleSettings | None = None
 
 
 def run_smc(model, *, draws: int, chains: int, cores: int, seed: int) -> SmcEvidence:
@@ -359,21 +365,9 @@ def fit_hypothesis(
 
     hyp = load_hypothesis(path, overrides)
     design = build_design(data, hyp)
+    sample = sample_settings(hyp, settings)
     t0 = time.perf_counter()
-    tree = fit(
-        design,
-        hyp,
-        SampleSettings(
-            draws=settings.draws,
-            tune=settings.tune,
-            chains=settings.chains,
-            seed=settings.seed,
-            target_accept=settings.target_accept,
-            prior_draws=settings.prior_draws,
-            cores=settings.cores,
-        ),
-        pointwise=True,
-    )
+    tree = fit(design, hyp, sample, pointwise=True)
     diag = diagnostics(tree, summary_table(tree, design))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -388,19 +382,33 @@ def fit_hypothesis(
         seconds=time.perf_counter() - t0,
         loo=elpd,
         psense=psense_table(tree, ("params_total_b",)),
+        sample=sample,
     )
     # Both evidence estimates use the model without pointwise deterministics.
     plain = build_model(design, hyp)
-    out.bridge = bridge_evidence(plain, tree["posterior"].to_dataset(), seed=settings.seed)
+    out.bridge = bridge_evidence(plain, tree["posterior"].to_dataset(), seed=sample.seed)
     if smc:
         out.smc = run_smc(
             plain,
             draws=settings.smc_draws,
             chains=settings.smc_chains,
             cores=settings.cores,
-            seed=settings.seed,
+            seed=sample.seed,
         )
     return out
+
+
+def sample_settings(hyp: Hypothesis, settings: CompareSettings) -> SampleSettings:
+    """NUTS settings of one hypothesis' fit: its ``[sampler]``, the given ones over it."""
+    return SampleSettings.from_hypothesis(
+        hyp.sampler,
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
+        seed=settings.seed,
+        prior_draws=settings.prior_draws,
+        cores=settings.cores,
+    )
 
 
 # --------------------------------------------------------------------------- tables
@@ -533,6 +541,15 @@ def evidence_table(
     return pd.DataFrame(rows)
 
 
+def _fmt_sample(sample: SampleSettings | None) -> str:
+    if sample is None:
+        return "-"
+    return (
+        f"{sample.chains} x {sample.draws} ({sample.tune}), {sample.target_accept:g}, "
+        f"{sample.seed}"
+    )
+
+
 def _fmt_k(k: float) -> str:
     """A Pareto k; '-' where the weights were all equal (no tail to fit)."""
     return f"{k:.2f}" if np.isfinite(k) else "-"
@@ -557,6 +574,10 @@ def _evidence_notes(row: dict, is_ref: bool) -> list[str]:
         notes.append(f"LOO unreliable ({row['n_pareto_k_bad']} Pareto k > {PARETO_K_MAX})")
     if row["divergences"]:
         notes.append(f"{row['divergences']} divergences")
+    if row["max_r_hat"] > RHAT_MAX:
+        notes.append(f"R-hat {row['max_r_hat']:.3f} > {RHAT_MAX}")
+    if row["min_ess_bulk"] < ESS_BULK_MIN:
+        notes.append(f"bulk ESS {row['min_ess_bulk']:.0f} < {ESS_BULK_MIN}")
     if is_ref:
         return notes
     reliable = [m for m in EVIDENCE_METHODS if row.get(f"log_bf_{m}_reliable")]
@@ -787,14 +808,18 @@ def render_markdown(
     lines = [
         "# llmsize: hypotheses compared",
         "",
-        f"Produced by `{command}` (llmsize {__version__}, data sha256 `{data.digest[:12]}`, "
-        f"seed {settings.seed}). Each hypothesis: nutpie NUTS, {settings.chains} chains x "
-        f"{settings.draws} draws (tune {settings.tune}); bridge sampling on its draws; "
-        f"{smc_text}. Reference hypothesis: `{reference}`.",
+        f"Produced by `{command}` (llmsize {__version__}, data sha256 `{data.digest[:12]}`). "
+        "Each hypothesis: nutpie NUTS with the settings in the table (its own `[sampler]` "
+        "table unless the command set them, as `infer` does, so the reference's fit is its "
+        f"report's); bridge sampling on its draws; {smc_text}. Reference hypothesis: "
+        f"`{reference}`.",
         "",
-        "| hypothesis | what it claims |",
-        "|---|---|",
-        *[f"| `{f.name}` | {f.hyp.description.strip()} |" for f in fits],
+        "| hypothesis | what it claims | NUTS: chains x draws (tune), target_accept, seed |",
+        "|---|---|---|",
+        *[
+            f"| `{f.name}` | {f.hyp.description.strip()} | {_fmt_sample(f.sample)} |"
+            for f in fits
+        ],
         "",
         "## The public claims put to the test",
         "",
@@ -989,16 +1014,20 @@ def check_compare(
     check_sampler_options(
         draws=settings.draws, tune=settings.tune, chains=settings.chains, seed=settings.seed
     )
-    if settings.draws * settings.chains < MIN_LOO_DRAWS:
-        raise LlmsizeError(
-            f"{settings.draws} draws x {settings.chains} chains is "
-            f"{settings.draws * settings.chains} posterior draws; PSIS-LOO needs at least "
-            f"{MIN_LOO_DRAWS}: raise --draws or --chains",
-            file="--draws",
-        )
     check_whole_number("--smc-draws", settings.smc_draws, 10, MAX_DRAWS)
     check_whole_number("--smc-chains", settings.smc_chains, 2, MAX_CHAINS)
     hyps = [load_hypothesis(p, overrides) for p in paths]
+    for path, hyp in zip(paths, hyps, strict=True):
+        sample = sample_settings(hyp, settings)
+        if sample.draws * sample.chains < MIN_LOO_DRAWS:
+            given = settings.draws is not None or settings.chains is not None
+            raise LlmsizeError(
+                f"{sample.draws} draws x {sample.chains} chains is "
+                f"{sample.draws * sample.chains} posterior draws; PSIS-LOO needs at least "
+                f"{MIN_LOO_DRAWS}: raise "
+                + ("--draws or --chains" if given else "[sampler] draws or chains"),
+                file="--draws" if given else str(path),
+            )
     names = [h.name for h in hyps]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
