@@ -453,12 +453,14 @@ def test_csv_that_is_not_utf8(world, name):
         ("--draws", "0"),
         ("--draws", str(10**12)),
         ("--tune", "-1"),
+        ("--cores", "0"),
+        ("--cores", str(MAX_CHAINS + 1)),
     ],
 )
 @pytest.mark.parametrize("command", WRITERS)
 def test_sampler_option_out_of_range(world, command, option, value):
-    if command == "calibrate" and option == "--seed":
-        pytest.skip("calibrate takes the hypothesis' seed")
+    if command == "calibrate" and option in ("--seed", "--cores"):
+        pytest.skip("calibrate takes the hypothesis' seed and runs one thread per worker")
     before = state(world.root)
     result, seconds = run_all(world, command, option, value, out=world.root / "out")
     assert_refused(result, option, value, seconds=seconds)

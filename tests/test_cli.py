@@ -515,3 +515,39 @@ def test_signal_during_a_run_keeps_the_previous_report(tmp_path, signame, extra_
     assert snapshot(out) == before
     # No staging folder is left beside the report.
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    from llmsize import cli as cli_module
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert cli_module._show_progress(quiet=False)
+    assert not cli_module._show_progress(quiet=True)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert not cli_module._show_progress(quiet=False)
+
+
+def test_cores_reach_the_sampler(monkeypatch, tmp_path):
+    # --cores is passed to nutpie as the number of threads; nothing is sampled here:
+    # the sampler is stopped at its call with the settings it was given.
+    from llmsize import pipeline, sampling
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_sample(model, settings, *, progress=False):
+        seen.update(cores=settings.cores, progress=progress)
+        raise Stop
+
+    monkeypatch.setattr(sampling, "sample_posterior", fake_sample)
+    with pytest.raises(Stop):
+        pipeline.run_inference(
+            data_dir=TINY_DIR,
+            hypothesis_path=DEFAULT_HYPOTHESIS,
+            out_dir=tmp_path / "out",
+            cores=1,
+            progress=True,
+        )
+    assert seen == {"cores": 1, "progress": True}

@@ -70,7 +70,9 @@ def test_log_price_matches_the_forward_model_by_hand(stand_in, tiny_design, defa
             mfu_decode=points.mfu_decode[s],
             mfu_prefill=points.mfu_prefill[s],
             context_tokens=points.context[s],
-            weight_memory_fraction=c.weight_memory_fraction,
+            weight_memory_fraction=float(points.fill[s]),
+            gpus_per_node=c.gpus_per_node,
+            kv_memory_cap=c.kv_memory_cap,
             kv_bytes_per_token=points.kv[s, m],
         )
         mk_out, mk_in, eps, offset, floor = (part[s] for part in st["margin"])

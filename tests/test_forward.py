@@ -240,6 +240,7 @@ def test_serving_prediction_input_cost_ignores_replica_size():
         "mfu_decode": 0.3,
         "mfu_prefill": 0.5,
         "context_tokens": 1024,
+        "gpus_per_node": 1024,  # no node limit here (see the tests of tensor_parallel_width)
     }
     a = forward.serving_prediction(70e9, 70e9, 16, 32, H100, weight_memory_fraction=0.25, **kw)
     b = forward.serving_prediction(70e9, 70e9, 16, 32, H100, weight_memory_fraction=0.5, **kw)
@@ -415,9 +416,63 @@ def test_serving_prediction_caps_the_batch():
     acc = forward.Accelerator("A100-80GB", 2.039e12, 312e12, None, 80e9)
     kw = dict(usd_per_gpu_hour=2.0, mbu=0.7, mfu_decode=0.3, mfu_prefill=0.5, context_tokens=1024)
     # davinci's multi-head KV cache (4.7 MB per token) at a batch of 512 does not fit
-    # on the 8.75 A100s its weights need at a fill of half: the batch is capped.
+    # on the 8.75 A100s its weights need at a fill of half: the batch is capped. The
+    # replica is more than one node (8), so its memory is shared by the batches of
+    # n_gpus / width pipeline stages.
     got = forward.serving_prediction(175e9, 175e9, 16, 512.0, acc, kv_bytes_per_token=4718592, **kw)
     n_gpus = got["n_gpus"]
-    limit = (n_gpus * 80e9 - 350e9) / (1024 * 4718592)
+    assert n_gpus == pytest.approx(8.75, rel=1e-3)
+    width = ((1 / n_gpus) ** 8 + (1 / 8) ** 8) ** (-1 / 8)
+    assert got["tp_width"] == pytest.approx(width)
+    limit = (n_gpus * 80e9 - 350e9) / (1024 * 4718592) * width / n_gpus
     assert got["batch"] == pytest.approx(1.0 / ((1 / 512) ** 8 + (1 / limit) ** 8) ** (1 / 8))
     assert got["batch"] < 100
+
+
+def test_tensor_parallel_width_by_hand():
+    # A smooth minimum of sharpness 8: 1 / ((1/n)^8 + (1/8)^8)^(1/8).
+    assert forward.tensor_parallel_width(2.0, 8.0) == pytest.approx(2.0 * (1 + 4.0**-8) ** -0.125)
+    assert forward.tensor_parallel_width(2.0, 8.0) == pytest.approx(2.0, rel=1e-5)
+    # At one node exactly it is 2^(1/8) = 9% below (the power mean's largest gap).
+    assert forward.tensor_parallel_width(8.0, 8.0) == pytest.approx(8.0 / 2**0.125)
+    assert forward.tensor_parallel_width(64.0, 8.0) == pytest.approx(8.0, rel=1e-7)
+    assert forward.pipeline_share(32.0, 8.0) == 0.25
+
+
+def test_speed_falls_with_size_beyond_one_node():
+    # fp8 on H100 (80 GB) at a fill of 0.5: 40 GB of weights per GPU, so a 20B model
+    # needs 1 GPU (0.5), 160B 4 GPUs, 500B 12.5 and 1T 25 (one node holds 8). At batch 1
+    # the step streams the weights (memory-bound): within a node the replica grows with
+    # the model and the speed stays; beyond it a step streams the whole model on one
+    # node's 8 GPUs, so the speed halves when the size doubles.
+    kw = {
+        "usd_per_gpu_hour": 2.0,
+        "mbu": 0.8,
+        "mfu_decode": 0.3,
+        "mfu_prefill": 0.5,
+        "context_tokens": 1,
+        "kv_bytes_per_token": 1.0,
+        "weight_memory_fraction": 0.5,
+        "gpus_per_node": 8,
+    }
+    small, mid, big, huge = (
+        forward.serving_prediction(n, n, 8, 1, H100, **kw) for n in (80e9, 160e9, 500e9, 1e12)
+    )
+    assert small["n_gpus"] == pytest.approx(2.0, rel=1e-3)
+    assert mid["n_gpus"] == pytest.approx(4.0, rel=1e-3)
+    assert huge["n_gpus"] == pytest.approx(25.0, rel=1e-6)
+    assert huge["tp_width"] == pytest.approx(8.0, rel=1e-3)
+    assert small["output_tokens_per_s"] == pytest.approx(mid["output_tokens_per_s"], rel=1e-3)
+    # By hand: 1e12 bytes over 8 x 3.35 TB/s x 0.8 = 46.6 ms a token, 21.4 tokens/s.
+    by_hand = 8 * 3.35e12 * 0.8 / 1e12
+    assert huge["output_tokens_per_s"] == pytest.approx(by_hand, rel=2e-3)
+    # 500B: 12.5 GPUs, split 8 (1 + (8 / 12.5)^8)^(-1/8) = 7.97 ways; 1T: 8.00 ways.
+    width_big = 8 * (1 + (8 / 12.5) ** 8) ** (-1 / 8)
+    assert big["tp_width"] == pytest.approx(width_big, rel=1e-6)
+    ratio = big["output_tokens_per_s"] / huge["output_tokens_per_s"]
+    assert ratio == pytest.approx(2.0 * width_big / huge["tp_width"], rel=1e-9)
+    assert ratio == pytest.approx(2.0, rel=5e-3)
+    # GPU-seconds per token scale with the bytes a step streams: twice the model, twice
+    # the cost (to the same 0.3%).
+    cost = huge["output_usd_per_mtok"] / big["output_usd_per_mtok"]
+    assert cost == pytest.approx(2.0, rel=5e-3)

@@ -66,6 +66,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -1041,8 +1042,14 @@ def compile_model(model, *, cache_dir: Path | str | None = None, use_cache: bool
                 )
             except OSError as exc:
                 log.warning("cannot write the compiled-model cache in %s (%s)", root, exc)
+        log.info(
+            "compiling the model's log density and gradient with Numba "
+            "(a few minutes the first time a model of this structure is run; cached after)"
+        )
+        t0 = time.perf_counter()
         try:
             meta, logp_cf, expand_cf, logp_fn, expand_fn = _compile_fresh(model, outputs, staging)
+            log.info("compiled in %.0f s", time.perf_counter() - t0)
             meta["key"] = key
             compiled = _assemble(model, outputs, meta, logp_cf, expand_cf, key=key,
                                  from_cache=False, logp_fn=logp_fn, expand_fn=expand_fn)  # fmt: skip

@@ -114,6 +114,18 @@ HYPOTHESIS_OPTION = click.option(
     help="Hypothesis (priors) file.",
 )
 
+CORES_OPTION = click.option(
+    "--cores",
+    type=int,
+    default=None,
+    help="Threads the chains sample on [one per chain, at most 2].",
+)
+
+
+def _show_progress(quiet: bool) -> bool:
+    """Progress bars only on a terminal (a log file or pipe gets the log lines)."""
+    return not quiet and sys.stderr.isatty()
+
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="llmsize")
@@ -135,7 +147,7 @@ def cli() -> None:
     "--draws",
     type=int,
     default=None,
-    help="Posterior draws per chain [hypothesis: 2500].",
+    help="Posterior draws per chain [hypothesis: 4000].",
 )
 @click.option(
     "--tune",
@@ -153,9 +165,10 @@ def cli() -> None:
     help="Override one setting of the hypothesis, e.g. --set log10_overtrain.mu=1.0 (repeatable).",
 )
 @click.option("--strict", is_flag=True, help="Exit with status 3 when a diagnostic fails.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@CORES_OPTION
+@click.option("-q", "--quiet", is_flag=True, help="Only errors (and no progress bar).")
 def infer(
-    data_dir, hypothesis, out_dir, draws, tune, chains, seed, overrides, strict, quiet
+    data_dir, hypothesis, out_dir, draws, tune, chains, seed, overrides, strict, cores, quiet
 ) -> None:
     """Fit the model to the data and write the report.
 
@@ -179,6 +192,8 @@ def infer(
         seed=seed,
         overrides=list(overrides),
         command=command,
+        cores=cores,
+        progress=_show_progress(quiet),
     )
     diag = result.diagnostics
     log.info("wrote %s in %.0f s", result.out_dir, time.perf_counter() - start)
@@ -451,7 +466,8 @@ def calibrate(
     metavar="KEY=VALUE",
     help="Override a setting in every hypothesis (repeatable).",
 )
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@CORES_OPTION
+@click.option("-q", "--quiet", is_flag=True, help="Only errors (and no progress bar).")
 def compare(
     files,
     data_dir,
@@ -465,6 +481,7 @@ def compare(
     no_smc,
     seed,
     overrides,
+    cores,
     quiet,
 ) -> None:
     """Fit several hypothesis files to the same data and compare them.
@@ -488,6 +505,8 @@ def compare(
         seed=seed,
         smc_draws=smc_draws,
         smc_chains=smc_chains,
+        progress=_show_progress(quiet),
+        **({} if cores is None else {"cores": cores}),
     )
     # Check everything before the first fit.
     _, data, reference = check_compare(

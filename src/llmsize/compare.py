@@ -154,7 +154,10 @@ class CompareSettings:
     prior_draws: int = 1000
     smc_draws: int = 500
     smc_chains: int = 4
+    #: Threads each fit's chains (and SMC's) run on.
     cores: int = 2
+    #: nutpie's progress bar during each fit.
+    progress: bool = False
 
 
 @dataclass
@@ -367,7 +370,7 @@ def fit_hypothesis(
     design = build_design(data, hyp)
     sample = sample_settings(hyp, settings)
     t0 = time.perf_counter()
-    tree = fit(design, hyp, sample, pointwise=True)
+    tree = fit(design, hyp, sample, pointwise=True, progress=settings.progress)
     diag = diagnostics(tree, summary_table(tree, design))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -1012,7 +1015,11 @@ def check_compare(
     from llmsize.outputs.folders import check_output_dir
 
     check_sampler_options(
-        draws=settings.draws, tune=settings.tune, chains=settings.chains, seed=settings.seed
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
+        seed=settings.seed,
+        cores=settings.cores,
     )
     check_whole_number("--smc-draws", settings.smc_draws, 10, MAX_DRAWS)
     check_whole_number("--smc-chains", settings.smc_chains, 2, MAX_CHAINS)

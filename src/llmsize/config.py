@@ -63,6 +63,8 @@ SAMPLER_LIMITS: dict[str, tuple[int, int]] = {
     "tune": (0, MAX_DRAWS),
     "chains": (1, MAX_CHAINS),
     "seed": (0, MAX_SEED),
+    # Threads nutpie samples the chains on (more than the chains gives nothing).
+    "cores": (1, MAX_CHAINS),
 }
 
 #: A bounded prior parameter: finite, and not absurdly large.
@@ -277,6 +279,9 @@ PRIOR_RANGES: dict[str, QuantityRange] = {
         "fraction of peak FLOP/s achieved in prefill", _FRACTION, _FRACTION
     ),
     "mfu_decode": QuantityRange("fraction of peak FLOP/s achieved in decode", _FRACTION, _FRACTION),
+    "weight_memory_fraction": QuantityRange(
+        "fraction of a replica's memory its weights fill", _FRACTION, _FRACTION
+    ),
     "context_tokens": QuantityRange(
         "mean context of a decoding sequence, in tokens",
         _POSITIVE,
@@ -420,6 +425,11 @@ class Priors(_Strict):
     - ``mbu``: achieved fraction of HBM bandwidth in decode.
     - ``mfu_prefill``: achieved fraction of peak FLOP/s in prefill.
     - ``mfu_decode``: achieved fraction of peak FLOP/s in decode, when compute-bound.
+    - ``weight_memory_fraction``: share of a replica's accelerator memory its
+      weights fill (the rest holds KV cache). With one node's accelerators
+      splitting each step (``[constants] gpus_per_node``), it sets how many a
+      replica has, and so the speed of a model that needs more than one but not
+      more than a node.
     - ``context_tokens``: mean context a decoding sequence attends to (tokens); it
       sizes the KV cache read per step and how many sequences fit in memory.
     - ``log_kv_multiplier`` (per model of unknown size): natural log of its KV
@@ -504,6 +514,8 @@ class Priors(_Strict):
     # still validate; models/default.toml states both with their sources.
     log_depth: Prior = NormalPrior(distribution="Normal", mu=3.466, sigma=0.4)
     log_params_per_layer_d2: Prior = NormalPrior(distribution="Normal", mu=2.565, sigma=0.35)
+    # Optional for the same reason: files written when it was the constant 0.5 keep it.
+    weight_memory_fraction: Prior = ConstantPrior(distribution="Constant", value=0.5)
 
     @field_validator("*")
     @classmethod
@@ -616,7 +628,9 @@ class Constants(_Strict):
     """Fixed settings of the forward model."""
 
     ttft_input_tokens: float = Field(550, gt=0)
-    weight_memory_fraction: float = Field(0.5, gt=0, le=1)
+    #: Accelerators of one node (one NVLink domain), the most that split a decode
+    #: step by tensor parallelism (:func:`llmsize.forward.tensor_parallel_width`).
+    gpus_per_node: float = Field(8, ge=1, le=1024)
     kv_bytes_coef: float = Field(46_000, gt=0)
     mmlu_sigma: float = Field(6.0, gt=0, le=100)  # percentage points
     #: Serving work (GPU-hours per 1M tokens, i.e. USD at $1 per GPU-hour) at which

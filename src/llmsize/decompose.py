@@ -90,6 +90,7 @@ class PricePoints:
         self.mbu = take(_flat(post["mbu"]))
         self.mfu_decode = take(_flat(post["mfu_decode"]))
         self.context = take(_flat(post["context_tokens"]))
+        self.fill = take(_flat(post["weight_memory_fraction"]))
         self.kv = take(_flat(post["kv_bytes_per_token"]))  # (S, M)
         self.mfu_prefill = take(_flat(post["mfu_prefill"]))
         self.gpu_hour = take(_flat(post["usd_per_gpu_hour"]))  # (S, H)
@@ -147,7 +148,8 @@ class PricePoints:
             self.gpu_trend,
             year,
         )
-        n_gpus = forward.gpus_per_replica(total, bits, self.memory[hw], c.weight_memory_fraction)
+        n_gpus = forward.gpus_per_replica(total, bits, self.memory[hw], self.fill)
+        width = forward.tensor_parallel_width(n_gpus, c.gpus_per_node)
         if c.kv_memory_cap:
             limit = forward.kv_batch_limit(
                 n_gpus,
@@ -156,7 +158,7 @@ class PricePoints:
                 bits,
                 context_tokens=self.context,
                 kv_bytes_per_token=kv,
-            )
+            ) * forward.pipeline_share(n_gpus, width)
             batch = forward.capped_batch(batch, limit)
         t_step = forward.decode_step_time(
             total,
@@ -165,13 +167,13 @@ class PricePoints:
             batch,
             context_tokens=self.context,
             kv_bytes_per_token=kv,
-            n_gpus=n_gpus,
+            n_gpus=width,
             hbm_bytes_per_s=self.hbm[hw],
             flops=flops,
             mbu=self.mbu,
             mfu=self.mfu_decode,
         )
-        work_out = forward.output_cost_per_mtok(t_step, batch, n_gpus=n_gpus, usd_per_gpu_hour=1.0)
+        work_out = forward.output_cost_per_mtok(t_step, batch, n_gpus=width, usd_per_gpu_hour=1.0)
         work_in = forward.input_cost_per_mtok(
             active, flops=flops, mfu=self.mfu_prefill, usd_per_gpu_hour=1.0
         )

@@ -122,6 +122,35 @@ def gpus_per_replica(total, bits, memory_bytes, weight_memory_fraction=0.5):
     return smooth_max(need, 1.0)
 
 
+def tensor_parallel_width(n_replica, gpus_per_node, sharpness=SMOOTH_MAX_SHARPNESS):
+    """Accelerators that split each decode step: the replica's, up to one node.
+
+    Tensor parallelism needs the all-reduce bandwidth of one node's NVLink
+    domain (8 GPUs in an HGX/DGX A100 or H100 server), so a replica larger than a
+    node runs its extra nodes as pipeline stages. A token then passes every
+    stage in turn, each streaming its share of the weights on ``gpus_per_node``
+    chips: its step takes as long as the whole model streamed by one node, while
+    the stages in flight serve other sequences. Per-user speed thus falls as
+    1 / size above one node's memory; the cost per token (GPU-seconds per token)
+    is that of a ``width``-GPU replica, since the stages add throughput and
+    accelerators in equal measure.
+
+    A smooth minimum, ``1 / smooth_max(1 / n_replica, 1 / gpus_per_node)``.
+    """
+    return 1.0 / smooth_max(1.0 / n_replica, 1.0 / gpus_per_node, sharpness)
+
+
+def pipeline_share(n_replica, width):
+    """Share of a replica's sequences in one decode step: ``width / n_replica``.
+
+    A replica of ``n_replica`` accelerators split ``width`` ways per step runs
+    ``n_replica / width`` pipeline stages, each with a batch of its own in
+    flight, so the memory's KV cache is shared among that many batches (1 for
+    a replica within one node).
+    """
+    return width / n_replica
+
+
 def kv_batch_limit(n_gpus, memory_bytes, total, bits, *, context_tokens, kv_bytes_per_token):
     """Most sequences a replica can hold: the memory its weights leave, over one
     sequence's KV cache (``context_tokens`` tokens of ``kv_bytes_per_token``)."""
@@ -240,24 +269,31 @@ def serving_prediction(
     mfu_prefill,
     context_tokens,
     weight_memory_fraction=0.5,
+    gpus_per_node=8.0,
     kv_coef=46_000.0,
     kv_bytes_per_token=None,
+    kv_memory_cap=True,
 ):
     """Cost per 1M input and output tokens and per-user speed of one deployment.
 
     Convenience wrapper over the functions above for scalar or NumPy inputs.
     ``kv_bytes_per_token`` defaults to :func:`kv_bytes_per_token_estimate` with
     ``kv_coef``. The batch is capped by what the replica's memory holds
-    (:func:`capped_batch`); ``batch`` in the result is the batch that runs.
+    (:func:`capped_batch`) unless ``kv_memory_cap`` is false; ``batch`` in the
+    result is the batch that runs.
+    Each decode step is split across :func:`tensor_parallel_width` accelerators
+    (the replica's, at most one node's ``gpus_per_node``).
 
     Returns
     -------
     dict
         ``input_usd_per_mtok``, ``output_usd_per_mtok``, ``output_tokens_per_s``,
-        ``n_gpus`` and ``step_time_s``.
+        ``n_gpus`` (the replica's accelerators), ``tp_width`` (those splitting a
+        step) and ``step_time_s``.
     """
     flops = accelerator.flops_at(bits)
     n_gpus = gpus_per_replica(total, bits, accelerator.memory_bytes, weight_memory_fraction)
+    width = tensor_parallel_width(n_gpus, gpus_per_node)
     kv = kv_bytes_per_token
     if kv is None:
         kv = kv_bytes_per_token_estimate(active, coef=kv_coef)
@@ -268,8 +304,9 @@ def serving_prediction(
         bits,
         context_tokens=context_tokens,
         kv_bytes_per_token=kv,
-    )
-    batch = capped_batch(batch, limit)
+    ) * pipeline_share(n_gpus, width)
+    if kv_memory_cap:
+        batch = capped_batch(batch, limit)
     t_step = decode_step_time(
         total,
         active,
@@ -277,7 +314,7 @@ def serving_prediction(
         batch,
         context_tokens=context_tokens,
         kv_bytes_per_token=kv,
-        n_gpus=n_gpus,
+        n_gpus=width,
         hbm_bytes_per_s=accelerator.hbm_bytes_per_s,
         flops=flops,
         mbu=mbu,
@@ -288,10 +325,11 @@ def serving_prediction(
             active, flops=flops, mfu=mfu_prefill, usd_per_gpu_hour=usd_per_gpu_hour
         ),
         "output_usd_per_mtok": output_cost_per_mtok(
-            t_step, batch, n_gpus=n_gpus, usd_per_gpu_hour=usd_per_gpu_hour
+            t_step, batch, n_gpus=width, usd_per_gpu_hour=usd_per_gpu_hour
         ),
         "output_tokens_per_s": per_user_tokens_per_s(t_step),
         "n_gpus": n_gpus,
+        "tp_width": width,
         "step_time_s": t_step,
         "batch": batch,
     }

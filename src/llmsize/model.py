@@ -480,20 +480,14 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
     flops = design.component_flops()[None, :]
     bw = design.component_array("hbm_bytes_per_s")[None, :]
     mem = design.component_array("memory_bytes")[None, :]
-    # A replica's accelerator count depends only on the model's total size and
-    # the component, and a dense model reads all its weights at any batch: for
-    # models of known size both are constants, computed here once, and the
-    # graph computes them only for the other epochs (computed everywhere, they
-    # were a third of the cost of the gradient).
-    fill = const.weight_memory_fraction
-    known_n = np.nan_to_num(design.known_total, nan=1.0)[em][:, None]
-    n_gpus = forward.gpus_per_replica(known_n, bits, mem, fill)
-    rows = np.flatnonzero(np.isnan(design.known_total[em]))
-    if len(rows):
-        n_gpus = pt.set_subtensor(
-            pt.as_tensor_variable(n_gpus)[rows],
-            forward.gpus_per_replica(n_tot[rows], bits, mem, fill),
-        )
+    # A replica's accelerators: enough that its weights fill the (latent) share
+    # of their memory; at most one node's split each decode step, the rest run
+    # as pipeline stages (forward.tensor_parallel_width). Both depend on the
+    # model's total size, the component and the fill only.
+    fill = prior_variable("weight_memory_fraction", pr.weight_memory_fraction)
+    need = forward.bytes_per_weight(bits) * n_tot / mem
+    n_gpus = forward.smooth_max(need / fill, 1.0)
+    width = forward.tensor_parallel_width(n_gpus, const.gpus_per_node)
     # KV cache per token: a known model's published value, else the GQA fit
     # (times the model's own multiplier for a model of unknown size).
     kv_fit = forward.kv_bytes_per_token_estimate(active, coef=const.kv_bytes_coef)
@@ -515,8 +509,11 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
     if const.kv_memory_cap:
         limit = forward.kv_batch_limit(
             n_gpus, mem, n_tot, bits, context_tokens=context, kv_bytes_per_token=kv
-        )
+        ) * forward.pipeline_share(n_gpus, width)
         b = forward.capped_batch(batch_ek, limit)
+    # A dense model reads all its weights at any batch: for models of known size
+    # that is a constant, and the graph computes it only for the other epochs.
+    known_n = np.nan_to_num(design.known_total, nan=1.0)[em][:, None]
     touched = np.repeat(known_n, len(design.component_bits), axis=1)
     rows = np.flatnonzero(design.known_active[em] != design.known_total[em])
     if len(rows):
@@ -531,7 +528,7 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
         b,
         context_tokens=context,
         kv_bytes_per_token=kv,
-        n_gpus=n_gpus,
+        n_gpus=width,
         hbm_bytes_per_s=bw,
         flops=flops,
         mbu=mbu,
@@ -541,7 +538,7 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
     # Work in GPU-hours per 1M tokens (the cost at $1 per GPU-hour); the
     # pricing layer turns it into a price at the epoch's GPU-hour price.
     log_work_out = pt.log(
-        forward.output_cost_per_mtok(t_step, b, n_gpus=n_gpus, usd_per_gpu_hour=1.0)
+        forward.output_cost_per_mtok(t_step, b, n_gpus=width, usd_per_gpu_hour=1.0)
     )
     log_work_in = pt.log(
         forward.input_cost_per_mtok(n_act, flops=flops, mfu=mfu_prefill, usd_per_gpu_hour=1.0)
@@ -590,7 +587,7 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
         ttft_sigma = prior_variable("ttft_sigma", pr.ttft_sigma)
         te = design.ttft_epoch
         t_pre = forward.prefill_time(
-            n_act[te], const.ttft_input_tokens, n_gpus=n_gpus[te], flops=flops, mfu=mfu_prefill
+            n_act[te], const.ttft_input_tokens, n_gpus=width[te], flops=flops, mfu=mfu_prefill
         )
         ov = overhead[design.epoch_provider[te]][:, None] if overhead.ndim else overhead
         log_ttft_mu = pt.log(ov + t_pre + t_step[te])

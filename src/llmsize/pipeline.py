@@ -98,6 +98,7 @@ def check_inputs(
     chains: int | None = None,
     seed: int | None = None,
     overrides: list[str] | None = None,
+    cores: int | None = None,
 ) -> tuple[Hypothesis, Dataset, Design, SampleSettings, Path]:
     """:func:`~llmsize.inputs.checks.load_inputs` (what ``validate`` checks), and the
     output folder: everything ``infer`` needs, checked before anything is compiled.
@@ -117,7 +118,7 @@ def check_inputs(
         overrides=overrides,
     )
     settings = SampleSettings.from_hypothesis(
-        hyp.sampler, draws=draws, tune=tune, chains=chains, seed=seed
+        hyp.sampler, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores
     )
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / hyp.name
     check_output_dir(out_dir, data_dir=data_dir, hypothesis_files=hypothesis_files(hypothesis_path))
@@ -135,12 +136,16 @@ def run_inference(
     seed: int | None = None,
     overrides: list[str] | None = None,
     command: str = "llmsize infer",
+    cores: int | None = None,
+    progress: bool = False,
 ) -> InferenceResult:
     """Run ``infer`` end to end and write its report folder.
 
     Every input and the output folder are checked before anything is compiled or
     sampled (:func:`check_inputs`); a problem raises one
-    :class:`~llmsize.exceptions.LlmsizeError`.
+    :class:`~llmsize.exceptions.LlmsizeError`. ``cores``: threads the chains
+    sample on (default one per chain, at most two); ``progress``: nutpie's
+    progress bar while the chains run (the CLI shows it on a terminal only).
     """
     hyp, data, design, settings, out_dir = check_inputs(
         data_dir=data_dir,
@@ -151,6 +156,7 @@ def run_inference(
         chains=chains,
         seed=seed,
         overrides=overrides,
+        cores=cores,
     )
     log.info(
         "hypothesis '%s'; %d serving epochs; %d models of unknown size",
@@ -159,7 +165,7 @@ def run_inference(
         len(design.unknown),
     )
     with statistics_worker() as worker:
-        tree = fit(design, hyp, settings)
+        tree = fit(design, hyp, settings, progress=progress)
         parameters = worker.submit(parameter_diagnostics, parameter_draws(tree))
         sense = worker.submit(psense_of_groups, sensitivity_groups(tree))
         return _report(

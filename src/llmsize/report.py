@@ -317,6 +317,8 @@ def method_section(tree: xr.DataTree, design: Design, hyp: Hypothesis) -> str:
         published_kv=hyp.constants.published_kv,
         mfu_decode=_prior_or_posterior(post, "mfu_decode"),
         context=_prior_or_posterior(post, "context_tokens", fmt=".0f"),
+        fill=_prior_or_posterior(post, "weight_memory_fraction"),
+        gpus_per_node=f"{hyp.constants.gpus_per_node:g}",
     )
 
 

@@ -19,6 +19,7 @@ import xarray as xr
 from llmsize.cache import compile_model, exact_math, fast_argument_typing
 from llmsize.config import (
     PER_MODEL_PRIORS,
+    SAMPLER_LIMITS,
     ConstantPrior,
     Hypothesis,
     Sampler,
@@ -64,7 +65,7 @@ class SampleSettings:
         :class:`~llmsize.exceptions.HypothesisError` (:func:`check_sampler_options`).
         """
         check_sampler_options(
-            **{k: v for k, v in overrides.items() if k in ("draws", "tune", "chains", "seed")}
+            **{k: v for k, v in overrides.items() if k in SAMPLER_LIMITS}
         )
         values = {
             "draws": sampler.draws,
