@@ -197,19 +197,25 @@ def tiny_infer_subprocess(tmp_path_factory, tiny_subprocess_cache):
 
 
 @pytest.fixture(scope="session")
-def tiny_infer_runner(tmp_path_factory):
+def tiny_infer_runner(tmp_path_factory, tiny_infer_subprocess, tiny_subprocess_cache):
     """ONE real in-process ``infer --strict`` through click's CliRunner.
 
     Same data, hypothesis, settings and seed as ``tiny_infer_subprocess``, so
-    the two reports should agree; it too compiles into an empty cache of its
-    own. Returns ``(click_result, out_dir)``.
+    the two reports should agree. It loads the model the subprocess compiled,
+    from a copy of that cache (a cold compile costs half a minute, and the cold
+    and warm paths are compared in test_cache.py). Returns
+    ``(click_result, out_dir)``.
     """
+    import shutil
+
     from click.testing import CliRunner
 
     from llmsize.cli import cli
 
     out = tmp_path_factory.mktemp("infer_runner") / "report"
+    cache_copy = tmp_path_factory.mktemp("cache_runner") / "cache"
+    shutil.copytree(tiny_subprocess_cache, cache_copy)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LLMSIZE_CACHE_DIR", str(tmp_path_factory.mktemp("cache_runner")))
+        mp.setenv("LLMSIZE_CACHE_DIR", str(cache_copy))
         result = CliRunner().invoke(cli, ["infer", *TINY_ARGS, "--strict", "--out", str(out)])
     return result, out

@@ -476,19 +476,30 @@ def test_tiny_args_are_what_the_fits_used(tiny_infer_subprocess):
 @pytest.mark.parametrize(
     ("extra_args", "after", "delay"),
     [
-        # As sampling begins: the model is being compiled or loaded.
+        # As sampling begins: the model is being compiled (an empty cache).
         ([], "sampling", 0.0),
         # While the chains run (far more draws than the test waits for): nutpie
         # answers an interrupt by returning the draws made so far, and the run
-        # must stop instead of reporting a truncated fit.
+        # must stop instead of reporting a truncated fit. The model is loaded
+        # from a copy of the shared fit's cache, so no compile is waited for.
         (["--draws", "500000"], "compiled model", 2.0),
     ],
     ids=["compiling", "chains running"],
 )
-def test_signal_during_a_run_keeps_the_previous_report(tmp_path, signame, extra_args, after, delay):
+def test_signal_during_a_run_keeps_the_previous_report(
+    tmp_path_factory, signame, extra_args, after, delay, request
+):
+    import shutil
     import signal
     import time
 
+    tmp_path = tmp_path_factory.mktemp("signal")
+    cache_dir = tmp_path_factory.mktemp("signal-cache") / "cache"
+    if extra_args:
+        request.getfixturevalue("tiny_infer_subprocess")  # fills the cache copied here
+        shutil.copytree(request.getfixturevalue("tiny_subprocess_cache"), cache_dir)
+    else:
+        cache_dir.mkdir()
     out = tmp_path / "report"
     out.mkdir()
     (out / "summary.csv").write_text("the previous report\n", encoding="utf-8")
@@ -497,7 +508,7 @@ def test_signal_during_a_run_keeps_the_previous_report(tmp_path, signame, extra_
         [sys.executable, "-m", "llmsize", "infer", *TINY_ARGS, *extra_args, "--out", str(out)],
         stderr=subprocess.PIPE,
         text=True,
-        env=subprocess_env(),
+        env={**subprocess_env(), "LLMSIZE_CACHE_DIR": str(cache_dir)},
     )
     # Wait for the log line of the phase to interrupt (the handlers are installed by then).
     deadline = time.monotonic() + 300
