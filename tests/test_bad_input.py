@@ -78,7 +78,6 @@ SAMPLER_ENTRY_POINTS = (
     ("llmsize.pipeline", "statistics_worker"),
     ("llmsize.compare", "fit"),
     ("llmsize.compare", "fit_hypothesis"),
-    ("llmsize.compare", "run_smc"),
     ("llmsize.calibration", "run_parallel"),
     ("llmsize.calibration", "fit_holdout"),
 )

@@ -443,21 +443,6 @@ def calibrate(
 @click.option(
     "--chains", type=int, default=None, help="NUTS chains [each hypothesis' [sampler]]."
 )
-@click.option(
-    "--smc-draws",
-    type=int,
-    default=500,
-    show_default=True,
-    help="Particles of each SMC chain.",
-)
-@click.option(
-    "--smc-chains",
-    type=int,
-    default=4,
-    show_default=True,
-    help="Independent SMC chains (their spread is the evidence's error).",
-)
-@click.option("--no-smc", is_flag=True, help="Skip the marginal likelihoods (LOO only).")
 @click.option("--seed", type=int, default=None, help="Random seed [each hypothesis' [sampler]].")
 @click.option(
     "--set",
@@ -476,9 +461,6 @@ def compare(
     draws,
     tune,
     chains,
-    smc_draws,
-    smc_chains,
-    no_smc,
     seed,
     overrides,
     cores,
@@ -486,8 +468,9 @@ def compare(
 ) -> None:
     """Fit several hypothesis files to the same data and compare them.
 
-    Writes sizes per price date, Bayes factors (SMC), PSIS-LOO, prior
-    sensitivity and the public claims' probabilities.
+    Writes sizes per price date, Bayes factors (by reweighting, for
+    hypotheses that change only priors), PSIS-LOO, prior sensitivity and
+    the public claims' probabilities.
     Example: ``llmsize compare models/*.toml``
     """
     _setup_logging(not quiet)
@@ -503,8 +486,6 @@ def compare(
         tune=tune,
         chains=chains,
         seed=seed,
-        smc_draws=smc_draws,
-        smc_chains=smc_chains,
         progress=_show_progress(quiet),
         **({} if cores is None else {"cores": cores}),
     )
@@ -522,7 +503,6 @@ def compare(
         data=data,
         settings=settings,
         overrides=list(overrides),
-        smc=not no_smc,
         progress=lambda i, n, name: log.info("[%d/%d] %s", i + 1, n, name),
     )
     sizes, evidence, claims = write_compare(
