@@ -472,19 +472,26 @@ def test_tiny_args_are_what_the_fits_used(tiny_infer_subprocess):
 # --- interruption --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+# Each signal and each phase runs by default (SIGTERM while compiling, SIGINT while
+# the chains run); the other two pairings take the same paths and are slow tests.
+_COMPILING = ([], "sampling", 0.0)
+# While the chains run (far more draws than the test waits for): nutpie answers an
+# interrupt by returning the draws made so far, and the run must stop instead of
+# reporting a truncated fit. The model is loaded from a copy of the shared fit's
+# cache, so no compile is waited for.
+_CHAINS_RUNNING = (["--draws", "500000"], "compiled model", 2.0)
+
+
 @pytest.mark.parametrize(
-    ("extra_args", "after", "delay"),
+    ("signame", "extra_args", "after", "delay"),
     [
-        # As sampling begins: the model is being compiled (an empty cache).
-        ([], "sampling", 0.0),
-        # While the chains run (far more draws than the test waits for): nutpie
-        # answers an interrupt by returning the draws made so far, and the run
-        # must stop instead of reporting a truncated fit. The model is loaded
-        # from a copy of the shared fit's cache, so no compile is waited for.
-        (["--draws", "500000"], "compiled model", 2.0),
+        pytest.param("SIGTERM", *_COMPILING, id="compiling-SIGTERM"),
+        pytest.param("SIGINT", *_CHAINS_RUNNING, id="chains running-SIGINT"),
+        pytest.param("SIGINT", *_COMPILING, id="compiling-SIGINT", marks=pytest.mark.slow),
+        pytest.param(
+            "SIGTERM", *_CHAINS_RUNNING, id="chains running-SIGTERM", marks=pytest.mark.slow
+        ),
     ],
-    ids=["compiling", "chains running"],
 )
 def test_signal_during_a_run_keeps_the_previous_report(
     tmp_path_factory, signame, extra_args, after, delay, request

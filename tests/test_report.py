@@ -29,7 +29,20 @@ from .conftest import SEED
 N_CHAINS, N_DRAWS = 2, 100
 
 
+_STAND_INS: dict[tuple[int, int], tuple[object, object, xr.DataTree]] = {}
+
+
 def stand_in_run(design, hyp) -> xr.DataTree:
+    """A run-shaped tree of prior draws for ``design`` under ``hyp``; made once per
+    pair of objects (two prior-predictive compiles each) and handed out as a deep
+    copy, so a test may change its own."""
+    key = (id(design), id(hyp))
+    if key not in _STAND_INS:
+        _STAND_INS[key] = (design, hyp, _make_stand_in_run(design, hyp))
+    return _STAND_INS[key][2].copy(deep=True)
+
+
+def _make_stand_in_run(design, hyp) -> xr.DataTree:
     model = build_model(design, hyp)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The effect of Potentials")
