@@ -644,3 +644,61 @@ def test_cost_statement_prefers_the_ratio_the_model_implies(tiny_copy, default_h
     near, _ = _serving_loglik(*reversed(_statement_setup(tiny_copy, default_hypothesis, 0.5, 0.25)))
     far, _ = _serving_loglik(*reversed(_statement_setup(tiny_copy, default_hypothesis, 1e-6, 0.25)))
     assert float(near) > float(far) + 50
+
+
+# --- hardware at a measurement's own date --------------------------------------------
+
+
+def test_hardware_transition_hand_numbers():
+    from llmsize.design import hardware_transition
+
+    # Later measurement: p(newer) 0.2 at the price date, 0.6 at the measurement.
+    # Older at the price date: newer later with (0.6 - 0.2) / 0.8 = 0.5.
+    # Earlier measurement: 0.6 at the price, 0.2 at the measurement. Newer at the
+    # price date: still newer earlier with 0.2 / 0.6 = 1/3.
+    t = hardware_transition([0.2, 0.6, 0.0, 1.0], [0.6, 0.2, 0.0, 1.0])
+    np.testing.assert_allclose(t[0], [[0.5, 0.5], [0.0, 1.0]])
+    np.testing.assert_allclose(t[1], [[1.0, 0.0], [2.0 / 3.0, 1.0 / 3.0]])
+    # No chance of the newer generation (or certainty of it): the generation stays.
+    np.testing.assert_allclose(t[2], np.eye(2))
+    np.testing.assert_allclose(t[3], np.eye(2))
+    np.testing.assert_allclose(t.sum(axis=2), 1.0)
+    # The paths' chances add back to the prior at the measurement date.
+    a, b = 0.2, 0.6
+    prior = np.array([1 - a, a]) @ t[0]
+    np.testing.assert_allclose(prior, [1 - b, b])
+
+
+def test_measurements_take_hardware_at_their_own_date(bundled_design, default_hypothesis):
+    from llmsize.design import hardware_transition, newer_share
+
+    d = bundled_design
+    hw = default_hypothesis.hardware
+    names = [f"{r.model}|{r.provider}|{r.date}" for r in d.epochs.itertuples()]
+    assert d.speed_measure.max() < len(d.measure_epoch)
+    np.testing.assert_array_equal(d.measure_epoch[d.speed_measure], d.speed_epoch)
+    np.testing.assert_array_equal(d.measure_epoch[d.ttft_measure], d.ttft_epoch)
+    # gpt-3.5-turbo-1106 at OpenAI priced 2023-11-06 and measured on 2024-04-10:
+    # the hardware transition is the one of the two dates' chances of H100.
+    e = names.index("gpt-3.5-turbo-1106|OpenAI|2023-11-06")
+    ms = np.flatnonzero(d.measure_epoch == e)
+    assert len(ms) >= 2  # several dates, one measurement each
+
+    def p(date):
+        return newer_share(
+            years_since_2024(date),
+            midpoint_year=years_since_2024(hw.newer_midpoint),
+            width_years=hw.newer_width_years,
+            cap=hw.newer_max,
+        )
+
+    want = hardware_transition(p(dt.date(2023, 11, 6)), p(dt.date(2024, 4, 10)))[0]
+    k_old16 = [i for i, lab in enumerate(d.component_labels) if lab.startswith("16-bit A100")][0]
+    k_new16 = [i for i, lab in enumerate(d.component_labels) if lab.startswith("16-bit H100")][0]
+    got = [np.exp(d.measure_log_transition[m][k_old16, [k_old16, k_new16]]) for m in ms]
+    assert any(np.allclose(g, want[0]) for g in got)
+    assert want[0][1] > 0.2  # the later date gives H100 a real chance
+    # The precision is the epoch's: no chance of another bit width.
+    k8 = [i for i, lab in enumerate(d.component_labels) if lab.startswith("8-bit")]
+    assert np.exp(d.measure_log_transition[ms][:, k_old16, k8]).max() < 1e-200
+    np.testing.assert_allclose(np.exp(d.measure_log_transition).sum(axis=2), 1.0, atol=1e-12)

@@ -30,6 +30,47 @@ def years_since_2024(date: dt.date) -> float:
     return (date - EPOCH_ZERO).days / 365.25
 
 
+def newer_share(year, *, midpoint_year: float, width_years: float, cap: float) -> np.ndarray:
+    """Prior chance that serving at ``year`` runs on the newer hardware generation.
+
+    A logistic in the date (years since 2024), centred on ``midpoint_year`` with
+    scale ``width_years`` and capped at ``cap``: the ``[hardware]`` table.
+    """
+    year = np.asarray(year, dtype=float)
+    return cap / (1.0 + np.exp(-(year - midpoint_year) / width_years))
+
+
+def hardware_transition(p_price, p_measure) -> np.ndarray:
+    """Chance of each hardware generation at a measurement, given the one at the price date.
+
+    A server moves from the older generation to the newer and not back, so the
+    generation at two dates is one of three paths: older at both (chance
+    ``1 - max(p)``), newer at both (``min(p)``), or older at the earlier date and
+    newer at the later (``max(p) - min(p)``), where ``p`` is :func:`newer_share`
+    at each date. Conditioning on the generation at the price date gives, with
+    rows the generation at the price date (older, newer) and columns the one at
+    the measurement: for a measurement after the price date
+    ``[[(1 - b) / (1 - a), (b - a) / (1 - a)], [0, 1]]``, and before it
+    ``[[1, 0], [(a - b) / a, b / a]]``, with ``a = p_price`` and ``b = p_measure``.
+    A row whose condition has no prior chance (``a`` of 0 or 1) keeps the generation.
+    Shape ``(n, 2, 2)``; each row sums to 1.
+    """
+    a = np.atleast_1d(np.asarray(p_price, dtype=float))
+    b = np.atleast_1d(np.asarray(p_measure, dtype=float))
+    out = np.zeros((len(a), 2, 2))
+    later = b >= a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        up = np.where(a < 1.0, (b - a) / (1.0 - a), 0.0)
+        down = np.where(a > 0.0, (a - b) / a, 0.0)
+    up = np.clip(np.where(later, up, 0.0), 0.0, 1.0)
+    down = np.clip(np.where(later, 0.0, down), 0.0, 1.0)
+    out[:, 0, 0] = 1.0 - up
+    out[:, 0, 1] = up
+    out[:, 1, 0] = down
+    out[:, 1, 1] = 1.0 - down
+    return out
+
+
 @dataclass
 class Design:
     """Index arrays and constants of one fit. Shapes: E epochs, K components."""
@@ -79,8 +120,27 @@ class Design:
     #: 1 where an epoch's prices enter the likelihood, 0 where they are withheld
     #: (calibration with prices removed). Speeds and MMLU are unaffected.
     price_mask: np.ndarray | None = None
+    #: Speed and first-token-time measurements: the speed and TTFT rows of one
+    #: (price epoch, date) are one measurement, served on one component. Per
+    #: measurement, its epoch and the prior log chance of its component given the
+    #: epoch's (``(M, K, K)``: the hardware at the measurement's own date, see
+    #: :func:`hardware_transition`; the precision is the epoch's); per speed and
+    #: TTFT row, its measurement. ``None``: one measurement per epoch, same component.
+    measure_epoch: np.ndarray | None = None
+    measure_log_transition: np.ndarray | None = None
+    speed_measure: np.ndarray | None = None
+    ttft_measure: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.measure_epoch is None:
+            self.measure_epoch = np.unique(np.concatenate([self.speed_epoch, self.ttft_epoch]))
+            self.measure_epoch = self.measure_epoch.astype(int)
+            where = {int(e): i for i, e in enumerate(self.measure_epoch)}
+            self.speed_measure = np.array([where[int(e)] for e in self.speed_epoch], dtype=int)
+            self.ttft_measure = np.array([where[int(e)] for e in self.ttft_epoch], dtype=int)
+            k = len(self.component_bits)
+            eye = np.log(np.clip(np.eye(k), 1e-300, None))
+            self.measure_log_transition = np.tile(eye, (len(self.measure_epoch), 1, 1))
         if self.price_mask is None:
             self.price_mask = np.ones(len(self.epochs))
         if self.epoch_first_party is None:
@@ -201,10 +261,16 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
     labels = [f"{b}-bit {accs[h].name}" for b, h in zip(comp_bits, comp_hw, strict=True)]
 
     year = np.array([years_since_2024(d) for d in epochs["date"]])
-    mid = years_since_2024(hyp.hardware.newer_midpoint)
-    p_newer = hyp.hardware.newer_max / (
-        1.0 + np.exp(-(year - mid) / hyp.hardware.newer_width_years)
-    )
+
+    def p_newer_at(years):
+        return newer_share(
+            years,
+            midpoint_year=years_since_2024(hyp.hardware.newer_midpoint),
+            width_years=hyp.hardware.newer_width_years,
+            cap=hyp.hardware.newer_max,
+        )
+
+    p_newer = p_newer_at(year)
     p_hw = np.stack([1.0 - p_newer, p_newer], axis=1)  # (E, 2)
     wb = np.tile(w_bits, (len(epochs), 1))  # (E, n_bits)
     for i, sb in enumerate(epochs.get("serving_bits", pd.Series([None] * len(epochs)))):
@@ -220,14 +286,17 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
     weights = np.repeat(wb, 2, axis=1) * np.tile(p_hw, (1, len(bits)))
     log_weights = np.log(np.clip(weights, 1e-12, None))
 
-    # Speeds and first-token times, each mapped to the price epoch in force.
+    # Speeds and first-token times, each mapped to the price epoch in force (the
+    # first one when measured before any price); the rows of one (epoch, date)
+    # form a measurement, whose hardware is drawn at its own date.
     epoch_gpu = epochs["provider"].map(data.is_gpu_like).to_numpy(bool)
     ep_key = {}
     for i, r in epochs.iterrows():
         if not epoch_gpu[i]:
             continue
         ep_key.setdefault((r["model"], r["provider"]), []).append((r["date"], i))
-    sp_e, sp_v, tt_e, tt_v = [], [], [], []
+    sp_e, sp_v, tt_e, tt_v, sp_m, tt_m = [], [], [], [], [], []
+    measures: dict[tuple[int, dt.date], int] = {}
     unmatched = 0
     for _, r in data.speed.iterrows():
         cands = ep_key.get((r["model"], r["provider"]))
@@ -236,12 +305,25 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
             continue
         before = [i for d, i in cands if d <= r["date"]]
         e = before[-1] if before else cands[0][1]
-        if r["output_tokens_per_s"] is not None and not pd.isna(r["output_tokens_per_s"]):
+        has_speed = r["output_tokens_per_s"] is not None and not pd.isna(r["output_tokens_per_s"])
+        has_ttft = r["ttft_s"] is not None and not pd.isna(r["ttft_s"])
+        if not (has_speed or has_ttft):
+            continue
+        m = measures.setdefault((int(e), r["date"]), len(measures))
+        if has_speed:
             sp_e.append(e)
+            sp_m.append(m)
             sp_v.append(math.log(float(r["output_tokens_per_s"])))
-        if r["ttft_s"] is not None and not pd.isna(r["ttft_s"]):
+        if has_ttft:
             tt_e.append(e)
+            tt_m.append(m)
             tt_v.append(math.log(float(r["ttft_s"])))
+    m_epoch = np.array([e for e, _ in measures], dtype=int)
+    hw_step = hardware_transition(
+        p_newer[m_epoch], p_newer_at([years_since_2024(d) for _, d in measures])
+    )
+    same_bits = (comp_bits[:, None] == comp_bits[None, :]).astype(float)  # (K, K)
+    m_transition = same_bits[None] * hw_step[:, comp_hw[:, None], comp_hw[None, :]]
     if unmatched:
         notes.append(
             f"{unmatched} speed rows have no price epoch at a GPU provider "
@@ -339,5 +421,9 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
             dtype=float,
         ),
         epoch_gpu=epoch_gpu.astype(float),
+        measure_epoch=m_epoch,
+        measure_log_transition=np.log(np.clip(m_transition, 1e-300, None)),
+        speed_measure=np.array(sp_m, dtype=int),
+        ttft_measure=np.array(tt_m, dtype=int),
         notes=notes + data.notes,
     )

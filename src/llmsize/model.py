@@ -414,6 +414,7 @@ def build_model(
         "hardware": design.hardware,
         "speed_obs": np.arange(len(design.speed_epoch)),
         "ttft_obs": np.arange(len(design.ttft_epoch)),
+        "measurement": np.arange(len(design.measure_epoch)),
         "mmlu_obs": np.arange(len(design.mmlu_score)),
         "hidden_obs": [design.unknown[i] for i in design.hidden_unknown],
     }
@@ -573,13 +574,14 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
 
     speed_bias = speed_sigma = overhead = ttft_sigma = None
     log_speed_mu = log_ttft_mu = None
+    ll_measure = pt.zeros((len(design.measure_epoch), len(design.component_labels)))
     if len(design.speed_epoch):
         speed_bias = prior_variable("speed_log_bias", pr.speed_log_bias)
         speed_sigma = prior_variable("speed_sigma", pr.speed_sigma)
         log_speed_mu = -pt.log(t_step[design.speed_epoch]) + speed_bias
         obs_speed = pm.Data("obs_log_speed", design.log_speed, dims="speed_obs")
         ll_speed = _normal_logp(obs_speed[:, None], log_speed_mu, speed_sigma)
-        loglik = pt.inc_subtensor(loglik[design.speed_epoch], ll_speed)
+        ll_measure = pt.inc_subtensor(ll_measure[design.speed_measure], ll_speed)
     if len(design.ttft_epoch):
         overhead = prior_variable(
             "ttft_overhead_s", pr.ttft_overhead_s, dims="provider", size=len(design.providers)
@@ -593,7 +595,24 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
         log_ttft_mu = pt.log(ov + t_pre + t_step[te])
         obs_ttft = pm.Data("obs_log_ttft", design.log_ttft, dims="ttft_obs")
         ll_ttft = _normal_logp(obs_ttft[:, None], log_ttft_mu, ttft_sigma)
-        loglik = pt.inc_subtensor(loglik[te], ll_ttft)
+        ll_measure = pt.inc_subtensor(ll_measure[design.ttft_measure], ll_ttft)
+    # Each measurement (the speeds and TTFTs of one epoch at one date) is served on
+    # one component, which may differ from the epoch's: the hardware is drawn at
+    # the measurement's own date given the one at the price date (a server is
+    # upgraded, never downgraded; design.hardware_transition). Its term in the
+    # epoch's component k is log sum_k' T[k, k'] p(measurement | k'), where k'
+    # uses that epoch's batch of component k'.
+    log_transition = None
+    if len(design.measure_epoch):
+        log_transition = prior_data(
+            "prior.measure_log_transition",
+            design.measure_log_transition,
+            dims=("measurement", "component", "component"),
+        )
+        ll_by_epoch_component = pm.math.logsumexp(
+            log_transition + ll_measure[:, None, :], axis=2
+        )
+        loglik = pt.inc_subtensor(loglik[design.measure_epoch], ll_by_epoch_component)
 
     # The components' prior weights (precision, and the newer hardware's chance
     # at each date) are the hypothesis' values: data, like its priors.
@@ -684,8 +703,17 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
         rows = pt.arange(n_e)
         pm.LogNormal("output_price", mu=mu_out[rows, comp], sigma=price_sigma, dims="epoch")
         pm.LogNormal("input_price", mu=mu_in[rows, comp], sigma=price_sigma, dims="epoch")
+        if log_transition is not None:
+            # The measurement's component given the epoch's: its prior chance, and
+            # in the posterior also its measurements' likelihood.
+            step = log_transition[pt.arange(len(design.measure_epoch)), comp[design.measure_epoch]]
+            if predictive == "posterior":
+                step = step + ll_measure
+            mcomp = pm.Categorical(
+                "measure_component", p=pt.special.softmax(step, axis=1), dims="measurement"
+            )
         if log_speed_mu is not None:
-            sc = comp[design.speed_epoch]
+            sc = mcomp[design.speed_measure]
             pm.LogNormal(
                 "output_speed",
                 mu=log_speed_mu[pt.arange(len(design.speed_epoch)), sc],
@@ -693,7 +721,7 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
                 dims="speed_obs",
             )
         if log_ttft_mu is not None:
-            tc = comp[design.ttft_epoch]
+            tc = mcomp[design.ttft_measure]
             pm.LogNormal(
                 "ttft",
                 mu=log_ttft_mu[pt.arange(len(design.ttft_epoch)), tc],

@@ -39,7 +39,7 @@ LOGLIK_VARS = {"loglik_serving": "serving", "loglik_mmlu": "mmlu", "loglik_hidde
 #: Deterministics left out of the prior group: the component probabilities are the
 #: same for every draw of the prior, and ``batch`` weights the components by their
 #: posterior probability, which is not a prior quantity.
-_PRIOR_DROP = ("p_bits", "p_hardware", "serving_component", "batch")
+_PRIOR_DROP = ("p_bits", "p_hardware", "serving_component", "measure_component", "batch")
 
 
 @dataclass(frozen=True)
