@@ -229,6 +229,31 @@ def test_posterior_nc(tiny_infer_subprocess, default_hypothesis):
     np.testing.assert_allclose(obs, expected, rtol=1e-12)
 
 
+def test_provenance_names_versions_and_commit(tiny_infer_subprocess):
+    """posterior.nc's attributes and diagnostics.json name the Python and package
+    versions and, run from this clone, its git commit and whether the tree was dirty;
+    summary.csv names none of them (it must stay byte-identical for a seed)."""
+    from llmsize.outputs.provenance import PACKAGES, git_state, package_versions
+
+    _, out = tiny_infer_subprocess
+    tree = read_posterior(out / "posterior.nc")
+    diag = json.loads((out / "diagnostics.json").read_text(encoding="utf-8"))
+    keys = {"python_version"} | {f"{p.replace('-', '_')}_version" for p in PACKAGES}
+    assert keys >= {"pymc_version", "pytensor_version", "numba_version", "nutpie_version"}
+    assert keys >= {"arviz_version", "arviz_stats_version", "numpy_version"}
+    assert keys >= {"pandas_version", "xarray_version"}
+    versions = package_versions()
+    for key in keys:
+        assert tree.attrs[key] == diag[key] == versions[key], key
+    git = git_state()
+    if git:  # the fit ran from this clone (src/ on the path)
+        assert tree.attrs["git_commit"] == diag["git_commit"] == git["git_commit"]
+        assert tree.attrs["git_dirty"] == diag["git_dirty"]
+        assert diag["git_dirty"] in {"true", "false"}
+    summary = (out / "summary.csv").read_text(encoding="utf-8")
+    assert "git" not in summary and "version" not in summary
+
+
 def test_pointwise_log_likelihood_and_prior_sensitivity(tiny_infer_subprocess):
     _, out = tiny_infer_subprocess
     tree = read_posterior(out / "posterior.nc")

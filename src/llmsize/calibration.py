@@ -219,12 +219,16 @@ def size_tier_baseline(data: Dataset, members: Iterable[str]) -> dict[str, float
 
 def run_key(hyp_json: str, data_digest: str, settings: dict) -> str:
     """Short hash of everything a stored fit depends on, so a resume never mixes
-    fits of another hypothesis, dataset, sampler setting or llmsize version."""
+    fits of another hypothesis, dataset, sampler setting, llmsize version or model
+    code (:func:`llmsize.outputs.provenance.model_code_digest`)."""
     import hashlib
 
     from llmsize import __version__
+    from llmsize.outputs.provenance import model_code_digest
 
-    blob = json.dumps([hyp_json, data_digest, settings, __version__], sort_keys=True)
+    blob = json.dumps(
+        [hyp_json, data_digest, settings, __version__, model_code_digest()], sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -20,6 +20,7 @@ import click
 
 from llmsize import __version__, interrupts
 from llmsize.exceptions import LlmsizeError, one_line
+from llmsize.inputs.bundled import default_data_dir, default_hypothesis
 
 log = logging.getLogger("llmsize")
 
@@ -97,20 +98,36 @@ def system_error(exc: OSError) -> str:
     return f"{where}: {what}" if where else what
 
 
-#: Options shared by the commands.
+def _bundled_default(fallback):
+    """A callback that replaces an option's default, when it is not in the working
+    folder, by the bundled copy (:mod:`llmsize.inputs.bundled`): ``llmsize infer``
+    runs in any folder. A value the user gives is kept as given."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value):
+        if ctx.get_parameter_source(param.name) is click.core.ParameterSource.DEFAULT:
+            return fallback()
+        return value
+
+    return callback
+
+
+#: Options shared by the commands. Their defaults are relative to the working
+#: folder, or the bundled copies when it has none.
 DATA_OPTION = click.option(
     "--data",
     "data_dir",
     default="data",
-    show_default=True,
+    show_default="data, else the bundled data",
     type=click.Path(path_type=Path),
+    callback=_bundled_default(default_data_dir),
     help="Data directory.",
 )
 HYPOTHESIS_OPTION = click.option(
     "--hypothesis",
     default="models/default.toml",
-    show_default=True,
+    show_default="models/default.toml, else the bundled one",
     type=click.Path(path_type=Path),
+    callback=_bundled_default(default_hypothesis),
     help="Hypothesis (priors) file.",
 )
 
@@ -374,9 +391,14 @@ def calibrate(
     write_outputs(out_dir, table, mets, sbc, classes)
     from llmsize.data import data_digest
     from llmsize.io import write_json
+    from llmsize.outputs.provenance import model_code_digest
 
     write_json(
-        {"model_sha256": hyp.model_digest(), "data_sha256": data_digest(Path(data_dir))},
+        {
+            "model_sha256": hyp.model_digest(),
+            "code_sha256": model_code_digest(),
+            "data_sha256": data_digest(Path(data_dir)),
+        },
         out_dir / "provenance.json",
     )
     click.echo(mets.to_string(index=False, float_format=lambda v: f"{v:.3g}"))

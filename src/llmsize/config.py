@@ -2,7 +2,9 @@
 
 A hypothesis is a TOML file in ``models/``. ``default.toml`` holds every prior
 of the model, each keyed by the name of the PyMC variable it sets. Another file
-can start with ``extends = "default.toml"`` and override any subset; the two
+can start with ``extends = "default.toml"`` and override any subset (a parent
+named by its bare file name and missing beside the file is the bundled one of
+that name, :func:`llmsize.inputs.bundled.bundled_parent`); the two
 are merged key by key (the child wins) and the result is validated as a whole
 before anything is built or sampled. Unknown keys, distributions and
 parameters are errors with a "did you mean" hint.
@@ -35,6 +37,7 @@ from pydantic import (
 from scipy import stats
 
 from llmsize.exceptions import HypothesisError, one_line
+from llmsize.inputs.bundled import bundled_parent
 from llmsize.inputs.files import read_input_bytes
 
 SCHEMA_VERSION = 1
@@ -825,6 +828,10 @@ def _read_toml(
         mode: int | None = os.stat(parent_path).st_mode
     except (OSError, ValueError):  # missing, a name too long for the file system, a NUL byte
         mode = None
+    if mode is None and (bundled := bundled_parent(parent)) is not None:
+        # A file outside the clone that extends "default.toml" (or another bundled
+        # hypothesis by its bare name) with no such file beside it: the bundled one.
+        parent_path, mode = bundled.resolve(), os.stat(bundled).st_mode
     if mode is None:
         raise HypothesisError(
             one_line(f"extends {parent!r}, which does not exist ({parent_path})"),

@@ -34,6 +34,7 @@ from llmsize.outputs.folders import (
     remove_stale_staging,
     unlock,
 )
+from llmsize.outputs.provenance import environment
 
 #: Files of a report directory that are small enough to commit.
 SMALL_FILES = ("summary.csv", "README.md", "diagnostics.json")
@@ -114,9 +115,16 @@ def provenance(
     seed: int,
     settings: dict,
 ) -> dict[str, str]:
-    """Attributes recorded with every output: what produced it."""
+    """Attributes recorded with every output: what produced it.
+
+    The inputs (hypothesis, data digest, seed, sampler settings) and the
+    environment (:func:`llmsize.outputs.provenance.environment`: the Python and
+    package versions, and the git commit and whether the tree was dirty when
+    llmsize runs from a clone).
+    """
     return {
         "llmsize_version": __version__,
+        **environment(),
         "hypothesis_name": str(hypothesis.get("name", "")),
         "hypothesis": json.dumps(hypothesis, sort_keys=True),
         "hypothesis_sha256": hypothesis_digest,

@@ -188,11 +188,13 @@ def _writer_thread():
 
 def _calibration_metrics(calib_dir: Path, hyp: Hypothesis, data: Dataset):
     """``metrics.csv`` of the calibration beside the report, if it was made with this
-    hypothesis and data; ``None`` (with a warning) if not, or if it cannot be read:
+    hypothesis, data and model code; ``None`` (with a warning) if not, or if it cannot be read:
     after the fit, a damaged calibration folder costs the report a section, not the run."""
     import json
 
     import pandas as pd
+
+    from llmsize.outputs.provenance import model_code_digest
 
     if not ((calib_dir / "metrics.csv").is_file() and (calib_dir / "provenance.json").is_file()):
         return None
@@ -200,12 +202,14 @@ def _calibration_metrics(calib_dir: Path, hyp: Hypothesis, data: Dataset):
         made = json.loads((calib_dir / "provenance.json").read_text(encoding="utf-8"))
         if not isinstance(made, dict):
             raise ValueError("not a JSON object")
-        if made.get("model_sha256") != hyp.model_digest() or made.get("data_sha256") != (
-            data.digest
+        if (
+            made.get("model_sha256") != hyp.model_digest()
+            or made.get("code_sha256") != model_code_digest()
+            or made.get("data_sha256") != data.digest
         ):
             log.warning(
-                "%s was made with another hypothesis or data; the report leaves it out "
-                "(rerun llmsize calibrate)",
+                "%s was made with another hypothesis, data or version of the model's "
+                "code; the report leaves it out (rerun llmsize calibrate)",
                 calib_dir,
             )
             return None

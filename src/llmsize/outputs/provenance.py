@@ -1,0 +1,155 @@
+"""What made a run, beyond its inputs: the package versions and the git commit.
+
+A rerun is byte-identical only with the same sampler, compiler and array
+libraries, so ``posterior.nc``'s attributes and ``diagnostics.json`` name them
+(:func:`llmsize.io.provenance` adds :func:`environment` to every run's
+attributes). ``summary.csv`` does not: it must stay byte-identical across
+machines for the same seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+#: The distributions whose versions a run records, under ``<name>_version``
+#: (``-`` as ``_``): the sampler, its compilers and the array and table libraries.
+PACKAGES = (
+    "pymc",
+    "pytensor",
+    "numba",
+    "nutpie",
+    "arviz",
+    "arviz-stats",
+    "numpy",
+    "pandas",
+    "xarray",
+)
+
+#: Longest wait for git (seconds): provenance must never hold a run up.
+GIT_TIMEOUT_S = 10.0
+
+#: Paths a run writes in a clone: their changes do not make the tree dirty.
+OUTPUT_PATHS = ("reports",)
+
+
+def package_versions() -> dict[str, str]:
+    """``{"python_version": "3.12.1", "pymc_version": "6.4.0", ...}``; a package
+    that is not installed is left out."""
+    out = {"python_version": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[f"{name.replace('-', '_')}_version"] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def source_clone() -> Path | None:
+    """The git clone llmsize is imported from (``src/llmsize`` of it), or ``None``
+    for an installed wheel: a clone's root holds ``.git`` and ``pyproject.toml``."""
+    package = Path(__file__).resolve().parent.parent
+    if package.parent.name != "src":
+        return None
+    root = package.parent.parent
+    if (root / ".git").exists() and (root / "pyproject.toml").is_file():
+        return root
+    return None
+
+
+def _git(root: Path, *args: str) -> str | None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    try:
+        done = subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(root), *args],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):  # no git, or it hung
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_state(root: Path | None = None) -> dict[str, str]:
+    """``{"git_commit": <40 hex digits>, "git_dirty": "true" | "false"}`` of the
+    clone llmsize runs from (``root``; default :func:`source_clone`), or ``{}``
+    outside a clone or without a working git.
+
+    Dirty: a tracked file differs from the commit, outside the folders a run
+    writes (:data:`OUTPUT_PATHS`); untracked files do not count (as ``git
+    describe --dirty``).
+    """
+    root = root if root is not None else source_clone()
+    if root is None:
+        return {}
+    commit = (_git(root, "rev-parse", "--verify", "HEAD") or "").strip()
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):
+        return {}
+    excludes = [f":(exclude){p}" for p in OUTPUT_PATHS]
+    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", *excludes)
+    out = {"git_commit": commit}
+    if status is not None:
+        out["git_dirty"] = "true" if status.strip() else "false"
+    return out
+
+
+def environment() -> dict[str, str]:
+    """:func:`package_versions` and :func:`git_state`: flat string attributes, as
+    netCDF stores them."""
+    return {**package_versions(), **git_state()}
+
+
+#: The modules that turn a hypothesis and data into a posterior, and a calibration's
+#: hold-outs into scores (paths inside the package). A calibration made with other
+#: versions of them measured another model, though its hypothesis and data digests
+#: match: :func:`model_code_digest` tells them apart. Presentation (reports, pages,
+#: plots, the command line) is left out, so that rewording a page keeps a
+#: calibration valid.
+MODEL_MODULES = (
+    "config.py",
+    "data.py",
+    "families.py",
+    "design.py",
+    "forward.py",
+    "physics/*.py",
+    "model.py",
+    "sampling.py",
+    "cache.py",
+    "inference/*.py",
+    "calibration.py",
+    "studies/calibration/holdouts.py",
+    "studies/calibration/metrics.py",
+)
+
+
+def model_code_files(package: Path | None = None) -> list[Path]:
+    """The files of :data:`MODEL_MODULES` in ``package`` (default: this llmsize),
+    sorted by their path inside it."""
+    package = package if package is not None else Path(__file__).resolve().parent.parent
+    files: set[Path] = set()
+    for pattern in MODEL_MODULES:
+        found = sorted(package.glob(pattern))
+        if not found:
+            raise FileNotFoundError(f"{package / pattern}: no such model module")
+        files.update(found)
+    return sorted(files, key=lambda p: p.relative_to(package).as_posix())
+
+
+def model_code_digest(package: Path | None = None) -> str:
+    """sha256 over the path and bytes of every file of :func:`model_code_files`."""
+    package = package if package is not None else Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for path in model_code_files(package):
+        rel = path.relative_to(package).as_posix().encode()
+        body = path.read_bytes()
+        h.update(len(rel).to_bytes(8, "little") + rel + len(body).to_bytes(8, "little") + body)
+    return h.hexdigest()
