@@ -12,7 +12,7 @@ from llmsize import forward
 from llmsize.decompose import FACTORS, PricePoints, cut_contributions, decompose_cuts, shapley
 from llmsize.families import report_families
 
-from .test_report import stand_in_run
+from .outputs.test_markdown import stand_in_run
 
 
 def test_shapley_of_an_additive_game_is_each_players_own_effect():

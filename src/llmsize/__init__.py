@@ -1,3 +1,130 @@
-"""llmsize: infer how big a closed language model is from its prices and speeds."""
+"""llmsize: infer how big a closed language model is from its prices and speeds.
+
+The Python API, for a notebook or a script (the command line calls the same code)::
+
+    import llmsize
+
+    tree = llmsize.infer(overrides={"sampler.draws": 500})  # an ArviZ DataTree
+    tree["posterior"]["total_b"]                             # sizes in billions
+    llmsize.report(tree, "reports/mine")                     # the pages, as `llmsize infer`
+    tree = llmsize.load("reports/default/posterior.nc")      # a saved run
+
+Errors are :class:`llmsize.exceptions.LlmsizeError` (the line the command prints).
+Heavy imports wait for the first call, so ``import llmsize`` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "infer", "load", "report"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    import xarray as xr
+
+    from llmsize.pipeline import InferenceResult
+
+
+def _override_list(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
+    """``{"sampler.draws": 100, "mbu.alpha": 4.0}`` (or ``["sampler.draws=100"]``) as
+    the ``KEY=VALUE`` strings of ``--set``; a string value is written as a TOML string."""
+    import json
+
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):
+        return [overrides]
+    if not isinstance(overrides, Mapping):
+        return [str(o) for o in overrides]
+    out = []
+    for key, value in overrides.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str):
+            text = json.dumps(value)
+        else:
+            text = json.dumps(value, default=str)
+        out.append(f"{key}={text}")
+    return out
+
+
+def infer(
+    hypothesis: str | Path | None = None,
+    data: str | Path | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    *,
+    out: str | Path | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    seed: int | None = None,
+    cores: int | None = None,
+    progress: bool = False,
+) -> xr.DataTree:
+    """Fit a hypothesis to the data and return the run's ArviZ DataTree.
+
+    ``hypothesis``: a hypothesis file (default ``models/default.toml`` of the working
+    folder, else the bundled one); ``data``: a data folder (default ``data``, else the
+    bundled data); ``overrides``: settings as ``--set`` takes them, a mapping
+    (``{"sampler.draws": 100}``) or ``KEY=VALUE`` strings. The tree holds every group
+    of the run (posterior, prior, predictive draws, log-likelihood) and, on its root,
+    what made it (hypothesis, data sha256, seed, package versions). With ``out``, the
+    report is also written there, as ``llmsize infer --out`` does; without, nothing is
+    written (:func:`report` writes it later).
+    """
+    from llmsize.inputs.bundled import default_data_dir, default_hypothesis
+    from llmsize.pipeline import fit_only, run_inference
+
+    args = {
+        "data_dir": Path(data) if data is not None else default_data_dir(),
+        "hypothesis_path": Path(hypothesis) if hypothesis is not None else default_hypothesis(),
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "seed": seed,
+        "overrides": _override_list(overrides),
+        "cores": cores,
+        "progress": progress,
+    }
+    shown = {"hypothesis": hypothesis, "data": data, "overrides": overrides, "out": out}
+    shown |= {"draws": draws, "tune": tune, "chains": chains, "seed": seed}
+    command = "llmsize.infer(" + ", ".join(
+        f"{k}={str(v) if isinstance(v, Path) else v!r}" for k, v in shown.items() if v is not None
+    ) + ")"
+    if out is None:
+        return fit_only(**args, command=command)
+    result = run_inference(**args, out_dir=Path(out), command=command)
+    return result.tree
+
+
+def load(path: str | Path) -> xr.DataTree:
+    """The DataTree of a saved run (a report's ``posterior.nc``)."""
+    from llmsize.io import load_run
+
+    return load_run(path)
+
+
+def report(
+    tree: xr.DataTree | str | Path, out: str | Path, *, data: str | Path | None = None
+) -> InferenceResult:
+    """Write the report of a run (a DataTree of :func:`infer` or :func:`load`, or the
+    path of a ``posterior.nc``) to ``out`` without sampling, as ``llmsize report``.
+
+    ``data``: the folder the run was fitted on (default: the one it recorded, else the
+    bundled data); its sha256 must be the run's. Returns the run's diagnostics and
+    headline lines.
+    """
+    from llmsize.io import load_run
+    from llmsize.pipeline import render_report
+
+    source = "<tree>"
+    if isinstance(tree, str | Path):
+        source = str(tree)
+        tree = load_run(tree)
+    return render_report(
+        tree, Path(out), data_dir=Path(data) if data is not None else None, source=source
+    )

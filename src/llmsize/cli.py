@@ -197,7 +197,7 @@ def infer(
     start = time.perf_counter()
     ctx = click.get_current_context()
     command = " ".join(
-        shlex.quote(a) for a in ["llmsize", *ctx.command_path.split()[1:], *_given_args(ctx)]
+        shlex.quote(a) for a in ["llmsize", ctx.info_name, *_given_args(ctx)]
     )
     result = run_inference(
         data_dir=data_dir,
@@ -227,6 +227,42 @@ def infer(
     if strict and not diag.passed:
         click.echo("llmsize: diagnostics failed: " + "; ".join(diag.failures()), err=True)
         sys.exit(EXIT_DIAGNOSTICS)
+
+
+@cli.command()
+@click.argument("posterior", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Output folder [default: the folder of POSTERIOR, rewritten in place].",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="The data the run was fitted on [default: the folder it recorded, else the "
+    "bundled data]; its sha256 must match the run's.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+def report(posterior, out_dir, data_dir, quiet) -> None:
+    """Re-render the report of a saved run from its posterior.nc, without sampling.
+
+    The pages are those the run wrote, byte for byte, given the same calibration
+    beside the output folder. Example: ``llmsize report reports/default/posterior.nc
+    --out /tmp/default``
+    """
+    _setup_logging(not quiet)
+    from llmsize.io import load_run
+    from llmsize.pipeline import render_report
+
+    start = time.perf_counter()
+    tree = load_run(posterior)
+    out = Path(out_dir) if out_dir is not None else Path(posterior).parent
+    result = render_report(tree, out, data_dir=data_dir, source=str(posterior))
+    log.info("wrote %s in %.0f s", result.out_dir, time.perf_counter() - start)
 
 
 @cli.command()
@@ -501,7 +537,7 @@ def compare(
     start = time.perf_counter()
     ctx = click.get_current_context()
     command = " ".join(
-        shlex.quote(a) for a in ["llmsize", *ctx.command_path.split()[1:], *_given_args(ctx)]
+        shlex.quote(a) for a in ["llmsize", ctx.info_name, *_given_args(ctx)]
     )
     settings = CompareSettings(
         draws=draws,

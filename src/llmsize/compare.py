@@ -53,7 +53,7 @@ from llmsize.exceptions import LlmsizeError
 from llmsize.families import ABOUT_FACTOR
 from llmsize.model import build_model
 from llmsize.plots import HEADLINE_PREFIX, headline_epochs
-from llmsize.report import _fmt_b, _md_table, drivers
+from llmsize.outputs.markdown import _fmt_b, _md_table, drivers
 from llmsize.inference.evidence import (
     K_MAX,
     ReweightedEvidence,

@@ -153,6 +153,24 @@ def read_posterior(path: str | Path) -> xr.DataTree:
     return xr.open_datatree(path, engine="h5netcdf").load()
 
 
+def load_run(path: str | Path) -> xr.DataTree:
+    """A saved run's DataTree (``posterior.nc``), or one :class:`LlmsizeError` naming
+    the file when it is missing, not a regular file or not netCDF."""
+    path = Path(path)
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        is_file = False
+    if not is_file:
+        raise LlmsizeError("no such file", file=str(path))
+    try:
+        return read_posterior(path)
+    except (OSError, ValueError) as exc:  # h5py's errors are OSErrors
+        raise LlmsizeError(
+            one_line(f"not a netCDF file of a run ({type(exc).__name__})"), file=str(path)
+        ) from None
+
+
 def write_summary(table: pd.DataFrame, path: Path) -> None:
     """Write ``summary.csv`` with fixed formatting, so equal runs give equal bytes."""
     out = table.copy()

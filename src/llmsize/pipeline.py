@@ -15,6 +15,7 @@ import signal
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llmsize import interrupts, io, plots
 from llmsize.config import Hypothesis, hypothesis_files
@@ -25,7 +26,7 @@ from llmsize.families import report_families
 from llmsize.html import write_pages
 from llmsize.inputs.checks import load_inputs
 from llmsize.outputs.folders import check_output_dir
-from llmsize.report import family_cuts, headline_table, render_family, render_readme
+from llmsize.outputs.markdown import family_cuts, headline_table, render_family, render_readme
 from llmsize.sampling import SampleSettings, fit
 from llmsize.summary import (
     Diagnostics,
@@ -42,9 +43,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class InferenceResult:
+    """A written report: its folder, diagnostics, headline lines and the run's DataTree."""
+
     out_dir: Path
     diagnostics: Diagnostics
     headline: list[str]
+    tree: Any = None
 
 
 @contextlib.contextmanager
@@ -166,11 +170,147 @@ def run_inference(
     )
     with statistics_worker() as worker:
         tree = fit(design, hyp, settings, progress=progress)
+        tree.attrs = run_attributes(
+            hyp=hyp, data=data, data_dir=data_dir, settings=settings, command=command
+        )
         parameters = worker.submit(parameter_diagnostics, parameter_draws(tree))
         sense = worker.submit(psense_of_groups, sensitivity_groups(tree))
         return _report(
             tree, parameters, sense, data=data, data_dir=data_dir, design=design, hyp=hyp,
-            settings=settings, out_dir=out_dir, command=command,
+            out_dir=out_dir,
+        )  # fmt: skip
+
+
+def run_attributes(
+    *, hyp: Hypothesis, data: Dataset, data_dir: Path, settings: SampleSettings, command: str
+) -> dict[str, str]:
+    """What made a run (:func:`llmsize.io.provenance`, and the command that asked for
+    it): the attributes of its DataTree's root, written into ``posterior.nc``, from
+    which :func:`render_report` rebuilds the report."""
+    return {
+        **io.provenance(
+            hypothesis=hyp.to_dict(),
+            hypothesis_digest=hyp.digest(),
+            data_digest=data.digest,
+            data_dir=str(data_dir),
+            seed=settings.seed,
+            settings={
+                "draws": settings.draws,
+                "tune": settings.tune,
+                "chains": settings.chains,
+                "target_accept": settings.target_accept,
+                "adaptation": settings.adaptation,
+                "sampler": "nutpie",
+            },
+        ),
+        "command": command,
+    }
+
+
+def fit_only(
+    *,
+    data_dir: Path,
+    hypothesis_path: Path,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    seed: int | None = None,
+    overrides: list[str] | None = None,
+    command: str = "llmsize.infer()",
+    cores: int | None = None,
+    progress: bool = False,
+):
+    """Check the inputs (:func:`~llmsize.inputs.checks.load_inputs`), fit, and return the
+    run's DataTree with :func:`run_attributes` on its root; no report is written."""
+    hyp, data, design = load_inputs(
+        data_dir=data_dir,
+        hypothesis_path=hypothesis_path,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        overrides=overrides,
+    )
+    settings = SampleSettings.from_hypothesis(
+        hyp.sampler, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores
+    )
+    tree = fit(design, hyp, settings, progress=progress)
+    tree.attrs = run_attributes(
+        hyp=hyp, data=data, data_dir=data_dir, settings=settings, command=command
+    )
+    return tree
+
+
+#: Root attributes a DataTree needs for :func:`render_report`.
+REPORT_ATTRIBUTES = ("hypothesis", "hypothesis_sha256", "data_dir", "data_sha256", "command")
+
+
+def render_report(tree, out_dir: Path, *, data_dir: Path | None = None, source: str = "<tree>"):
+    """Write the report of a finished run (a DataTree of :func:`fit_only` or read from a
+    report's ``posterior.nc``) to ``out_dir`` without sampling.
+
+    The hypothesis comes from the tree's attributes (its sha256 checked); the data from
+    ``data_dir``, by default the folder the run recorded, and it must be the data the
+    run was fitted on (sha256 checked). Everything is checked before anything is
+    written, with one :class:`~llmsize.exceptions.LlmsizeError` naming ``source`` (or
+    the data folder) on the first problem. Given the same calibration beside
+    ``out_dir``, the pages are those the run itself wrote, byte for byte.
+    """
+    import json
+
+    from llmsize.config import validate
+    from llmsize.data import load_dataset
+    from llmsize.design import build_design
+    from llmsize.exceptions import DataError, LlmsizeError, one_line
+
+    attrs = {str(k): v for k, v in tree.attrs.items()}
+    missing = [k for k in REPORT_ATTRIBUTES if not isinstance(attrs.get(k), str)]
+    if missing:
+        raise LlmsizeError(
+            "not a run of llmsize infer (its attributes lack " + ", ".join(missing) + ")",
+            file=source,
+        )
+    try:
+        raw = json.loads(attrs["hypothesis"])
+    except ValueError:
+        raise LlmsizeError("its hypothesis attribute is not JSON", file=source) from None
+    if not isinstance(raw, dict):
+        raise LlmsizeError("its hypothesis attribute is not a JSON object", file=source)
+    hyp = validate(raw, source=f"{source} (hypothesis attribute)")
+    if hyp.digest() != attrs["hypothesis_sha256"]:
+        raise LlmsizeError(
+            "its hypothesis does not match its hypothesis_sha256 (the file was altered)",
+            file=source,
+        )
+    if data_dir is None:
+        # The folder the run recorded; from elsewhere (a relative "data"), the default one.
+        data_dir = Path(attrs["data_dir"])
+        if not data_dir.is_dir():
+            from llmsize.inputs.bundled import default_data_dir
+
+            data_dir = default_data_dir()
+    data_dir = Path(data_dir)
+    data = load_dataset(data_dir)
+    if data.digest != attrs["data_sha256"]:
+        raise DataError(
+            one_line(
+                f"not the data {source} was fitted on (sha256 {data.digest[:12]}, the run's "
+                f"{attrs['data_sha256'][:12]}); pass --data with that folder"
+            ),
+            file=str(data_dir),
+        )
+    for group in ("posterior", "prior", "posterior_predictive"):
+        if group not in tree.children:
+            raise LlmsizeError(f"not a run of llmsize infer (no {group} group)", file=source)
+    design = build_design(data, hyp)
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir, data_dir=data_dir, hypothesis_files=())
+    with statistics_worker() as worker:
+        parameters = worker.submit(parameter_diagnostics, parameter_draws(tree))
+        sense = worker.submit(psense_of_groups, sensitivity_groups(tree))
+        return _report(
+            tree, parameters, sense, data=data, data_dir=data_dir, design=design, hyp=hyp,
+            out_dir=out_dir,
         )  # fmt: skip
 
 
@@ -219,31 +359,19 @@ def _calibration_metrics(calib_dir: Path, hyp: Hypothesis, data: Dataset):
         return None
 
 
-def _report(tree, parameters, sense, *, data, data_dir, design, hyp, settings, out_dir, command):
+def _report(tree, parameters, sense, *, data, data_dir, design, hyp, out_dir):
     """Summaries, figures and pages of a fit, written to ``out_dir`` at once.
 
+    The run's attributes (:func:`run_attributes`) are the tree's root attributes.
     ``parameters`` and ``sense`` are futures of the worker's statistics
     (:func:`statistics_worker`), awaited only after the figures.
     """
     log.info("writing the report to %s", out_dir)
+    attrs = {str(k): v for k, v in tree.attrs.items()}
+    command = attrs.pop("command")
     table = summary_table(tree, design)
     families = report_families(data, design)
     decomposition = decompose_cuts(tree, design, hyp, [c for f in families for c in f.cuts])
-    attrs = io.provenance(
-        hypothesis=hyp.to_dict(),
-        hypothesis_digest=hyp.digest(),
-        data_digest=data.digest,
-        data_dir=str(data_dir),
-        seed=settings.seed,
-        settings={
-            "draws": settings.draws,
-            "tune": settings.tune,
-            "chains": settings.chains,
-            "target_accept": settings.target_accept,
-            "adaptation": settings.adaptation,
-            "sampler": "nutpie",
-        },
-    )
     calib_dir = out_dir.parent / f"calibration-{hyp.name}"
     calib = _calibration_metrics(calib_dir, hyp, data)
     with io.staged_output(out_dir) as tmp, _writer_thread() as pool:
@@ -315,4 +443,4 @@ def _report(tree, parameters, sense, *, data, data_dir, design, hyp, settings, o
         f"{r['date']} {r['model']}: {r['median (B)']}B (90% {r['90% interval']})"
         for r in head.to_dict("records")
     ]
-    return InferenceResult(out_dir=out_dir, diagnostics=diag, headline=lines)
+    return InferenceResult(out_dir=out_dir, diagnostics=diag, headline=lines, tree=tree)

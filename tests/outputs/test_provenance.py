@@ -136,8 +136,8 @@ def test_model_code_digest_follows_the_model_not_the_pages(tmp_path):
     assert len(before) == 64
     names = {p.relative_to(package).as_posix() for p in provenance.model_code_files(package)}
     assert {"model.py", "design.py", "forward.py", "physics/pricing.py"} <= names
-    assert not names & {"report.py", "html.py", "plots.py", "cli.py"}
-    (package / "report.py").write_text("# reworded\n", encoding="utf-8")
+    assert not names & {"outputs/markdown.py", "html.py", "plots.py", "cli.py"}
+    (package / "outputs" / "markdown.py").write_text("# reworded\n", encoding="utf-8")
     assert provenance.model_code_digest(package) == before
     model = package / "model.py"
     model.write_bytes(model.read_bytes() + b"\n")

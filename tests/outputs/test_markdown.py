@@ -20,11 +20,11 @@ from matplotlib.figure import Figure
 from llmsize import plots
 from llmsize.config import validate
 from llmsize.model import build_model
-from llmsize.report import headline_table, render_readme
+from llmsize.outputs.markdown import headline_table, render_readme
 from llmsize.sampling import SampleSettings, observed_dataset, sample_prior
 from llmsize.summary import COLUMNS, diagnostics, summary_table
 
-from .conftest import SEED
+from ..conftest import SEED
 
 N_CHAINS, N_DRAWS = 2, 100
 
@@ -144,7 +144,7 @@ def test_summary_quantiles_match_draws(tiny_design, default_hypothesis):
 def test_sensitivity_section_flags_prior_driven_quantities():
     import pandas as pd
 
-    from llmsize.report import sensitivity_section
+    from llmsize.outputs.markdown import sensitivity_section
 
     sens = pd.DataFrame(
         {
@@ -188,7 +188,7 @@ def test_binned_kde_matches_the_kernel_sum(draws):
 
 
 def test_method_section_quotes_the_run_and_the_hypothesis(tiny_design, default_hypothesis):
-    from llmsize.report import method_section
+    from llmsize.outputs.markdown import method_section
 
     tree = stand_in_run(tiny_design, default_hypothesis)
     text = method_section(tree, tiny_design, default_hypothesis)
