@@ -25,6 +25,7 @@ from llmsize.design import Design
 from llmsize.families import report_families
 from llmsize.html import write_pages
 from llmsize.inputs.checks import load_inputs
+from llmsize.outputs.draws import thinned_draws, write_draws
 from llmsize.outputs.folders import check_output_dir
 from llmsize.outputs.markdown import family_cuts, headline_table, render_family, render_readme
 from llmsize.sampling import SampleSettings, fit
@@ -379,6 +380,7 @@ def _report(tree, parameters, sense, *, data, data_dir, design, hyp, out_dir):
         # The pool is joined before the folder replaces the report.
         posterior_written = pool.submit(io.write_posterior, tree, tmp / "posterior.nc", attrs)
         io.write_summary(table, tmp / "summary.csv")
+        write_draws(thinned_draws(tree, design), tmp / "draws.nc", attrs)
         # The effective hypothesis, after ``extends`` and ``--set``.
         io.write_json(hyp.to_dict(), tmp / "hypothesis.json")
         decomposition.to_csv(

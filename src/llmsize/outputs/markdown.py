@@ -688,9 +688,13 @@ def render_readme(
         "",
         "- `summary.csv`: one row per (model, provider, date, quantity) for every model of "
         "unknown size, with mean, sd, quantiles, R-hat and bulk/tail ESS.",
+        "- [`draws.nc`](draws.nc): the draws of every quantity the report reports (total "
+        "and active parameters and training tokens per model; serving precision, "
+        "accelerator and batch per price date), thinned to at most 1,000 per quantity, as "
+        "netCDF (`xarray.open_dataset(path, engine=\"h5netcdf\")`); small enough to commit.",
         "- `posterior.nc`: the whole run (prior, posterior, predictive draws, observed data; "
         "hypothesis and data hash in its attributes); not committed, regenerate it with the "
-        "command above.",
+        "command above, and re-render the pages from it with `llmsize report`.",
         "- `diagnostics.json`: the checks above, machine-readable.",
         "- `psense.csv`: the prior sensitivity table above.",
         "- `decomposition.csv`: every price cut of `data/cuts.csv` split into its causes "
