@@ -55,6 +55,7 @@ def test_the_draws_file_of_a_run(tiny_infer_subprocess, tiny_design):
         # float32: a probability below about 1e-38 becomes 0 or a subnormal.
         np.testing.assert_allclose(saved[name].values, expected.values, rtol=1e-6, atol=1e-37)
     assert saved.attrs["data_sha256"] == tree.attrs["data_sha256"]
+    assert "created_at" not in saved.attrs  # committed: no time of the run in it
     # As small for the tiny run as its units say; the default run's is checked below.
     assert saved["params_total_b"].attrs["units"] == "billions of parameters"
 
