@@ -255,13 +255,11 @@ def report(posterior, out_dir, data_dir, quiet) -> None:
     --out /tmp/default``
     """
     _setup_logging(not quiet)
-    from llmsize.io import load_run
-    from llmsize.pipeline import render_report
+    import llmsize
 
     start = time.perf_counter()
-    tree = load_run(posterior)
-    out = Path(out_dir) if out_dir is not None else Path(posterior).parent
-    result = render_report(tree, out, data_dir=data_dir, source=str(posterior))
+    out = out_dir if out_dir is not None else posterior.parent
+    result = llmsize.report(posterior, out, data=data_dir)
     log.info("wrote %s in %.0f s", result.out_dir, time.perf_counter() - start)
 
 

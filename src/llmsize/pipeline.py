@@ -93,6 +93,34 @@ def statistics_worker():
     pool.shutdown()
 
 
+def _inputs_and_settings(
+    *, data_dir, hypothesis_path, draws, tune, chains, seed, overrides, cores
+) -> tuple[Hypothesis, Dataset, Design, SampleSettings]:
+    """:func:`~llmsize.inputs.checks.load_inputs` and the sampler settings of the run."""
+    hyp, data, design = load_inputs(
+        data_dir=data_dir,
+        hypothesis_path=hypothesis_path,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        overrides=overrides,
+    )
+    settings = SampleSettings.from_hypothesis(
+        hyp.sampler, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores
+    )
+    return hyp, data, design, settings
+
+
+def _fit_run(*, hyp, data, data_dir, design, settings, command, progress):
+    """Sample the run, with what made it (:func:`run_attributes`) on the tree's root."""
+    tree = fit(design, hyp, settings, progress=progress)
+    tree.attrs = run_attributes(
+        hyp=hyp, data=data, data_dir=data_dir, settings=settings, command=command
+    )
+    return tree
+
+
 def check_inputs(
     *,
     data_dir: Path,
@@ -113,18 +141,10 @@ def check_inputs(
     data; writable; a name the file system can hold. Returns the hypothesis,
     data, design, settings and output folder of the run.
     """
-    hyp, data, design = load_inputs(
-        data_dir=data_dir,
-        hypothesis_path=hypothesis_path,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        seed=seed,
-        overrides=overrides,
-    )
-    settings = SampleSettings.from_hypothesis(
-        hyp.sampler, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores
-    )
+    hyp, data, design, settings = _inputs_and_settings(
+        data_dir=data_dir, hypothesis_path=hypothesis_path, draws=draws, tune=tune,
+        chains=chains, seed=seed, overrides=overrides, cores=cores,
+    )  # fmt: skip
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / hyp.name
     check_output_dir(out_dir, data_dir=data_dir, hypothesis_files=hypothesis_files(hypothesis_path))
     return hyp, data, design, settings, out_dir
@@ -170,10 +190,10 @@ def run_inference(
         len(design.unknown),
     )
     with statistics_worker() as worker:
-        tree = fit(design, hyp, settings, progress=progress)
-        tree.attrs = run_attributes(
-            hyp=hyp, data=data, data_dir=data_dir, settings=settings, command=command
-        )
+        tree = _fit_run(
+            hyp=hyp, data=data, data_dir=data_dir, design=design, settings=settings,
+            command=command, progress=progress,
+        )  # fmt: skip
         parameters = worker.submit(parameter_diagnostics, parameter_draws(tree))
         sense = worker.submit(psense_of_groups, sensitivity_groups(tree))
         return _report(
@@ -223,23 +243,14 @@ def fit_only(
 ):
     """Check the inputs (:func:`~llmsize.inputs.checks.load_inputs`), fit, and return the
     run's DataTree with :func:`run_attributes` on its root; no report is written."""
-    hyp, data, design = load_inputs(
-        data_dir=data_dir,
-        hypothesis_path=hypothesis_path,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        seed=seed,
-        overrides=overrides,
-    )
-    settings = SampleSettings.from_hypothesis(
-        hyp.sampler, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores
-    )
-    tree = fit(design, hyp, settings, progress=progress)
-    tree.attrs = run_attributes(
-        hyp=hyp, data=data, data_dir=data_dir, settings=settings, command=command
-    )
-    return tree
+    hyp, data, design, settings = _inputs_and_settings(
+        data_dir=data_dir, hypothesis_path=hypothesis_path, draws=draws, tune=tune,
+        chains=chains, seed=seed, overrides=overrides, cores=cores,
+    )  # fmt: skip
+    return _fit_run(
+        hyp=hyp, data=data, data_dir=data_dir, design=design, settings=settings,
+        command=command, progress=progress,
+    )  # fmt: skip
 
 
 #: Root attributes a DataTree needs for :func:`render_report`.
@@ -264,6 +275,9 @@ def render_report(tree, out_dir: Path, *, data_dir: Path | None = None, source: 
     from llmsize.design import build_design
     from llmsize.exceptions import DataError, LlmsizeError, one_line
 
+    for group in ("posterior", "prior", "posterior_predictive"):
+        if group not in tree.children:
+            raise LlmsizeError(f"not a run of llmsize infer (no {group} group)", file=source)
     attrs = {str(k): v for k, v in tree.attrs.items()}
     missing = [k for k in REPORT_ATTRIBUTES if not isinstance(attrs.get(k), str)]
     if missing:
@@ -300,9 +314,6 @@ def render_report(tree, out_dir: Path, *, data_dir: Path | None = None, source: 
             ),
             file=str(data_dir),
         )
-    for group in ("posterior", "prior", "posterior_predictive"):
-        if group not in tree.children:
-            raise LlmsizeError(f"not a run of llmsize infer (no {group} group)", file=source)
     design = build_design(data, hyp)
     out_dir = Path(out_dir)
     check_output_dir(out_dir, data_dir=data_dir, hypothesis_files=())

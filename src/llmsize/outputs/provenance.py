@@ -31,6 +31,9 @@ PACKAGES = (
     "xarray",
 )
 
+#: The ``llmsize`` package folder this module belongs to.
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
 #: Longest wait for git (seconds): provenance must never hold a run up.
 GIT_TIMEOUT_S = 10.0
 
@@ -53,10 +56,9 @@ def package_versions() -> dict[str, str]:
 def source_clone() -> Path | None:
     """The git clone llmsize is imported from (``src/llmsize`` of it), or ``None``
     for an installed wheel: a clone's root holds ``.git`` and ``pyproject.toml``."""
-    package = Path(__file__).resolve().parent.parent
-    if package.parent.name != "src":
+    if PACKAGE_DIR.parent.name != "src":
         return None
-    root = package.parent.parent
+    root = PACKAGE_DIR.parent.parent
     if (root / ".git").exists() and (root / "pyproject.toml").is_file():
         return root
     return None
@@ -134,7 +136,7 @@ MODEL_MODULES = (
 def model_code_files(package: Path | None = None) -> list[Path]:
     """The files of :data:`MODEL_MODULES` in ``package`` (default: this llmsize),
     sorted by their path inside it."""
-    package = package if package is not None else Path(__file__).resolve().parent.parent
+    package = package if package is not None else PACKAGE_DIR
     files: set[Path] = set()
     for pattern in MODEL_MODULES:
         found = sorted(package.glob(pattern))
@@ -146,7 +148,7 @@ def model_code_files(package: Path | None = None) -> list[Path]:
 
 def model_code_digest(package: Path | None = None) -> str:
     """sha256 over the path and bytes of every file of :func:`model_code_files`."""
-    package = package if package is not None else Path(__file__).resolve().parent.parent
+    package = package if package is not None else PACKAGE_DIR
     h = hashlib.sha256()
     for path in model_code_files(package):
         rel = path.relative_to(package).as_posix().encode()
