@@ -87,12 +87,8 @@ def test_log_price_matches_the_forward_model_by_hand(stand_in, tiny_design, defa
             raw = np.log(g) + mk + pivot + eps * (np.log(work) - pivot) + offset
             return np.exp(np.logaddexp(4 * raw, 4 * floor) / 4)
 
-        # Each token type priced on its own work pooled with the 3:1 blend.
-        w_in, w_out = pred["input_usd_per_mtok"], pred["output_usd_per_mtok"]
-        blend = 0.75 * w_in + 0.25 * w_out
-        lam = points.pooling[s]
-        blended = 0.75 * price((1 - lam) * w_in + lam * blend, mk_in) + 0.25 * price(
-            (1 - lam) * w_out + lam * blend, mk_out
+        blended = 0.75 * price(pred["input_usd_per_mtok"], mk_in) + 0.25 * price(
+            pred["output_usd_per_mtok"], mk_out
         )
         assert got[s] == pytest.approx(np.log(blended), rel=1e-10)
 

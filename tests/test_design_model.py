@@ -285,19 +285,11 @@ def test_markups_without_a_normal_input_prior_or_a_provider_spread(tiny_design, 
     assert np.isfinite(model.compile_logp()(model.initial_point()))
 
 
-@pytest.mark.parametrize(
-    "cap", [False, True], ids=["default", "kv-memory-cap-and-moe-serving"]
-)
+@pytest.mark.parametrize("cap", [False, True], ids=["no-cap", "kv-memory-cap"])
 def test_log_cost_matches_forward(tiny_design, default_hypothesis, cap):
-    """The model's output and input price means equal the forward functions at the same point:
-    as the default has it, and with the KV-memory cap and the two mixture-of-experts serving
-    terms of models/moe_serving.toml (a sparse model's larger batch, pooled input and
-    output costs) switched on."""
+    """The model's output and input price means equal the forward functions at the same point."""
     raw = default_hypothesis.to_dict()
     raw["constants"] = {**raw["constants"], "kv_memory_cap": cap}
-    if cap:
-        raw["priors"]["log_batch_sparsity"] = {"distribution": "Normal", "mu": 0.5, "sigma": 0.3}
-        raw["priors"]["price_cost_pooling"] = {"distribution": "Beta", "alpha": 2.0, "beta": 2.0}
     hyp = validate(raw)
     model = build_model(tiny_design, hyp, predictive="prior")
     d = tiny_design
@@ -335,8 +327,6 @@ def test_log_cost_matches_forward(tiny_design, default_hypothesis, cap):
             "mfu_decode",
             "context_tokens",
             "weight_memory_fraction",
-            "log_batch_sparsity",
-            "price_cost_pooling",
         )
     }
     # Sampled as each provider's price level (model._markups); recorded as the offset.
@@ -345,10 +335,6 @@ def test_log_cost_matches_forward(tiny_design, default_hypothesis, cap):
     # mid-70b is priced by a reseller (HostA) and by its own lab (HostB, labs.csv).
     epochs = [i for i, r in enumerate(d.epochs.itertuples()) if r.model == "mid-70b"]
     assert sorted(d.epoch_first_party[epochs]) == [0.0, 1.0]
-    # moe-47b (46.7B total, 12.9B active) is batched larger than a dense model.
-    epochs += [i for i, r in enumerate(d.epochs.itertuples()) if r.model == "moe-47b"]
-    if cap:  # the terms are sampled, and away from zero at this point
-        assert vals["log_batch_sparsity"] != 0 and vals["price_cost_pooling"] != 0
     for e in epochs:
         _check_price_means_at(d, hyp, model, at_point, point, vals, (z_out, z_in), e)
 
@@ -358,21 +344,18 @@ def _check_price_means_at(d, hyp, model, at_point, point, vals, z, e):
     z_out, z_in = z
     k = 1  # 16-bit on H100
     acc = d.accelerators[d.component_hardware[k]]
-    n = d.known_total[d.epoch_model[e]]
-    n_act = d.known_active[d.epoch_model[e]]
+    n = 70e9
     # Accelerators of the replica: 2 bytes per weight over the filled share of
     # each one's memory (at least one, by a power mean of sharpness 8), and those
     # splitting a step: at most one node's (a smooth minimum, also of sharpness 8).
     n_gpus = (1.0 + (2.0 * n / (acc.memory_bytes * vals["weight_memory_fraction"])) ** 8) ** (1 / 8)
     node = hyp.constants.gpus_per_node
     width = ((1.0 / n_gpus) ** 8 + (1.0 / node) ** 8) ** (-1.0 / 8)
-    kv = forward.kv_bytes_per_token_estimate(n_act, coef=hyp.constants.kv_bytes_coef)
-    # Component k's own batch (each serving component has one), larger by
-    # (total / active) ** sparsity for a mixture of experts.
+    kv = forward.kv_bytes_per_token_estimate(n, coef=hyp.constants.kv_bytes_coef)
+    # Component k's own batch (each serving component has one).
     b = 1.0 + math.exp(
         vals["log_batch_mu"]
         + vals["log_batch_trend"] * d.epoch_year[e]
-        + vals["log_batch_sparsity"] * math.log(n / n_act)
         + vals["log_batch_sigma"] * (point["batch_z"][e, k] + 0.3)
     )
     point = {**point, "batch_z": point["batch_z"].copy()}
@@ -386,7 +369,7 @@ def _check_price_means_at(d, hyp, model, at_point, point, vals, z, e):
         b = ((1.0 / b) ** 8 + (1.0 / limit) ** 8) ** (-1.0 / 8)
     t = forward.decode_step_time(
         n,
-        n_act,
+        n,
         16,
         b,
         context_tokens=vals["context_tokens"],
@@ -420,15 +403,7 @@ def _check_price_means_at(d, hyp, model, at_point, point, vals, z, e):
         raw = math.log(g) + log_markup + pivot + eps * (math.log(work) - pivot) + offset
         return float(np.logaddexp(4.0 * raw, 4.0 * floor) / 4.0)  # floor sharpness 4
 
-    work_own = forward.output_cost_per_mtok(t, b, n_gpus=width, usd_per_gpu_hour=1.0)
-    work_in_own = forward.input_cost_per_mtok(
-        n_act, flops=acc.flops_at(16), mfu=vals["mfu_prefill"], usd_per_gpu_hour=1.0
-    )
-    # Each token type is priced on its own work pooled with the 3:1 blend.
-    lam = vals["price_cost_pooling"]
-    blend = 0.75 * work_in_own + 0.25 * work_own
-    work = (1 - lam) * work_own + lam * blend
-    work_in = (1 - lam) * work_in_own + lam * blend
+    work = forward.output_cost_per_mtok(t, b, n_gpus=width, usd_per_gpu_hour=1.0)
     markup = vals["log_markup_out_mu"] + vals["provider_sigma"] * z_out[p]
     # The model's mean of the log output price, with every epoch's serving
     # component set to k (the LogNormal's inputs are rng, size, mu, sigma).
@@ -437,6 +412,9 @@ def _check_price_means_at(d, hyp, model, at_point, point, vals, z, e):
     got = at_point(mu, point)[e]
     assert got == pytest.approx(by_hand(work, markup), rel=1e-9)
 
+    work_in = forward.input_cost_per_mtok(
+        n, flops=acc.flops_at(16), mfu=vals["mfu_prefill"], usd_per_gpu_hour=1.0
+    )
     markup_in = vals["log_markup_in_mu"] + vals["provider_sigma"] * z_in[p]
     got_in = at_point(model["input_price"].owner.inputs[2], point)[e]
     assert got_in == pytest.approx(by_hand(work_in, markup_in), rel=1e-9)

@@ -7,8 +7,6 @@ table, not slack in the code: the code is evaluated at exact inputs.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -179,37 +177,6 @@ def test_moe_weights_touched():
     touched = forward.weights_touched(total, active, batches)
     assert np.all(np.diff(touched) > 0)
     assert np.all(touched <= total)
-
-
-def test_sparse_batch_gain_by_hand():
-    # Kimi K2, 1T total and 32B active: the ridge batch is 1000 / 32 = 31.25x a
-    # dense model's; at sparsity 0.5 the batch is sqrt(31.25) = 5.59x (log 1.721).
-    assert forward.log_sparse_batch_gain(1000e9, 32e9, 1.0) == pytest.approx(math.log(31.25))
-    assert np.exp(forward.log_sparse_batch_gain(1000e9, 32e9, 0.5)) == pytest.approx(
-        31.25**0.5, rel=1e-12
-    )
-    # A dense model gains nothing at any sparsity, nor any model at sparsity 0.
-    assert forward.log_sparse_batch_gain(70e9, 70e9, 0.8) == 0.0
-    assert forward.log_sparse_batch_gain(46.7e9, 12.9e9, 0.0) == 0.0
-
-
-def test_sparse_batch_gain_moves_mixtral_towards_its_active_size():
-    # Mixtral 8x7B served on one A100 at 16 bits: at a dense model's batch of 64
-    # it streams all 46.7B weights per step (memory-bound, priced like a dense
-    # model of its total size); at the ridge batch, 64 x 46.7 / 12.9 = 232, the
-    # step costs per token about what a dense model of its active size does.
-    a100 = forward.Accelerator("A100-80GB", 2.039e12, 312e12, None, 80e9)
-    kw = dict(usd_per_gpu_hour=1.0, mbu=0.7, mfu_decode=0.3, mfu_prefill=0.5,
-              context_tokens=1024, kv_memory_cap=False)  # fmt: skip
-    cost = lambda total, active, batch: forward.serving_prediction(  # noqa: E731
-        total, active, 16, batch, a100, **kw
-    )["output_usd_per_mtok"]
-    gain = np.exp(forward.log_sparse_batch_gain(46.7e9, 12.9e9, 1.0))
-    assert gain == pytest.approx(46.7 / 12.9)
-    dense_batched = cost(46.7e9, 12.9e9, 64)
-    ridge_batched = cost(46.7e9, 12.9e9, 64 * gain)
-    assert dense_batched / ridge_batched > 2.5
-    assert ridge_batched < 1.6 * cost(12.9e9, 12.9e9, 64)
 
 
 def test_dense_touches_every_weight_at_any_batch():

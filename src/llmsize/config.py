@@ -234,8 +234,6 @@ class QuantityRange:
 
 #: A fraction of something: active parameters, bandwidth or FLOP utilisation.
 _FRACTION = Interval(0.0, 1.0, low_open=True, high_open=False)
-#: A share that may be nothing at all (0) or everything (1).
-_SHARE = Interval(0.0, 1.0, low_open=False, high_open=False)
 #: The spread of standard-normal offsets (zero allowed: no spread at all).
 _SPREAD = Interval(0.0, math.inf, low_open=False)
 #: A scale of a likelihood or a positive physical quantity (zero not allowed).
@@ -278,10 +276,6 @@ PRIOR_RANGES: dict[str, QuantityRange] = {
     "log_batch_sigma": _spread("spread of the log decode batch across epochs"),
     "log_batch_trend": QuantityRange(
         "change of the log decode batch per year", centre=_real(-5, 5), max_sigma=10
-    ),
-    "log_batch_sparsity": QuantityRange(
-        "exponent of total / active parameters in the decode batch", centre=_real(-5, 5),
-        max_sigma=10,
     ),
     "mbu": QuantityRange("fraction of HBM bandwidth achieved in decode", _FRACTION, _FRACTION),
     "mfu_prefill": QuantityRange(
@@ -326,11 +320,6 @@ PRIOR_RANGES: dict[str, QuantityRange] = {
         "natural log of the price floor in USD per 1M tokens", centre=_real(-30, 20), max_sigma=20
     ),
     "log_price_floor_sigma": _spread("spread of the providers' log price floors"),
-    "price_cost_pooling": QuantityRange(
-        "share of a token type's price set by the blended work of input and output",
-        _SHARE,
-        _SHARE,
-    ),
     "gpu_hour_trend": QuantityRange(
         "change of the log GPU-hour price per year", centre=_real(-5, 5), max_sigma=10
     ),
@@ -436,10 +425,6 @@ class Priors(_Strict):
 
     - ``log_batch_mu``, ``log_batch_sigma``, ``log_batch_trend``: natural-log
       decode batch of each serving epoch, its spread, and its change per year.
-    - ``log_batch_sparsity``: exponent of total over active parameters in the
-      decode batch: a mixture of experts computes on its active weights only, so
-      it is batched larger than a dense model (1: at the roofline's ridge, where
-      the step turns compute-bound; 0: like a dense model).
     - ``mbu``: achieved fraction of HBM bandwidth in decode.
     - ``mfu_prefill``: achieved fraction of peak FLOP/s in prefill.
     - ``mfu_decode``: achieved fraction of peak FLOP/s in decode, when compute-bound.
@@ -477,11 +462,6 @@ class Priors(_Strict):
     - ``log_price_floor_mu``, ``log_price_floor_sigma``: natural-log price floor
       (USD per 1M tokens) of the providers, mean and spread: no provider sells
       tokens below some price, whatever the model's size.
-    - ``price_cost_pooling``: share of each token type's price set by the blended
-      work of input and output tokens rather than its own (0: input priced on
-      prefill, output on decode; 1: both on the blend, split by the provider's
-      markups). A mixture of experts prefills on its active weights but holds all
-      of them: pooling loads that onto its input price.
     - ``gpu_hour_trend``: change of the log GPU-hour price per year (rental
       prices fell over 2023-2025).
     - ``speed_log_bias``, ``speed_sigma``: measured speed over roofline speed
@@ -539,10 +519,6 @@ class Priors(_Strict):
     log_params_per_layer_d2: Prior = NormalPrior(distribution="Normal", mu=2.565, sigma=0.35)
     # Optional for the same reason: files written when it was the constant 0.5 keep it.
     weight_memory_fraction: Prior = ConstantPrior(distribution="Constant", value=0.5)
-    # Likewise: files written when a mixture of experts was batched like a dense model.
-    log_batch_sparsity: Prior = ConstantPrior(distribution="Constant", value=0.0)
-    # Likewise: files written when each token type was priced on its own work.
-    price_cost_pooling: Prior = ConstantPrior(distribution="Constant", value=0.0)
 
     @field_validator("*")
     @classmethod

@@ -85,18 +85,8 @@ class PricePoints:
             take(_flat(post["log_batch_mu"]))[:, None]
             + take(_flat(post["log_batch_trend"]))[:, None] * design.epoch_year[None, :]
         )[:, :, None] + take(_flat(post["log_batch_sigma"]))[:, None, None] * z
-        # The batch a dense model would run (the "serving" factor); a mixture of
-        # experts runs (total / active) ** log_batch_sparsity times it, which moves
-        # with the model (forward.log_sparse_batch_gain). A run made before that
-        # term has none.
-        self.log_batch_dense = np.take_along_axis(
-            log_b, self.comp[:, :, None].astype(int), axis=2
-        )[..., 0]
-        self.sparsity = (
-            take(_flat(post["log_batch_sparsity"]))
-            if "log_batch_sparsity" in post
-            else np.zeros(len(self.idx))
-        )
+        batch = 1.0 + np.exp(log_b)
+        self.batch = np.take_along_axis(batch, self.comp[:, :, None].astype(int), axis=2)[..., 0]
         self.mbu = take(_flat(post["mbu"]))
         self.mfu_decode = take(_flat(post["mfu_decode"]))
         self.context = take(_flat(post["context_tokens"]))
@@ -111,10 +101,6 @@ class PricePoints:
             total[:, design.unknown_pos] = take(_flat(post["params_total_b"])) * 1e9
             active[:, design.unknown_pos] = take(_flat(post["params_active_b"])) * 1e9
         self.total, self.active = total, active  # (S, M)
-        gain = forward.log_sparse_batch_gain(
-            total[:, design.epoch_model], active[:, design.epoch_model], self.sparsity[:, None]
-        )
-        self.batch = 1.0 + np.exp(self.log_batch_dense + gain)  # (S, E): the batch run
         # The pricing layer's terms (model._pricing): each provider's log markup and
         # floor, each price point's elasticity and offsets, the GPU-hour price trend.
         self.mk_out = take(_flat(post["log_markup_out"]))  # (S, P)
@@ -123,12 +109,6 @@ class PricePoints:
         self.offset = take(_flat(post["log_price_offset"]))  # (S, E)
         self.floor = take(_flat(post["log_price_floor"]))  # (S, P)
         self.gpu_trend = take(_flat(post["gpu_hour_trend"]))  # (S,)
-        # Share of each price set by the blended work (0 in a run made before it).
-        self.pooling = (
-            take(_flat(post["price_cost_pooling"]))
-            if "price_cost_pooling" in post
-            else np.zeros(len(self.idx))
-        )
         accs = design.accelerators
         self.hbm = np.array([a.hbm_bytes_per_s for a in accs])
         self.memory = np.array([a.memory_bytes for a in accs])
@@ -144,7 +124,7 @@ class PricePoints:
             "model": (self.total[:, m], self.active[:, m], self.kv[:, m]),
             "precision": (d.component_bits[k].astype(float),),
             "hardware": (d.component_hardware[k], np.full(len(k), d.epoch_year[e])),
-            "serving": (self.log_batch_dense[:, e],),
+            "serving": (self.batch[:, e],),
             "margin": (
                 self.mk_out[:, p],
                 self.mk_in[:, p],
@@ -159,12 +139,9 @@ class PricePoints:
         total, active, kv = st["model"]
         (bits,) = st["precision"]
         hw, year = st["hardware"]
-        (log_batch_dense,) = st["serving"]
+        (batch,) = st["serving"]
         mk_out, mk_in, eps, offset, floor = st["margin"]
         c = self.const
-        batch = 1.0 + np.exp(
-            log_batch_dense + forward.log_sparse_batch_gain(total, active, self.sparsity)
-        )
         flops = np.where(bits == 8, self.fp8[hw], self.bf16[hw])
         log_g = pricing.log_gpu_hour_at(
             np.log(np.take_along_axis(self.gpu_hour, hw[:, None], axis=1)[:, 0]),
@@ -200,7 +177,6 @@ class PricePoints:
         work_in = forward.input_cost_per_mtok(
             active, flops=flops, mfu=self.mfu_prefill, usd_per_gpu_hour=1.0
         )
-        work_in, work_out = pricing.pooled_work(work_in, work_out, self.pooling)
         pivot = math.log(c.price_pivot_gpu_hours_per_mtok)
         out, inp = (
             pricing.log_list_price(

@@ -86,21 +86,6 @@ def weights_touched(total, active, batch):
     return total * (1.0 - (1.0 - frac) ** batch)
 
 
-def log_sparse_batch_gain(total, active, sparsity, *, xp=np):
-    """Log of how much larger a batch a mixture of experts runs than a dense model.
-
-    A decode step streams the weights it touches once, whatever the batch, and
-    computes ``2 * active`` FLOP per sequence: the batch at which the step turns
-    from memory- to compute-bound (the roofline's ridge) is ``total / active``
-    times a dense model's. A provider batching at the ridge runs a sparse model
-    at ``(total / active) ** 1`` a dense model's batch; one bound by latency or KV
-    memory, at less. ``sparsity`` is that exponent (0: batched like a dense model,
-    1: at the ridge), so the gain is ``sparsity * log(total / active)``; a dense
-    model (active == total) gains nothing.
-    """
-    return sparsity * (xp.log(total) - xp.log(active))
-
-
 def kv_bytes_per_token_estimate(active, kv_bits=16.0, coef=46_000.0):
     """KV-cache bytes per token of context, from the active parameter count.
 

@@ -8,8 +8,7 @@ provider :math:`p` from a date :math:`t`) and discrete serving component
 
     \log_{10} N_m &\sim \text{prior (unknown models; known models fixed)} \\
     N^{act}_m &= f_m N_m,\quad f_m \sim \text{prior} \\
-    B_{ek} &= 1 + \exp(\mu_B + \tau_B\, t_e + \beta_B \log(N_m / N^{act}_m)
-        + \sigma_B z_{ek}),\quad z_{ek} \sim N(0, 1) \\
+    B_{ek} &= 1 + \exp(\mu_B + \tau_B\, t_e + \sigma_B z_{ek}),\quad z_{ek} \sim N(0, 1) \\
     c^{out}_{ek} &= \text{output\_cost}(N_m, N^{act}_m, b_k, B_{ek}, h_k, g_{h_k}, \text{MBU}) \\
     c^{in}_{ek} &= \text{input\_cost}(N^{act}_m, b_k, h_k, g_{h_k}, \text{MFU}) \\
     \log \pi^{out}_e \mid k &\sim N(\log c^{out}_{ek} + \mu^{out} + \sigma_P u^{out}_p + \sigma_M v_m,\ \sigma_\pi) \\
@@ -31,12 +30,6 @@ component is recorded for every draw. With ``[evidence] hidden_size``, a
 measured d_model enters through the layer count :math:`L_m` and the parameters
 per layer over :math:`d^2`, :math:`c_m` (both with priors), and the vocabulary
 :math:`V`.
-
-:math:`\beta_B` (``log_batch_sparsity``) batches a mixture of experts larger
-than a dense model, and a share of each token type's price may follow the blend
-of input and output work rather than its own (``price_cost_pooling``,
-:func:`llmsize.physics.pricing.pooled_work`); both are 0 in the default
-hypothesis, and ``models/moe_serving.toml`` samples them.
 
 Known-size models enter with their size fixed, so their prices, speeds and
 MMLU scores inform the shared serving, markup and quality parameters that the
@@ -313,7 +306,6 @@ class PricingTerms:
     offset: object  # (E,) per-model and first-party log offsets
     log_floor: object  # (P,) each provider's log price floor
     trend: object  # scalar: change of the log GPU-hour price per year
-    pooling: object  # scalar: share of each token type's price set by the blended work
     log_pivot: float
 
 
@@ -355,13 +347,11 @@ def _pricing(design: Design, hyp: Hypothesis) -> PricingTerms:
         "log_price_floor", floor_mu + floor_sigma * floor_z, dims="provider"
     )
     trend = prior_variable("gpu_hour_trend", pr.gpu_hour_trend)
-    pooling = prior_variable("price_cost_pooling", pr.price_cost_pooling)
     return PricingTerms(
         elasticity=eps_e,
         offset=offset,
         log_floor=log_floor,
         trend=trend,
-        pooling=pooling,
         log_pivot=float(np.log(hyp.constants.price_pivot_gpu_hours_per_mtok)),
     )
 
@@ -474,19 +464,7 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
     # chosen component's enters), without a ridge NUTS must cross to move
     # between, say, a 16-bit A100 and an 8-bit H100 explanation of one price.
     z_batch = pm.Normal("batch_z", 0.0, 1.0, dims=("epoch", "component"))
-    # A mixture of experts computes on its active weights only, so it is batched
-    # larger than a dense model (forward.log_sparse_batch_gain): by (total /
-    # active) ** sparsity, the exponent learned from the mixtures of known size.
-    lb_sparse = prior_variable("log_batch_sparsity", pr.log_batch_sparsity)
-    sparse_gain = forward.log_sparse_batch_gain(total, active, lb_sparse, xp=pt)[
-        design.epoch_model
-    ]
-    batch_ek = 1.0 + pt.exp(
-        lb_mu
-        + lb_trend * design.epoch_year[:, None]
-        + sparse_gain[:, None]
-        + lb_sigma * z_batch
-    )
+    batch_ek = 1.0 + pt.exp(lb_mu + lb_trend * design.epoch_year[:, None] + lb_sigma * z_batch)
     mbu = prior_variable("mbu", pr.mbu)
     mfu_prefill = prior_variable("mfu_prefill", pr.mfu_prefill)
     gpu_hour, mk_out, mk_in = _markups(design, hyp, mfu_prefill)
@@ -560,14 +538,12 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
     )
     # Work in GPU-hours per 1M tokens (the cost at $1 per GPU-hour); the
     # pricing layer turns it into a price at the epoch's GPU-hour price.
-    work_out = forward.output_cost_per_mtok(t_step, b, n_gpus=width, usd_per_gpu_hour=1.0)
-    work_in = forward.input_cost_per_mtok(
-        n_act, flops=flops, mfu=mfu_prefill, usd_per_gpu_hour=1.0
+    log_work_out = pt.log(
+        forward.output_cost_per_mtok(t_step, b, n_gpus=width, usd_per_gpu_hour=1.0)
     )
-    log_work_out, log_work_in = pt.log(work_out), pt.log(work_in)
-    # Each token type is priced on its own work pooled with the blend of both
-    # (pricing.pooled_work); a cost statement speaks of the cost itself.
-    priced_in, priced_out = pricing.pooled_work(work_in, work_out, pricing_terms.pooling)
+    log_work_in = pt.log(
+        forward.input_cost_per_mtok(n_act, flops=flops, mfu=mfu_prefill, usd_per_gpu_hour=1.0)
+    )
     log_g = pricing.log_gpu_hour_at(
         pt.log(gpu_hour)[design.component_hardware][None, :],
         pricing_terms.trend,
@@ -584,7 +560,7 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
             log_floor=pricing_terms.log_floor[ep][:, None],
             xp=pt,
         )
-        for log_work, markup in ((pt.log(priced_out), mk_out), (pt.log(priced_in), mk_in))
+        for log_work, markup in ((log_work_out, mk_out), (log_work_in, mk_in))
     )
     # Observations are data containers, so a compiled model can be refitted
     # to other (e.g. simulated) observations without compiling again.

@@ -206,23 +206,3 @@ def test_method_section_quotes_the_run_and_the_hypothesis(tiny_design, default_h
     dense = validate(raw)
     text = method_section(stand_in_run(tiny_design, dense), tiny_design, dense)
     assert "which this hypothesis pins (value 1)" in text
-    # The mixture-of-experts serving terms: pinned at 0 in the default, and said to be off.
-    assert "a larger decode batch, (total / active) to a power (pinned at 0.00)" in text
-    assert "Both are off in this hypothesis" in text
-    raw = default_hypothesis.to_dict()
-    raw["priors"]["log_batch_sparsity"] = {"distribution": "Normal", "mu": 0.5, "sigma": 0.3}
-    raw["priors"]["price_cost_pooling"] = {"distribution": "Beta", "alpha": 2.0, "beta": 2.0}
-    moe = validate(raw)
-    # The default's stand-in with the two terms drawn as a run of moe_serving would
-    # have them (no compile of another structure).
-    tree = stand_in_run(tiny_design, default_hypothesis)
-    rng = np.random.default_rng(SEED)
-    for var, draws in (
-        ("log_batch_sparsity", rng.normal(0.5, 0.3, post["mbu"].shape)),
-        ("price_cost_pooling", rng.beta(2.0, 2.0, post["mbu"].shape)),
-    ):
-        tree["posterior"][var] = xr.DataArray(draws, dims=("chain", "draw"))
-    text = method_section(tree, tiny_design, moe)
-    median = float(np.quantile(tree["posterior"]["price_cost_pooling"].values, 0.5))
-    assert f"pooling their costs (sampled, {median:.2f} [" in text
-    assert "Both are off" not in text

@@ -78,16 +78,3 @@ def test_gpu_hour_at_date():
     assert math.exp(pricing.log_gpu_hour_at(math.log(3.0), -0.4, 1.5)) == pytest.approx(
         3.0 * math.exp(-0.6)
     )
-
-
-def test_pooled_work_by_hand():
-    # Mixtral 8x7B-like work: prefill 0.05 GPU-h per 1M input tokens, decode 0.4 per
-    # 1M output tokens. Blend at 3:1 = 0.75 * 0.05 + 0.25 * 0.4 = 0.1375.
-    w_in, w_out = 0.05, 0.4
-    assert pricing.pooled_work(w_in, w_out, 0.0) == pytest.approx((0.05, 0.4))
-    assert pricing.pooled_work(w_in, w_out, 1.0) == pytest.approx((0.1375, 0.1375))
-    # Half pooled: 0.5 * 0.05 + 0.5 * 0.1375 = 0.09375; 0.5 * 0.4 + 0.5 * 0.1375 = 0.26875.
-    assert pricing.pooled_work(w_in, w_out, 0.5) == pytest.approx((0.09375, 0.26875))
-    # Pooling keeps the blend itself: a 3:1 mix of the priced works is the blend.
-    got_in, got_out = pricing.pooled_work(w_in, w_out, 0.3)
-    assert 0.75 * got_in + 0.25 * got_out == pytest.approx(0.1375)

@@ -279,10 +279,7 @@ def _median_interval(post: xr.Dataset, var: str, transform=lambda v: v, fmt: str
 
 
 def _prior_or_posterior(post: xr.Dataset, var: str, fmt: str = ".2f") -> str:
-    """A pinned quantity's value ("pinned at ..."), else its posterior median and 90% interval
-    ("not in this run" for a run made before the quantity was in the model)."""
-    if var not in post:
-        return "not in this run"
+    """A pinned quantity's value ("pinned at ..."), else its posterior median and 90% interval."""
     x = post[var].values
     if np.ptp(x) == 0:
         return f"pinned at {float(x.reshape(-1)[0]):{fmt}}"
@@ -321,12 +318,6 @@ def method_section(tree: xr.DataTree, design: Design, hyp: Hypothesis) -> str:
         mfu_decode=_prior_or_posterior(post, "mfu_decode"),
         context=_prior_or_posterior(post, "context_tokens", fmt=".0f"),
         fill=_prior_or_posterior(post, "weight_memory_fraction"),
-        sparsity=_prior_or_posterior(post, "log_batch_sparsity"),
-        pooling=_prior_or_posterior(post, "price_cost_pooling"),
-        moe_serving=any(
-            var in post and np.ptp(post[var].values) > 0
-            for var in ("log_batch_sparsity", "price_cost_pooling")
-        ),
         gpus_per_node=f"{hyp.constants.gpus_per_node:g}",
     )
 

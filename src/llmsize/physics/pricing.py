@@ -44,27 +44,6 @@ INPUT_SHARE = 0.75
 FLOOR_SHARPNESS = 4.0
 
 
-def pooled_work(work_in, work_out, pooling, *, input_share=INPUT_SHARE):
-    """The work each token type is priced on: its own, pooled with the blend.
-
-    A provider's prefill (input) and decode (output) costs differ by model: a
-    mixture of experts prefills on its active weights but holds, and streams at
-    decode, all of them. A provider that sets its prices from what serving a
-    model costs overall, and splits them into input and output prices by a
-    convention of its own (one price for both, or output at 3-4x input), loads
-    part of the decode cost onto the input price. ``pooling`` is that share:
-    each token type is priced on ``(1 - pooling) * own + pooling * blend``, where
-    ``blend = input_share * work_in + (1 - input_share) * work_out``; 0 prices
-    each on its own cost, 1 both on the blended cost (their ratio is then the
-    provider's markups alone). Returns ``(input work, output work)``.
-    """
-    blend = input_share * work_in + (1.0 - input_share) * work_out
-    return (
-        work_in + pooling * (blend - work_in),
-        work_out + pooling * (blend - work_out),
-    )
-
-
 def elasticity(mu, provider_offset, first_party, first_party_shift):
     """Elasticity of price in work at each price: the providers' mean, the
     provider's own deviation, and a shift where the provider is the model's lab.
