@@ -7,7 +7,9 @@ Modelled on pymc-marketing's and CausalPy's ``tests/conftest.py``:
   is given; ``--only-slow`` runs nothing else;
 - the default hypothesis, the tiny synthetic dataset and the bundled data are
   loaded once per session;
-- every random draw uses a fixed seed.
+- every random draw uses a fixed seed;
+- the suite runs on two workers (pytest-xdist, ``-n 2`` in ``pyproject.toml``);
+  the shared tiny fit is made once for both (a file lock in a folder they share).
 
 Real fits are expensive (nutpie compiles the model in ~20-30 s), so the
 default run shares them: ``tiny_infer_subprocess`` and ``tiny_infer_runner``
@@ -17,10 +19,15 @@ are the only two fits outside the slow tests, each with tiny settings
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import matplotlib
@@ -79,7 +86,15 @@ def pytest_addoption(parser):
     )
 
 
+#: Fixtures of the shared tiny fits: the tests that use them run last, so that the
+#: fit (started when the session starts, ``_start_shared_fit``) overlaps the others.
+SHARED_FIT_FIXTURES = ("tiny_infer_subprocess", "tiny_infer_runner")
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(
+        key=lambda item: any(f in getattr(item, "fixturenames", ()) for f in SHARED_FIT_FIXTURES)
+    )
     if config.getoption("--only-slow"):
         skip_fast = pytest.mark.skip(reason="not slow; --only-slow given")
         for item in items:
@@ -171,29 +186,97 @@ def compiled_model_cache(tmp_path_factory):
         yield path
 
 
+def _shared_dir(tmp_path_factory) -> Path:
+    """A folder every worker of this test run sees: under pytest-xdist, the parent of the
+    worker's own base folder (the pattern pytest-xdist documents for session fixtures
+    made once per run), else the base folder itself."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path):
+    """Hold an exclusive lock on file ``lock`` (created if missing) while the block runs."""
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def tiny_subprocess_cache(tmp_path_factory):
-    """The compiled-model cache of ``tiny_infer_subprocess``, empty when it starts."""
-    return tmp_path_factory.mktemp("cache_subprocess")
+    """The compiled-model cache of ``tiny_infer_subprocess``, empty when it starts;
+    shared by the workers: copy it before writing to it."""
+    return _shared_dir(tmp_path_factory) / "shared-tiny-fit" / "cache"
+
+
+def _run_shared_fit(root: Path, cache: Path) -> None:
+    """The shared tiny fit, into ``root / "run" / "report"``; its exit status and output
+    go to ``root / "result.json"`` when it ends (written last, so its presence means done)."""
+    args = [sys.executable, "-m", "llmsize", "infer", "-q", *TINY_ARGS,
+            "--out", str(root / "run" / "report")]  # fmt: skip
+    try:
+        proc = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=root,
+            env={**subprocess_env(), "LLMSIZE_CACHE_DIR": str(cache)},
+        )
+        made = {"returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+    except Exception as exc:  # noqa: BLE001 - the tests that wait for it report it
+        made = {"returncode": -1, "stdout": "", "stderr": f"the shared fit did not run: {exc!r}"}
+    tmp = root / "result.json.tmp"
+    tmp.write_text(json.dumps({"args": args, **made}), encoding="utf-8")
+    tmp.replace(root / "result.json")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_shared_fit(request, tmp_path_factory, tiny_subprocess_cache):
+    """Start the shared tiny fit as soon as the session starts, if any collected test
+    uses it: in a thread of the first worker to get here, so that its half-minute
+    compile overlaps the other tests instead of holding one up."""
+    wanted = any("tiny_infer_subprocess" in getattr(item, "fixturenames", ())
+                 for item in request.session.items)  # fmt: skip
+    root = tiny_subprocess_cache.parent
+    with _exclusive(root.parent / "shared-tiny-fit.lock"):
+        first = wanted and not (root / "started").exists()
+        if first:
+            tiny_subprocess_cache.mkdir(parents=True)
+            (root / "started").touch()
+    if not first:
+        yield
+        return
+    fit = threading.Thread(target=_run_shared_fit, args=(root, tiny_subprocess_cache))
+    fit.start()
+    yield
+    # Another worker may still wait for it: this one ends only after the fit.
+    fit.join()
 
 
 @pytest.fixture(scope="session")
 def tiny_infer_subprocess(tmp_path_factory, tiny_subprocess_cache):
-    """ONE real ``python -m llmsize infer -q`` on the tiny data, shared by every test.
+    """ONE real ``python -m llmsize infer -q`` on the tiny data, shared by every test
+    of every worker (started by ``_start_shared_fit``; this waits for it).
 
     It compiles the model into an empty cache (``tiny_subprocess_cache``).
-    Returns ``(completed_process, out_dir)``.
+    Returns ``(completed_process, out_dir)``; treat both as read-only.
     """
-    out = tmp_path_factory.mktemp("infer_subprocess") / "report"
-    proc = subprocess.run(
-        [sys.executable, "-m", "llmsize", "infer", "-q", *TINY_ARGS, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path_factory.getbasetemp(),
-        env={**subprocess_env(), "LLMSIZE_CACHE_DIR": str(tiny_subprocess_cache)},
+    root = tiny_subprocess_cache.parent
+    done = root / "result.json"
+    deadline = time.monotonic() + 900
+    while not done.is_file():
+        if not (root / "started").exists() or time.monotonic() > deadline:
+            pytest.fail(f"the shared tiny fit was not started or did not end ({root})")
+        time.sleep(0.2)
+    made = json.loads(done.read_text(encoding="utf-8"))
+    proc = subprocess.CompletedProcess(
+        made["args"], made["returncode"], made["stdout"], made["stderr"]
     )
-    return proc, out
+    return proc, root / "run" / "report"
 
 
 @pytest.fixture(scope="session")

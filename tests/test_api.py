@@ -21,7 +21,7 @@ from click.testing import CliRunner
 import llmsize
 from llmsize.cli import EXIT_INPUT, cli
 from llmsize.exceptions import LlmsizeError
-from llmsize.io import read_posterior, write_posterior
+from llmsize.outputs.io import read_posterior, write_posterior
 
 from .conftest import (
     DATA_DIR,
@@ -59,8 +59,9 @@ def test_import_is_light_and_exports_the_api():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True,
         env=subprocess_env(),
     ).stdout.splitlines()  # fmt: skip
-    assert out == ["['__version__', 'infer', 'load', 'report']", "[]"]
-    assert callable(llmsize.report) and callable(llmsize.infer) and callable(llmsize.load)
+    assert out == ["['__version__', 'calibrate', 'compare', 'infer', 'load', 'report']", "[]"]
+    for name in ("calibrate", "compare", "infer", "load", "report"):
+        assert callable(getattr(llmsize, name)), name
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,10 @@ def test_import_is_light_and_exports_the_api():
     [
         (None, []),
         ({"sampler.draws": 100}, ["sampler.draws=100"]),
-        ({"mbu.alpha": 4.5, "sampler.adaptation": "x"}, ["mbu.alpha=4.5", 'sampler.adaptation="x"']),
+        (
+            {"mbu.alpha": 4.5, "sampler.adaptation": "x"},
+            ["mbu.alpha=4.5", 'sampler.adaptation="x"'],
+        ),
         ({"flag": True}, ["flag=true"]),
         (["sampler.draws=100"], ["sampler.draws=100"]),
         ("sampler.draws=100", ["sampler.draws=100"]),
@@ -107,9 +111,10 @@ def test_load_and_report_from_python(tiny_infer_subprocess, tmp_path):
     assert isinstance(tree, xr.DataTree)
     assert {"posterior", "prior", "posterior_predictive", "log_likelihood"} <= set(tree.children)
     assert tree.attrs["command"].startswith("llmsize infer --data ")
-    assert tree.attrs["data_sha256"] == json.loads(
-        (out / "diagnostics.json").read_text(encoding="utf-8")
-    )["data_sha256"]
+    assert (
+        tree.attrs["data_sha256"]
+        == json.loads((out / "diagnostics.json").read_text(encoding="utf-8"))["data_sha256"]
+    )
     result = llmsize.report(tree, tmp_path / "a")
     assert result.out_dir == tmp_path / "a"
     assert result.diagnostics.divergences >= 0 and result.headline

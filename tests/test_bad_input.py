@@ -76,8 +76,8 @@ SAMPLER_ENTRY_POINTS = (
     ("llmsize.cache", "compile_model"),
     ("llmsize.pipeline", "fit"),
     ("llmsize.pipeline", "statistics_worker"),
-    ("llmsize.compare", "fit"),
-    ("llmsize.compare", "fit_hypothesis"),
+    ("llmsize.studies.compare.runner", "fit"),
+    ("llmsize.studies.compare.runner", "fit_hypothesis"),
     ("llmsize.calibration", "run_parallel"),
     ("llmsize.calibration", "fit_holdout"),
 )
@@ -662,7 +662,7 @@ def test_system_error_is_one_line_naming_its_path(world, monkeypatch):
 def test_system_error_while_writing_removes_the_staging_folder(world):
     import errno
 
-    from llmsize import io
+    from llmsize.outputs import io
 
     def write_until_full():
         with io.staged_output(world.prev) as tmp:

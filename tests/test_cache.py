@@ -328,13 +328,15 @@ def test_warm_infer_gives_the_cold_summary(
     """``tiny_infer_subprocess`` compiled into an empty cache; fitting the same
     data, hypothesis and seed again with that cache loads the compiled model and
     gives the same summary.csv, byte for byte."""
-    from llmsize import io
+    from llmsize.outputs import io
     from llmsize.sampling import SampleSettings, fit
     from llmsize.summary import summary_table
 
     proc, out = tiny_infer_subprocess
     assert proc.returncode == 0, proc.stderr
-    monkeypatch.setenv(cache.ENV_VAR, str(tiny_subprocess_cache))
+    # A copy: the cache is shared with other tests (and workers), and a load may touch it.
+    shutil.copytree(tiny_subprocess_cache, tmp_path / "cache")
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "cache"))
     settings = SampleSettings.from_hypothesis(
         default_hypothesis.sampler, draws=TINY_DRAWS, tune=TINY_TUNE, chains=TINY_CHAINS,
         seed=SEED,

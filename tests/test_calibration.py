@@ -258,6 +258,31 @@ def test_calibrate_command_kinds_and_resume(tmp_path, monkeypatch):
     assert "no such hold-out or family with prices: nope" in result.output
 
 
+def test_calibrate_from_python_returns_its_tables(tmp_path, monkeypatch):
+    """``llmsize.calibrate`` runs what the command runs (here on made-up fits) and
+    hands back the tables it wrote, with the provenance a report checks."""
+    import llmsize
+    from llmsize.outputs.provenance import model_code_digest
+
+    monkeypatch.setattr(cal, "run_parallel", _fake_parallel)
+    out = tmp_path / "cal"
+    got = llmsize.calibrate(
+        DEFAULT_HYPOTHESIS, CAL_DIR, {"sampler.seed": 3}, out=out, kinds=["ladder"],
+        variants=["full"], simulations=0, draws=10, tune=10, chains=1,
+    )  # fmt: skip
+    assert got.out_dir == out
+    assert got.sbc is None
+    assert set(got.table["holdout"]) == {"ladder-LabM"}
+    written = pd.read_csv(out / "class_metrics.csv")
+    assert len(got.classes) == len(written)
+    np.testing.assert_allclose(got.classes["coverage_90"], written["coverage_90"], rtol=1e-3)
+    assert list(got.metrics["method"]) == list(pd.read_csv(out / "metrics.csv")["method"])
+    made = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
+    assert made["code_sha256"] == model_code_digest()
+    with pytest.raises(llmsize.exceptions.LlmsizeError, match="no such hold-out"):
+        llmsize.calibrate(DEFAULT_HYPOTHESIS, CAL_DIR, out=tmp_path / "x", families=["nope"])
+
+
 # --------------------------------------------------------------------------- outputs
 
 

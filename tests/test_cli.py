@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from click.testing import CliRunner
 import llmsize
 from llmsize.cli import EXIT_DIAGNOSTICS, EXIT_INPUT, cli
 from llmsize.data import data_digest, load_dataset
-from llmsize.io import read_posterior
+from llmsize.outputs.io import read_posterior
 
 from .conftest import (
     DEFAULT_HYPOTHESIS,
@@ -122,7 +123,11 @@ def test_infer_writes_every_file(tiny_infer_subprocess):
         assert data[:8] == b"\x89PNG\r\n\x1a\n", fig
         assert len(data) > 10_000, fig  # an empty 1-pixel figure would be ~100 B
     readme = (out / "README.md").read_text(encoding="utf-8")
-    assert readme.startswith("# llmsize report: `default`")
+    # The answer first: the question, a sentence with numbers, then the chart.
+    assert readme.startswith("# How big are Closed models X and Y?\n\n**Answer:**")
+    first = readme.split("\n## ")[0]
+    assert re.search(r"closed-x on 2023-03-01 .*: [\d.]+B \[[\d.]+-[\d.]+\] total", first)
+    assert "(size_by_date.png)" in first
     for fig in FIGURES:
         assert f"({fig})" in readme
     assert "closed-x" in readme
@@ -134,7 +139,8 @@ def test_infer_writes_every_file(tiny_infer_subprocess):
     # The family of the fixture's families.csv has its own page, linked from the index.
     assert 'href="family-closed.html"' in page
     fam = (out / "family-closed.md").read_text(encoding="utf-8")
-    assert fam.startswith("# Closed models X and Y")
+    assert fam.startswith("# How big are Closed models X and Y?\n\n**Answer:**")
+    assert "## Sampler diagnostics" in fam
     for text in ("(size-closed.png)", "(cuts-closed.png)", "20B (a rumour)", "10B active"):
         assert text in fam
     fam_page = (out / "family-closed.html").read_text(encoding="utf-8")
@@ -320,7 +326,12 @@ def test_worker_statistics_match_the_posterior(tiny_infer_subprocess):
     assert list(written["driving_prior"]) == list(again["driving_prior"])
 
 
-def test_strict_exit_code_matches_diagnostics(tiny_infer_runner):
+def test_strict_exit_code_matches_diagnostics_and_same_seed_same_summary(
+    tiny_infer_runner, tiny_infer_subprocess
+):
+    """The in-process ``--strict`` run: its exit code follows its diagnostics, and its
+    summary equals the subprocess run's (one test, so that the in-process fit is made
+    once even when the tests run on two workers)."""
     result, out = tiny_infer_runner
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     diag = json.loads((out / "diagnostics.json").read_text(encoding="utf-8"))
@@ -342,14 +353,10 @@ def test_strict_exit_code_matches_diagnostics(tiny_infer_runner):
     # check asks for: with these tiny settings the check must fail.
     assert not diag["passed"]
     assert result.exit_code == EXIT_DIAGNOSTICS
-
-
-def test_same_seed_same_summary(tiny_infer_runner, tiny_infer_subprocess):
     # Same data, hypothesis, settings and seed, in-process and in a subprocess:
     # the documented reproducibility gives byte-identical summaries.
-    _, out_a = tiny_infer_runner
     _, out_b = tiny_infer_subprocess
-    assert (out_a / "summary.csv").read_bytes() == (out_b / "summary.csv").read_bytes()
+    assert (out / "summary.csv").read_bytes() == (out_b / "summary.csv").read_bytes()
 
 
 # --- bad input ---------------------------------------------------------------------------

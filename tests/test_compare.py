@@ -11,9 +11,9 @@ import pytest
 import xarray as xr
 from click.testing import CliRunner
 
-from llmsize import compare as cmp
 from llmsize.cli import EXIT_INPUT, cli
 from llmsize.inference.evidence import ReweightedEvidence
+from llmsize.studies.compare import runner as cmp
 
 from .conftest import DEFAULT_HYPOTHESIS, HYPOTHESIS_FIXTURES, SEED, TINY_DIR
 
@@ -158,12 +158,24 @@ def test_compare_of_one_model_under_two_names(
     twin = hypothesis_dir / "default_twin.toml"
     twin.write_text('extends = "default.toml"\nname = "default_twin"\n', encoding="utf-8")
     out = tmp_path / "cmp"
-    res = CliRunner().invoke(
-        cli, _compare_args(out, hypothesis_dir / "default.toml", twin)
-    )
-    assert res.exit_code == 0, res.output
+    # Through the Python API (the command line calls the same function; its error
+    # paths are tested above, its output in the slow test below).
+    import llmsize
+
+    got = llmsize.compare(
+        [hypothesis_dir / "default.toml", twin],
+        TINY_DIR,
+        out=out,
+        draws=100,
+        tune=100,
+        chains=2,
+    )  # same settings as _compare_args; fmt: skip
+    assert got.out_dir == out
+    assert got.reference == "default"
+    assert [f.name for f in got.fits] == ["default", "default_twin"]
     for name in COMPARE_FILES:
         assert (out / name).is_file(), name
+    assert list(got.evidence["hypothesis"]) == ["default", "default_twin"]
     ev = pd.read_csv(out / "evidence.csv").set_index("hypothesis")
     assert list(ev.index) == ["default", "default_twin"]
     # Reweighting the reference's draws by a prior ratio of one: a Bayes factor of

@@ -1,4 +1,4 @@
-"""The self-contained HTML report (``llmsize.html``).
+"""The self-contained HTML report (``llmsize.outputs.html``).
 
 Fast tests build a small report folder in ``tmp_path``; one test renders the
 committed ``reports/default`` (read-only: the page is written to ``tmp_path``)
@@ -21,8 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from llmsize import html as report_html  # noqa: E402
-from llmsize.html import render_html, write_html, write_pages  # noqa: E402
+from llmsize.outputs import html as report_html  # noqa: E402
+from llmsize.outputs.html import render_html, write_html, write_pages  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPORT = REPO_ROOT / "reports" / "default"
@@ -58,7 +58,7 @@ PASSING = {
 }
 
 README = """\
-# llmsize report: `toy`
+# How big is toy?
 
 Intro with <script>alert("readme")</script> raw HTML.
 
@@ -69,6 +69,10 @@ Intro with <script>alert("readme")</script> raw HTML.
 ![size by date](size_by_date.png)
 
 ![remote](https://example.com/remote.png)
+
+## Diagnostics
+
+The run's checks.
 """
 
 
@@ -118,7 +122,22 @@ def test_page_is_self_contained(tmp_path: Path) -> None:
     # The remote image is named, not loaded.
     assert "image not embedded" in page
     assert "https://example.com/remote.png" in page
-    assert "<title>llmsize report: toy</title>" in page
+    assert "<title>How big is toy?</title>" in page
+
+
+def test_diagnostics_box_opens_the_diagnostics_section(tmp_path: Path) -> None:
+    """The answer first: the run's box sits below the results, not under the title;
+    a family page (which states its own models' diagnostics) gets none."""
+    report, data = _make_report(tmp_path)
+    page = render_html(report, data)
+    box = page.index('id="diagnostics-box"')
+    assert page.index("toy-model") < box < page.index("<h2>Diagnostics</h2>")
+    # Without such a section the box closes the report text.
+    (report / "README.md").write_text(README.split("## Diagnostics")[0], encoding="utf-8")
+    page = render_html(report, data)
+    assert page.index("toy-model") < page.index('id="diagnostics-box"')
+    (report / "family-toy.md").write_text("# How big is toy?\n\n## Sampler diagnostics\n")
+    assert 'id="diagnostics-box"' not in render_html(report, data, page="family-toy.md")
 
 
 def test_markdown_table_and_raw_html_escaped(tmp_path: Path) -> None:
@@ -257,6 +276,20 @@ def _screenshots(page, stem: Path) -> list[Path]:
     return shots
 
 
+#: Where the answer sentence and the first chart of a page sit before any scrolling.
+_FIRST_SCREEN = """() => {
+  const answer = Array.from(document.querySelectorAll("main p"))
+    .find(p => p.textContent.startsWith("Answer:"));
+  const chart = document.querySelector("main img");
+  const a = answer ? answer.getBoundingClientRect() : null;
+  const c = chart ? chart.getBoundingClientRect() : null;
+  return {
+    answer: answer ? answer.textContent : null, answerBottom: a ? a.bottom : null,
+    chart: chart ? chart.alt : null, chartTop: c ? c.top : null, chartBottom: c ? c.bottom : null,
+  };
+}"""
+
+
 def test_default_report_renders_in_chromium(tmp_path: Path) -> None:
     """The committed report opens in headless Chromium: every image decodes,
     nothing is fetched from outside the file, and the console stays clean."""
@@ -285,7 +318,7 @@ def test_default_report_renders_in_chromium(tmp_path: Path) -> None:
                 url = path.as_uri()
                 console_errors: list[str] = []
                 requests: list[str] = []
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
                 page.on(
                     "console",
                     lambda msg, errs=console_errors: (
@@ -295,7 +328,9 @@ def test_default_report_renders_in_chromium(tmp_path: Path) -> None:
                 page.on("pageerror", lambda exc, errs=console_errors: errs.append(str(exc)))
                 page.on("request", lambda req, reqs=requests: reqs.append(req.url))
                 page.goto(url, wait_until="load", timeout=15_000)
+                first_screen = page.evaluate(_FIRST_SCREEN)
                 seen[path.name] = {
+                    "first_screen": first_screen,
                     "url": url,
                     "errors": console_errors,
                     "requests": requests,
@@ -332,8 +367,18 @@ def test_default_report_renders_in_chromium(tmp_path: Path) -> None:
         assert got["requests"] == [got["url"]], name
         assert any("Sampler diagnostics" in h for h in got["headings"]), name
         assert "Data sources" in got["headings"], name
+        # The answer first: on a 1280x800 screen, before any scrolling, the sentence
+        # with the sizes in numbers and the whole headline chart.
+        first = got["first_screen"]
+        assert first["answer"] is not None, name
+        assert re.search(r"[\d.]+B \[[\d.]+-[\d.]+\] total, [\d.]+B \[[\d.]+-[\d.]+\] active",
+                         first["answer"]), name  # fmt: skip
+        assert first["answerBottom"] <= 800, (name, first)
+        assert first["chart"] is not None, (name, first)
+        assert "by date" in first["chart"], (name, first)
+        assert 0 < first["chartTop"] < first["chartBottom"] <= 800, (name, first)
     index = seen["index.html"]
-    assert index["title"] == "llmsize report: default"
+    assert index["title"] == "How big is ChatGPT?"
     assert {p.name for p in family_pages} <= set(index["links"])
     assert "Price cuts, decomposed" in index["headings"]
     assert all(shot.stat().st_size > 10_000 for shot in expanded)

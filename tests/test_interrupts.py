@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from llmsize import interrupts, io
+from llmsize import interrupts
+from llmsize.outputs import io
 
 from .conftest import subprocess_env
 
@@ -27,7 +28,8 @@ SLOW_WRITER = textwrap.dedent(
     """
     import sys, time
     import click
-    from llmsize import cli, io
+    from llmsize import cli
+    from llmsize.outputs import io
 
     @cli.cli.command("slow-write")
     @click.argument("out")

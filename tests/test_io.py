@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from llmsize import io
 from llmsize.exceptions import LlmsizeError
+from llmsize.outputs import io
 
 
 def snapshot(root):

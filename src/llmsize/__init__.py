@@ -8,6 +8,10 @@ The Python API, for a notebook or a script (the command line calls the same code
     tree["posterior"]["total_b"]                             # sizes in billions
     llmsize.report(tree, "reports/mine")                     # the pages, as `llmsize infer`
     tree = llmsize.load("reports/default/posterior.nc")      # a saved run
+    result = llmsize.compare(["models/default.toml", "models/chatgpt_20b.toml"])
+    result.evidence                                          # a pandas table
+    result = llmsize.calibrate(families=["mixtral-8x7b"], simulations=0)
+    result.classes                                           # coverage per class
 
 Errors are :class:`llmsize.exceptions.LlmsizeError` (the line the command prints).
 Heavy imports wait for the first call, so ``import llmsize`` stays fast.
@@ -21,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "infer", "load", "report"]
+__all__ = ["__version__", "calibrate", "compare", "infer", "load", "report"]
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
     from llmsize.pipeline import InferenceResult
+    from llmsize.studies.calibration.runner import CalibrationResult
+    from llmsize.studies.compare.runner import CompareResult
 
 
 def _override_list(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
@@ -92,9 +98,7 @@ def infer(
     }
     shown = {"hypothesis": hypothesis, "data": data, "overrides": overrides, "out": out}
     shown |= {"draws": draws, "tune": tune, "chains": chains, "seed": seed}
-    command = "llmsize.infer(" + ", ".join(
-        f"{k}={str(v) if isinstance(v, Path) else v!r}" for k, v in shown.items() if v is not None
-    ) + ")"
+    command = _command("infer", shown)
     if out is None:
         return fit_only(**args, command=command)
     result = run_inference(**args, out_dir=Path(out), command=command)
@@ -103,7 +107,7 @@ def infer(
 
 def load(path: str | Path) -> xr.DataTree:
     """The DataTree of a saved run (a report's ``posterior.nc``)."""
-    from llmsize.io import load_run
+    from llmsize.outputs.io import load_run
 
     return load_run(path)
 
@@ -118,7 +122,7 @@ def report(
     bundled data); its sha256 must be the run's. Returns the run's diagnostics and
     headline lines.
     """
-    from llmsize.io import load_run
+    from llmsize.outputs.io import load_run
     from llmsize.pipeline import render_report
 
     source = "<tree>"
@@ -127,4 +131,106 @@ def report(
         tree = load_run(tree)
     return render_report(
         tree, Path(out), data_dir=Path(data) if data is not None else None, source=source
+    )
+
+
+def _command(name: str, shown: Mapping[str, Any]) -> str:
+    """How a call is recorded in the pages it writes: ``llmsize.compare(...)``."""
+    return (
+        f"llmsize.{name}("
+        + ", ".join(
+            f"{k}={str(v) if isinstance(v, Path) else v!r}"
+            for k, v in shown.items()
+            if v is not None
+        )
+        + ")"
+    )
+
+
+def compare(
+    hypotheses: Sequence[str | Path],
+    data: str | Path | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    *,
+    out: str | Path = "reports/compare",
+    reference: str | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    seed: int | None = None,
+    cores: int | None = None,
+    progress: bool = False,
+) -> CompareResult:
+    """Fit several hypothesis files to the same data and compare them, as ``llmsize
+    compare`` does: the report goes to ``out``, and the fits and tables come back.
+
+    Each hypothesis samples with its own ``[sampler]`` table unless ``draws``,
+    ``tune``, ``chains`` or ``seed`` say otherwise; ``reference`` (default
+    ``default`` when present, else the first) is the one Bayes factors are against.
+    """
+    from llmsize.inputs.bundled import default_data_dir
+    from llmsize.studies.compare.runner import CompareSettings
+    from llmsize.studies.compare.runner import compare as run
+
+    paths = [Path(h) for h in ([hypotheses] if isinstance(hypotheses, str | Path) else hypotheses)]
+    settings = CompareSettings(
+        draws=draws, tune=tune, chains=chains, seed=seed, progress=progress,
+        **({} if cores is None else {"cores": cores}),
+    )  # fmt: skip
+    shown = {"hypotheses": [str(p) for p in paths], "data": data, "overrides": overrides}
+    shown |= {"out": out, "reference": reference, "draws": draws, "tune": tune}
+    return run(
+        paths,
+        data_dir=Path(data) if data is not None else default_data_dir(),
+        out_dir=Path(out),
+        settings=settings,
+        overrides=_override_list(overrides),
+        reference=reference,
+        command=_command("compare", shown | {"chains": chains, "seed": seed}),
+    )
+
+
+def calibrate(
+    hypothesis: str | Path | None = None,
+    data: str | Path | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    *,
+    out: str | Path | None = None,
+    families: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    workers: int = 2,
+    scheduler: str | None = None,
+    simulations: int = 100,
+    progress: bool = False,
+) -> CalibrationResult:
+    """Refit the hypothesis with each hold-out of models of known size and score the
+    intervals, as ``llmsize calibrate`` does; writes ``out`` (default
+    ``reports/calibration-<hypothesis name>``) and returns its tables.
+
+    ``families``: only the hold-outs of these names (or holding out these families);
+    ``kinds``: ``"family"`` and/or ``"ladder"``; ``variants``: ``"full"``,
+    ``"no_speed"``, ``"no_price"``; ``simulations``: simulation-based calibration runs.
+    """
+    from llmsize.inputs.bundled import default_data_dir, default_hypothesis
+    from llmsize.studies.calibration.runner import calibrate as run
+
+    return run(
+        data_dir=Path(data) if data is not None else default_data_dir(),
+        hypothesis_path=Path(hypothesis) if hypothesis is not None else default_hypothesis(),
+        out_dir=Path(out) if out is not None else None,
+        overrides=_override_list(overrides),
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        workers=workers,
+        scheduler=scheduler,
+        only=list(families or []),
+        kinds=list(kinds or []),
+        variants=list(variants or []),
+        simulations=simulations,
+        progress=progress,
     )

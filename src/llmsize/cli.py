@@ -196,9 +196,7 @@ def infer(
 
     start = time.perf_counter()
     ctx = click.get_current_context()
-    command = " ".join(
-        shlex.quote(a) for a in ["llmsize", ctx.info_name, *_given_args(ctx)]
-    )
+    command = " ".join(shlex.quote(a) for a in ["llmsize", ctx.info_name, *_given_args(ctx)])
     result = run_inference(
         data_dir=data_dir,
         hypothesis_path=hypothesis,
@@ -380,61 +378,28 @@ def calibrate(
     Example: ``llmsize calibrate --family llama-2-70b --variant full``
     """
     _setup_logging(not quiet)
-    from llmsize.calibration import check_calibration, run_calibration, write_outputs
-    from llmsize.config import hypothesis_files, load_hypothesis
-    from llmsize.studies.calibration.holdouts import KINDS, VARIANT_LABELS, VARIANTS
-    from llmsize.studies.calibration.metrics import class_metrics, class_targets, targets
+    from llmsize.studies.calibration.holdouts import VARIANT_LABELS
+    from llmsize.studies.calibration.metrics import class_targets, targets
     from llmsize.studies.calibration.report import SPLIT_RULE, sentence
+    from llmsize.studies.calibration.runner import calibrate as run
 
-    hyp = load_hypothesis(hypothesis, list(overrides))
-    out_dir = Path(out_dir) if out_dir is not None else Path("reports") / f"calibration-{hyp.name}"
-    check_calibration(
+    result = run(
         data_dir=data_dir,
-        hypothesis_files=hypothesis_files(hypothesis),
+        hypothesis_path=hypothesis,
         out_dir=out_dir,
+        overrides=list(overrides),
         draws=draws,
         tune=tune,
         chains=chains,
         workers=workers,
-        simulations=simulations,
-    )
-    settings = {
-        "draws": draws,
-        "tune": tune,
-        "chains": chains,
-        "seed": hyp.sampler.seed,
-        "target_accept": hyp.sampler.target_accept,
-        "adaptation": hyp.sampler.adaptation,
-        "cores": 1,
-        "prior_draws": 1,
-    }
-    table, mets, sbc = run_calibration(
-        data_dir=data_dir,
-        hyp=hyp,
-        out_dir=out_dir,
-        settings=settings,
         scheduler=scheduler,
-        workers=workers,
-        variants=variants or VARIANTS,
-        kinds=kinds or KINDS,
-        only=only or None,
+        only=list(only),
+        kinds=list(kinds),
+        variants=list(variants),
         simulations=simulations,
         progress=not quiet,
     )
-    classes = class_metrics(table)
-    write_outputs(out_dir, table, mets, sbc, classes)
-    from llmsize.data import data_digest
-    from llmsize.io import write_json
-    from llmsize.outputs.provenance import model_code_digest
-
-    write_json(
-        {
-            "model_sha256": hyp.model_digest(),
-            "code_sha256": model_code_digest(),
-            "data_sha256": data_digest(Path(data_dir)),
-        },
-        out_dir / "provenance.json",
-    )
+    mets, classes, sbc, out_dir = result.metrics, result.classes, result.sbc, result.out_dir
     click.echo(mets.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     full = mets[mets["method"] == VARIANT_LABELS["full"]]
     if len(full):
@@ -496,9 +461,7 @@ def calibrate(
     default=None,
     help="NUTS tuning steps per chain [each hypothesis' [sampler]].",
 )
-@click.option(
-    "--chains", type=int, default=None, help="NUTS chains [each hypothesis' [sampler]]."
-)
+@click.option("--chains", type=int, default=None, help="NUTS chains [each hypothesis' [sampler]].")
 @click.option("--seed", type=int, default=None, help="Random seed [each hypothesis' [sampler]].")
 @click.option(
     "--set",
@@ -530,13 +493,12 @@ def compare(
     Example: ``llmsize compare models/*.toml``
     """
     _setup_logging(not quiet)
-    from llmsize.compare import CompareSettings, check_compare, run_compare, write_compare
+    from llmsize.studies.compare.runner import CompareSettings
+    from llmsize.studies.compare.runner import compare as run
 
     start = time.perf_counter()
     ctx = click.get_current_context()
-    command = " ".join(
-        shlex.quote(a) for a in ["llmsize", ctx.info_name, *_given_args(ctx)]
-    )
+    command = " ".join(shlex.quote(a) for a in ["llmsize", ctx.info_name, *_given_args(ctx)])
     settings = CompareSettings(
         draws=draws,
         tune=tune,
@@ -545,25 +507,16 @@ def compare(
         progress=_show_progress(quiet),
         **({} if cores is None else {"cores": cores}),
     )
-    # Check everything before the first fit.
-    _, data, reference = check_compare(
+    evidence = run(
         list(files),
         data_dir=data_dir,
         out_dir=Path(out_dir),
         settings=settings,
         overrides=list(overrides),
         reference=reference,
-    )
-    fits = run_compare(
-        list(files),
-        data=data,
-        settings=settings,
-        overrides=list(overrides),
+        command=command,
         progress=lambda i, n, name: log.info("[%d/%d] %s", i + 1, n, name),
-    )
-    sizes, evidence, claims = write_compare(
-        Path(out_dir), fits, reference=reference, settings=settings, data=data, command=command
-    )
+    ).evidence
     cols = [
         c
         for c in (

@@ -48,7 +48,7 @@ def on_interrupt(signum, frame) -> None:
     ``__del__``"), so an interrupt that lands in one would be lost and the run
     would complete; remembered, it still stops the run before its report
     replaces the previous one (:func:`check_interrupted`, called by
-    :func:`llmsize.io.staged_output` before the swap). SIGTERM unwinds like Ctrl-C, so
+    :func:`llmsize.outputs.io.staged_output` before the swap). SIGTERM unwinds like Ctrl-C, so
     staged output is cleaned up and the previous report stays in place.
     """
     _interrupted.set()

@@ -17,16 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmsize import interrupts, io, plots
+from llmsize import interrupts
 from llmsize.config import Hypothesis, hypothesis_files
 from llmsize.data import Dataset
 from llmsize.decompose import decompose_cuts
 from llmsize.design import Design
 from llmsize.families import report_families
-from llmsize.html import write_pages
 from llmsize.inputs.checks import load_inputs
+from llmsize.outputs import io, plots
 from llmsize.outputs.draws import thinned_draws, write_draws
 from llmsize.outputs.folders import check_output_dir
+from llmsize.outputs.html import write_pages
 from llmsize.outputs.markdown import family_cuts, headline_table, render_family, render_readme
 from llmsize.sampling import SampleSettings, fit
 from llmsize.summary import (
@@ -205,7 +206,7 @@ def run_inference(
 def run_attributes(
     *, hyp: Hypothesis, data: Dataset, data_dir: Path, settings: SampleSettings, command: str
 ) -> dict[str, str]:
-    """What made a run (:func:`llmsize.io.provenance`, and the command that asked for
+    """What made a run (:func:`llmsize.outputs.io.provenance`, and the command that asked for
     it): the attributes of its DataTree's root, written into ``posterior.nc``, from
     which :func:`render_report` rebuilds the report."""
     return {
@@ -346,7 +347,7 @@ def _calibration_metrics(calib_dir: Path, hyp: Hypothesis, data: Dataset):
 
     import pandas as pd
 
-    from llmsize.outputs.provenance import model_code_digest
+    from llmsize.outputs.provenance import calibration_matches
 
     if not ((calib_dir / "metrics.csv").is_file() and (calib_dir / "provenance.json").is_file()):
         return None
@@ -354,11 +355,7 @@ def _calibration_metrics(calib_dir: Path, hyp: Hypothesis, data: Dataset):
         made = json.loads((calib_dir / "provenance.json").read_text(encoding="utf-8"))
         if not isinstance(made, dict):
             raise ValueError("not a JSON object")
-        if (
-            made.get("model_sha256") != hyp.model_digest()
-            or made.get("code_sha256") != model_code_digest()
-            or made.get("data_sha256") != data.digest
-        ):
+        if not calibration_matches(made, model_sha256=hyp.model_digest(), data=data):
             log.warning(
                 "%s was made with another hypothesis, data or version of the model's "
                 "code; the report leaves it out (rerun llmsize calibrate)",
@@ -410,8 +407,13 @@ def _report(tree, parameters, sense, *, data, data_dir, design, hyp, out_dir):
                     shutil.copyfile(tmp / f"cuts-{fam.name}.png", tmp / "cuts.png")
             (tmp / f"{fam.page}.md").write_text(
                 render_family(
-                    tree=tree, design=design, family=fam, decomposition=decomposition, attrs=attrs
-                ),
+                    tree=tree,
+                    design=design,
+                    family=fam,
+                    decomposition=decomposition,
+                    attrs=attrs,
+                    table=table,
+                ),  # fmt: skip
                 encoding="utf-8",
             )
         plots.save(plots.plot_prior_posterior(tree, design), tmp / "prior_posterior.png")
@@ -435,7 +437,6 @@ def _report(tree, parameters, sense, *, data, data_dir, design, hyp, out_dir):
                 tree=tree,
                 design=design,
                 hyp=hyp,
-                table=table,
                 diag=diag,
                 attrs=attrs,
                 command=command,

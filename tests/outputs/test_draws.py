@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from llmsize.io import read_posterior
 from llmsize.outputs.draws import MAX_BYTES, MAX_DRAWS, thinned_draws, thinning_step
+from llmsize.outputs.io import read_posterior
 
 from ..conftest import REPO_ROOT
 

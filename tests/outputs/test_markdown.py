@@ -8,19 +8,28 @@ ones that pin a quantity with a ``Constant`` prior.
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pymc as pm
 import pytest
 import xarray as xr
 from matplotlib.figure import Figure
 
-from llmsize import plots
 from llmsize.config import validate
 from llmsize.model import build_model
-from llmsize.outputs.markdown import headline_table, render_readme
+from llmsize.outputs import plots
+from llmsize.outputs.markdown import (
+    answer_sentence,
+    family_diagnostics,
+    headline_table,
+    page_question,
+    render_readme,
+)
 from llmsize.sampling import SampleSettings, observed_dataset, sample_prior
 from llmsize.summary import COLUMNS, diagnostics, summary_table
 
@@ -118,10 +127,12 @@ def test_report_and_figures(which, tiny_design, default_hypothesis):
         "hypothesis_sha256": "b" * 64,
     }
     text = render_readme(
-        tree=tree, design=tiny_design, hyp=hyp, table=table, diag=diag, attrs=attrs, command="x"
+        tree=tree, design=tiny_design, hyp=hyp, diag=diag, attrs=attrs, command="x"
     )
-    assert text.startswith(f"# llmsize report: `{hyp.name}`")
-    assert "## Diagnostics" in text
+    assert text.startswith("# How big are the models of unknown size?\n\n**Answer:**")
+    # The results come before the diagnostics, which name the run.
+    assert text.index("## Diagnostics") > text.index("## Every model of unknown size")
+    assert f"seed {SEED}" in text.split("## Diagnostics")[1]
     head = headline_table(tree, tiny_design)
     # No gpt-3.5-turbo in the fixture: the headline falls back to every unknown model.
     assert list(head["model"]) == ["closed-x", "closed-x", "closed-y"]
@@ -208,3 +219,105 @@ def test_method_section_quotes_the_run_and_the_hypothesis(tiny_design, default_h
     dense = validate(raw)
     text = method_section(tree, tiny_design, dense)
     assert "which this hypothesis pins (value 1)" in text
+
+
+# --- the answer that opens each page ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("title", "question"),
+    [
+        ("GPT-3.5: text-davinci-003 and gpt-3.5-turbo (ChatGPT)", "How big is ChatGPT?"),
+        ("GPT-4 and GPT-4 Turbo", "How big are GPT-4 and GPT-4 Turbo?"),
+        ("Claude: a family", "How big is Claude?"),
+        (None, "How big are the models of unknown size?"),
+    ],
+)
+def test_page_question(title, question):
+    assert page_question(title) == question
+
+
+def _hand_tree(sizes: dict[str, tuple[list[float], list[float]]]) -> xr.DataTree:
+    """A posterior of one chain whose draws of each model's total and active size are given."""
+    models = list(sizes)
+    total = np.array([sizes[m][0] for m in models]).T[None]
+    active = np.array([sizes[m][1] for m in models]).T[None]
+    dims = ("chain", "draw", "unknown_model")
+    post = xr.Dataset(
+        {"params_total_b": (dims, total), "params_active_b": (dims, active)},
+        coords={"unknown_model": models},
+    )
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros(total.shape[:2], dtype=bool))})
+    return xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+
+
+def test_answer_sentence_against_hand_numbers():
+    """Median and 90% interval of each model's total and active size, the model's
+    price dates merged into one clause, in the order of the epochs."""
+    draws = np.linspace(10.0, 110.0, 101)  # quantiles 5%/50%/95%: 15, 60, 105
+    tree = _hand_tree({"m-a": (list(draws), list(draws / 10)), "m-b": ([7.0] * 101, [2.5] * 101)})
+    epochs = pd.DataFrame(
+        {
+            "model": ["m-b", "m-a", "m-a"],
+            "date": [dt.date(2024, 1, 1), dt.date(2023, 3, 1), dt.date(2023, 6, 13)],
+            "input_usd_per_mtok": [0.5, 2.0, 1.5],
+            "output_usd_per_mtok": [1.5, 2.0, 2.0],
+        }
+    )
+    design = SimpleNamespace(epochs=epochs)
+    text = answer_sentence(tree, design, [1, 2, 0])
+    assert text.startswith("**Answer:**")
+    assert text.endswith(
+        ": m-a on 2023-03-01 ($2 / $2) and 2023-06-13 ($1.5 / $2): 60B [15-105] total, "
+        "6.0B [1.5-10] active; m-b on 2024-01-01 ($0.5 / $1.5): 7.0B [7.0-7.0] total, "
+        "2.5B [2.5-2.5] active."
+    )
+    assert answer_sentence(tree, design, []) == ""
+
+
+def test_family_diagnostics_reads_its_own_rows():
+    tree = _hand_tree({"m-a": ([1.0], [1.0])})
+    table = pd.DataFrame(
+        {
+            "model": ["m-a", "m-a", "other"],
+            "date": ["2023-03-01", "2023-06-13", "2024-01-01"],
+            "quantity": ["params_total_b", "batch", "params_total_b"],
+            "r_hat": [1.004, 1.008, 1.2],
+            "ess_bulk": [900.0, 450.0, 30.0],
+        }
+    )
+    got = family_diagnostics(tree, table, ["m-a"])
+    assert got == {
+        "verdict": "PASS",
+        "n": "2",
+        "max_r_hat": "1.0080",
+        "worst_r_hat": "m-a 2023-06-13 batch",
+        "min_ess_bulk": "450",
+        "worst_ess": "m-a 2023-06-13 batch",
+        "divergences": "0",
+    }
+    assert family_diagnostics(tree, table, ["other"])["verdict"] == "FAIL"
+    assert family_diagnostics(tree, table, ["missing"]) is None
+    assert family_diagnostics(tree, None, ["m-a"]) is None
+
+
+def test_baseline_sentences_name_each_baseline_and_why():
+    from llmsize.outputs.markdown import BASELINE_REASONS, baseline_sentences
+
+    mets = pd.DataFrame(
+        {
+            "method": [
+                "llmsize (prices, speeds, MMLU)",
+                "baseline: price ratio to a reference model",
+                "baseline: provider size tiers",
+            ],
+            "models": [92, 91, 3],
+            "median_abs_log10_error": [0.21, 0.31, 0.12],
+        }
+    )
+    lines = baseline_sentences(mets)
+    ratio, tiers = lines[2], lines[3]
+    assert ratio.startswith("- **price ratio to a reference model**: median error 0.31 on the 91")
+    assert "against llmsize's 0.21 on 92." in ratio
+    assert BASELINE_REASONS["baseline: provider size tiers"] in tiers
+    assert baseline_sentences(mets.iloc[1:]) == []

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from llmsize import io
-from llmsize.outputs import provenance
+from llmsize.outputs import io, provenance
 from llmsize.outputs.provenance import PACKAGES, environment, git_state, package_versions
 
 from ..conftest import REPO_ROOT
@@ -109,7 +108,7 @@ def test_attributes_of_the_posterior(tmp_path):
         seed=7,
         settings={"draws": 3},
     )
-    assert VERSION_KEYS <= set(attrs)
+    assert set(attrs) >= VERSION_KEYS
     assert all(isinstance(v, str) for v in attrs.values())
     io.write_posterior(tree, tmp_path / "posterior.nc", attrs)
     back = io.read_posterior(tmp_path / "posterior.nc")
@@ -181,3 +180,33 @@ def test_a_calibration_of_other_model_code_is_left_out_of_the_report(tmp_path):
     no_code = {k: v for k, v in made.items() if k != "code_sha256"}  # made before the digest
     (calib / "provenance.json").write_text(json.dumps(no_code), encoding="utf-8")
     assert _calibration_metrics(calib, hyp, data) is None
+
+
+def test_fit_data_digest_leaves_out_the_report_only_files(tiny_copy):
+    """A claim or a family page changes no fit, so it keeps a calibration valid; a price does not."""
+    from types import SimpleNamespace
+
+    from llmsize.data import data_digest
+
+    before, all_before = provenance.fit_data_digest(tiny_copy), data_digest(tiny_copy)
+    made = {"model_sha256": "m", "code_sha256": provenance.model_code_digest()}
+    data = SimpleNamespace(root=tiny_copy, digest=all_before)
+    assert provenance.calibration_matches(
+        {**made, "fit_data_sha256": before}, model_sha256="m", data=data
+    )
+    # A calibration recorded before the field: every data file must match.
+    assert provenance.calibration_matches({**made, "data_sha256": all_before}, model_sha256="m",
+                                          data=data)  # fmt: skip
+    assert not provenance.calibration_matches({**made, "fit_data_sha256": before},
+                                              model_sha256="other", data=data)  # fmt: skip
+    for name in provenance.REPORT_ONLY_DATA:
+        with open(tiny_copy / name, "a", encoding="utf-8") as fh:
+            fh.write("\n")
+    assert provenance.fit_data_digest(tiny_copy) == before
+    assert data_digest(tiny_copy) != all_before
+    with open(tiny_copy / "prices.csv", "a", encoding="utf-8") as fh:
+        fh.write("\n")
+    assert provenance.fit_data_digest(tiny_copy) != before
+    assert not provenance.calibration_matches(
+        {**made, "fit_data_sha256": before}, model_sha256="m", data=data
+    )

@@ -4,7 +4,7 @@ Every command (``infer``, ``compare``, ``calibrate``) calls
 :func:`check_output_dir` before anything is compiled or sampled, so an output
 folder that cannot be written, or whose writing would replace the user's data,
 is one clear error at once instead of a traceback after the fit.
-:func:`llmsize.io.staged_output` writes a report into a staging folder beside
+:func:`llmsize.outputs.io.staged_output` writes a report into a staging folder beside
 the output folder (``.NAME.XXXXXXXX.partial``), holding a lock on it while the
 run lives; :func:`remove_stale_staging` removes the ones of killed runs.
 """
@@ -84,7 +84,7 @@ def check_output_dir(
 
     Called by every command (``infer``, ``compare``, ``calibrate``) and the
     Python entry points before anything is compiled or sampled, and again by
-    :func:`llmsize.io.staged_output`. Raises :class:`~llmsize.exceptions.LlmsizeError` (one
+    :func:`llmsize.outputs.io.staged_output`. Raises :class:`~llmsize.exceptions.LlmsizeError` (one
     line naming the folder) when the folder:
 
     - is the file-system root, or is or contains the current working folder, the
@@ -266,7 +266,7 @@ def unlock(fd: int | None) -> None:
 def remove_stale_staging(parent: Path, name: str) -> list[Path]:
     """Remove the staging folders (``.NAME.*.partial``) of runs that were killed.
 
-    A running :func:`llmsize.io.staged_output` holds a lock on its staging folder
+    A running :func:`llmsize.outputs.io.staged_output` holds a lock on its staging folder
     (and on the previous report it sets aside, ``.NAME.old-PID.partial``), so one
     that no process holds, and that is older than :data:`STALE_AFTER_S`, was
     left by a run killed before it could clean up (SIGKILL, a power cut).

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-import jinja2
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -14,7 +13,9 @@ from llmsize.config import Hypothesis
 from llmsize.decompose import FACTORS
 from llmsize.design import Design
 from llmsize.families import ABOUT_FACTOR, Family, claim_probability
-from llmsize.plots import SCALARS, headline_epochs
+from llmsize.outputs.plots import SCALARS, headline_epochs
+from llmsize.outputs.tables import billions, markdown_table
+from llmsize.outputs.templating import render
 from llmsize.summary import ESS_BULK_MIN, PSENSE_THRESHOLD, RHAT_MAX, Diagnostics
 
 FIGURES = {
@@ -70,6 +71,12 @@ def _nuisances(
     if "mmlu_midpoint" in post:
         out["MMLU-compute curve midpoint"] = flat(post["mmlu_midpoint"])
     return out
+
+
+def _page(name: str, **context) -> str:
+    """A page rendered from template ``name``, with runs of blank lines (left where
+    optional blocks are empty) closed up to one."""
+    return re.sub(r"\n{3,}", "\n\n", render(name, **context))
 
 
 def drivers(tree: xr.DataTree, design: Design, model: str, top: int = 3) -> list[tuple[str, float]]:
@@ -156,8 +163,46 @@ def calibration_section(mets: pd.DataFrame | None, where: str | None) -> list[st
         cov = getattr(r, "coverage_90_families", float("nan"))
         cov_s = f"{cov:.0%}" if isinstance(cov, float) and np.isfinite(cov) else "point estimate"
         lines.append(f"| {r.method} | {r.models} | {r.median_abs_log10_error:.2f} | {cov_s} |")
-    lines += ["", f"Details: `{where}`." if where else "", ""]
+    lines += ["", *baseline_sentences(mets), "", f"Details: `{where}`." if where else "", ""]
     return lines
+
+
+#: Why each baseline of ``llmsize calibrate`` does as it does, by its label.
+BASELINE_REASONS = {
+    "baseline: price ratio to a reference model": (
+        'reads a price ratio as a size ratio ("10x cheaper, so 10x smaller"), with nothing '
+        "for markup, precision, hardware or date between the two prices"
+    ),
+    "baseline: provider size tiers": (
+        "places only the models priced at a provider that publishes per-size price tiers, "
+        "where the tier all but names the size; it cannot place a lab's own prices, "
+        "ChatGPT's among them"
+    ),
+}
+
+
+def baseline_sentences(mets: pd.DataFrame) -> list[str]:
+    """How llmsize's calibration compares with each baseline's on the same hold-outs, and why."""
+    from llmsize.calibration import VARIANT_LABELS
+
+    full = mets[mets["method"] == VARIANT_LABELS["full"]]
+    if not len(full):
+        return []
+    ours = full.iloc[0]
+    out = []
+    for r in mets[mets["method"].str.startswith("baseline")].itertuples(index=False):
+        reason = BASELINE_REASONS.get(r.method, "")
+        out.append(
+            f"- **{r.method.removeprefix('baseline: ')}**: median error "
+            f"{r.median_abs_log10_error:.2f} on the {r.models} models it can place, against "
+            f"llmsize's {ours.median_abs_log10_error:.2f} on {ours.models}."
+            + (f" The baseline {reason}" if reason else " The baseline")
+            + ", and gives one number with no interval, so nothing says how far to trust it."
+        )
+    if out:
+        out.insert(0, "How llmsize compares with the baselines (same hold-outs):")
+        out.insert(1, "")
+    return out
 
 
 def sensitivity_section(sens: pd.DataFrame | None) -> list[str]:
@@ -208,11 +253,7 @@ def sensitivity_section(sens: pd.DataFrame | None) -> list[str]:
     )[["model", "quantity", "prior", "likelihood", "diagnosis", "driving"]].rename(
         columns={"driving": "prior that moves it most"}
     )
-    return [*lines, "", _md_table(show), ""]
-
-
-def _fmt_b(x: float) -> str:
-    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+    return [*lines, "", markdown_table(show), ""]
 
 
 def headline_table(
@@ -237,10 +278,10 @@ def headline_table(
                 "date": r["date"].isoformat(),
                 "model": r["model"],
                 "price in/out ($/1M)": f"{r['input_usd_per_mtok']:g} / {r['output_usd_per_mtok']:g}",
-                "median (B)": _fmt_b(q[2]),
-                "50% interval": f"{_fmt_b(q[1])}-{_fmt_b(q[3])}",
-                "90% interval": f"{_fmt_b(q[0])}-{_fmt_b(q[4])}",
-                "active (B), median [90%]": f"{_fmt_b(qa[1])} [{_fmt_b(qa[0])}-{_fmt_b(qa[2])}]",
+                "median (B)": billions(q[2]),
+                "50% interval": f"{billions(q[1])}-{billions(q[3])}",
+                "90% interval": f"{billions(q[0])}-{billions(q[4])}",
+                "active (B), median [90%]": f"{billions(qa[1])} [{billions(qa[0])}-{billions(qa[2])}]",
                 "P(<=20B)": f"{np.mean(x <= 20):.2f}",
                 "P(>=100B)": f"{np.mean(x >= 100):.2f}",
                 "likeliest bits": f"{best_bits} ({float(pb.max()):.2f})",
@@ -258,9 +299,7 @@ def identification_sentence(tree: xr.DataTree, models: list[str]) -> str:
         return ""
 
     def width(var: str) -> float:
-        spans = [
-            np.quantile(post[var].sel(unknown_model=m).values, [0.05, 0.95]) for m in models
-        ]
+        spans = [np.quantile(post[var].sel(unknown_model=m).values, [0.05, 0.95]) for m in models]
         return float(np.median([hi / lo for lo, hi in spans]))
 
     w_act, w_tot = width("params_active_b"), width("params_total_b")
@@ -270,6 +309,77 @@ def identification_sentence(tree: xr.DataTree, models: list[str]) -> str:
         "memory and speed: across these models the median 90% interval spans "
         f"x{w_act:.0f} for the active size and x{w_tot:.0f} for the total."
     )
+
+
+def page_question(title: str | None) -> str:
+    """The question a page answers, from its family's title.
+
+    A name in parentheses is the name readers know the family by ("... (ChatGPT)"
+    asks "How big is ChatGPT?"); otherwise the part of the title before a colon.
+    """
+    if not title:
+        return "How big are the models of unknown size?"
+    known = re.search(r"\(([^()]+)\)\s*$", title)
+    subject = known.group(1) if known else title.split(":")[0].strip()
+    verb = "are" if " and " in subject else "is"
+    return f"How big {verb} {subject}?"
+
+
+def _dollars(x: float) -> str:
+    return f"${x:g}"
+
+
+def answer_sentence(tree: xr.DataTree, design: Design, epochs: list[int]) -> str:
+    """One sentence: each model's total and active size (median and 90% interval)
+    with the price dates it holds for, in the order of ``epochs``."""
+    post = tree["posterior"].to_dataset()
+    rows = design.epochs.iloc[epochs]
+    parts = []
+    for model in dict.fromkeys(rows["model"]):
+        mine = rows[rows["model"] == model]
+        when = " and ".join(
+            f"{r.date.isoformat()} ({_dollars(r.input_usd_per_mtok)} / "
+            f"{_dollars(r.output_usd_per_mtok)})"
+            for r in mine.itertuples()
+        )
+        sizes = []
+        for var in ("params_total_b", "params_active_b"):
+            q = np.quantile(post[var].sel(unknown_model=model).values, [0.05, 0.5, 0.95])
+            sizes.append(f"{billions(q[1])}B [{billions(q[0])}-{billions(q[2])}]")
+        parts.append(f"{model} on {when}: {sizes[0]} total, {sizes[1]} active")
+    if not parts:
+        return ""
+    return (
+        "**Answer:** median and 90% interval of the parameter count at each price date "
+        "(list price in / out, $ per 1M tokens): " + "; ".join(parts) + "."
+    )
+
+
+def family_diagnostics(
+    tree: xr.DataTree, table: pd.DataFrame | None, models: list[str]
+) -> dict[str, str] | None:
+    """R-hat and bulk ESS of the summary rows of ``models`` (their reported
+    quantities), with the quantity at each extreme, and the run's divergences."""
+    if table is None:
+        return None
+    rows = table[table["model"].isin(models)]
+    if rows.empty:
+        return None
+    worst_r = rows.loc[rows["r_hat"].idxmax()]
+    worst_e = rows.loc[rows["ess_bulk"].idxmin()]
+    stats = tree["sample_stats"] if "sample_stats" in tree.children else None
+    div = int(stats["diverging"].sum()) if stats is not None and "diverging" in stats else 0
+    max_r, min_e = float(worst_r["r_hat"]), float(worst_e["ess_bulk"])
+    passed = max_r <= RHAT_MAX and min_e >= ESS_BULK_MIN and div == 0
+    return {
+        "verdict": "PASS" if passed else "FAIL",
+        "n": str(len(rows)),
+        "max_r_hat": f"{max_r:.4f}",
+        "worst_r_hat": f"{worst_r['model']} {worst_r['date']} {worst_r['quantity']}",
+        "min_ess_bulk": f"{min_e:.0f}",
+        "worst_ess": f"{worst_e['model']} {worst_e['date']} {worst_e['quantity']}",
+        "divergences": str(div),
+    }
 
 
 def _median_interval(post: xr.Dataset, var: str, transform=lambda v: v, fmt: str = ".2f") -> str:
@@ -291,13 +401,8 @@ def method_section(tree: xr.DataTree, design: Design, hyp: Hypothesis) -> str:
     posterior, and what changed in the model and why (``templates/method.md.j2``)."""
     post = tree["posterior"].to_dataset()
     frac = hyp.priors.active_fraction
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("llmsize.outputs", "templates"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,  # Markdown, escaped where it becomes HTML
-    )
-    return env.get_template("method.md.j2").render(
+    return render(
+        "method.md.j2",
         n_epochs=design.n_epochs,
         n_models=len(design.models),
         n_providers=len(design.providers),
@@ -310,7 +415,9 @@ def method_section(tree: xr.DataTree, design: Design, hyp: Hypothesis) -> str:
         floor=_median_interval(post, "log_price_floor_mu", np.exp, ".3f"),
         gpu_trend=_median_interval(post, "gpu_hour_trend", np.exp),
         frac_prior=", ".join(
-            f"{k} {v:g}" for k, v in frac.model_dump(exclude={"distribution"}).items() if v is not None
+            f"{k} {v:g}"
+            for k, v in frac.model_dump(exclude={"distribution"}).items()
+            if v is not None
         ),
         frac_distribution=frac.distribution,
         kv_cap=hyp.constants.kv_memory_cap,
@@ -351,8 +458,8 @@ def model_rows(tree: xr.DataTree, design: Design, models: list[str]) -> list[dic
         per_model.append(
             {
                 "model": m,
-                "total (B), median [90%]": f"{_fmt_b(q[1])} [{_fmt_b(q[0])}-{_fmt_b(q[2])}]",
-                "active (B)": f"{_fmt_b(qa[1])} [{_fmt_b(qa[0])}-{_fmt_b(qa[2])}]",
+                "total (B), median [90%]": f"{billions(q[1])} [{billions(q[0])}-{billions(q[2])}]",
+                "active (B)": f"{billions(qa[1])} [{billions(qa[0])}-{billions(qa[2])}]",
                 "training tokens (T)": f"{qt[1]:.2g} [{qt[0]:.2g}-{qt[2]:.2g}]",
                 "90% width": f"x{span:.0f}",
                 "posterior/prior sd": f"{ratio:.2f}",
@@ -410,7 +517,7 @@ def cuts_section(decomposition: pd.DataFrame | None, figure: str | None) -> list
         "",
         CUTS_NOTE,
         "",
-        _md_table(cuts_table(decomposition)),
+        markdown_table(cuts_table(decomposition)),
         "",
     ]
     if figure:
@@ -439,7 +546,7 @@ def claims_table(tree: xr.DataTree, family: Family) -> pd.DataFrame:
                     "claim": c.label,
                     "model": m,
                     "quantity": "total" if c.quantity == "params_total_b" else "active",
-                    "posterior median [90%] (B)": f"{_fmt_b(q[1])} [{_fmt_b(q[0])}-{_fmt_b(q[2])}]",
+                    "posterior median [90%] (B)": f"{billions(q[1])} [{billions(q[0])}-{billions(q[2])}]",
                     f"P(within x{ABOUT_FACTOR:g})": f"{claim_probability(post, c, m):.2f}",
                     "prior P": f"{claim_probability(prior, c, m):.2f}",
                     "claimed": c.date.isoformat(),
@@ -463,57 +570,37 @@ def render_family(
     family: Family,
     decomposition: pd.DataFrame | None,
     attrs: dict[str, str],
+    table: pd.DataFrame | None = None,
 ) -> str:
-    """The markdown page of one model family."""
-    lines = [
-        f"# {family.title}",
-        "",
-        f"Part of the report [README](README.md) (llmsize {attrs['llmsize_version']}, seed "
-        f"{attrs['seed']}, data sha256 "
-        f"`{attrs['data_sha256'][:12]}`, hypothesis sha256 `{attrs['hypothesis_sha256'][:12]}`). "
-        "Total and active parameters in billions; a model keeps one size at every date. "
-        + identification_sentence(tree, family.models),
-        "",
-        _md_table(headline_table(tree, design, family.epochs)),
-        "",
-        f"![{family.title}: size by date](size-{family.name}.png)",
-        "",
-    ]
+    """The Markdown page of one model family (``templates/family.md.j2``).
+
+    ``table`` is the run's summary (:func:`llmsize.summary.summary_table`); the page's
+    sampler diagnostics are those of its own models' rows.
+    """
     claims = claims_table(tree, family)
-    if len(claims):
-        lines += [
-            "## Public claims",
-            "",
-            "Marked on the chart, tested here, never used as data. *P(within x"
-            f"{ABOUT_FACTOR:g})* is the posterior probability that the size lies within a "
-            f"factor of {ABOUT_FACTOR:g} of the claim; *prior P* is the same before the data.",
-            "",
-            _md_table(claims),
-            "",
-        ]
-    lines += cuts_section(
-        family_cuts(decomposition, family), f"cuts-{family.name}.png" if family.cuts else None
+    return _page(
+        "family.md.j2",
+        question=page_question(family.title),
+        answer=answer_sentence(tree, design, family.epochs),
+        title=family.title,
+        figure=f"size-{family.name}.png",
+        attrs=attrs,
+        identification=identification_sentence(tree, family.models),
+        table=markdown_table(headline_table(tree, design, family.epochs)),
+        claims=markdown_table(claims) if len(claims) else "",
+        about_factor=f"{ABOUT_FACTOR:g}",
+        cuts="\n".join(
+            cuts_section(
+                family_cuts(decomposition, family),
+                f"cuts-{family.name}.png" if family.cuts else None,
+            )
+        ),
+        models=markdown_table(pd.DataFrame(model_rows(tree, design, family.models))),
+        model_note=MODEL_TABLE_NOTE,
+        diagnostics=family_diagnostics(tree, table, family.models),
+        rhat_max=RHAT_MAX,
+        ess_min=ESS_BULK_MIN,
     )
-    lines += [
-        "## Each model",
-        "",
-        _md_table(pd.DataFrame(model_rows(tree, design, family.models))),
-        "",
-        MODEL_TABLE_NOTE,
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _md_table(df: pd.DataFrame) -> str:
-    head = "| " + " | ".join(df.columns) + " |"
-    sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    # A "|" inside a cell (e.g. between two sources) would start a new cell.
-    body = [
-        "| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
-        for row in df.itertuples(index=False)
-    ]
-    return "\n".join([head, sep, *body])
 
 
 def _sampler_details(attrs: dict) -> str:
@@ -529,7 +616,6 @@ def render_readme(
     tree: xr.DataTree,
     design: Design,
     hyp: Hypothesis,
-    table: pd.DataFrame,
     diag: Diagnostics,
     attrs: dict[str, str],
     command: str,
@@ -546,163 +632,45 @@ def render_readme(
     each family has a page of its own (:func:`render_family`), linked from here.
     """
     head_fam = families[0] if families else None
-    head_title = head_fam.title if head_fam else "models of unknown size"
     epochs = head_fam.epochs if head_fam else headline_epochs(design)
     shown = [design.epochs["model"].iloc[e] for e in epochs]
-    repeated = sorted({m for m in shown if shown.count(m) > 1})
-    claims = head_fam.claims if head_fam else []
-    lines = [
-        f"# llmsize report: `{hyp.name}`",
-        "",
-        f"{hyp.description}",
-        "",
-        f"Produced by `{command}` (llmsize {attrs['llmsize_version']}, seed {attrs['seed']}, "
-        f"data sha256 `{attrs['data_sha256'][:12]}`, hypothesis sha256 "
-        f"`{attrs['hypothesis_sha256'][:12]}`). Sampler: nutpie NUTS, {diag.chains} chains x "
-        f"{diag.draws} draws{_sampler_details(attrs)}.",
-        "",
-        f"## Headline: {head_title} at each price point",
-        "",
-        "Total and active parameters in billions. A model keeps one size at every date"
-        + (
-            f" ({', '.join(repeated)} had its price cut without a new model, so its rows share "
-            "one posterior: that cut is a change of serving or of price, not of size)."
-            if repeated
-            else "."
-        )
-        + " "
-        + identification_sentence(tree, shown),
-        "",
-        _md_table(headline_table(tree, design, epochs)),
-        "",
-        "![size by date](size_by_date.png)",
-        "",
-    ]
-    if claims:
-        lines += [
-            "Claims marked on the chart: "
-            + "; ".join(
-                f"{c.label} ({'total' if c.quantity == 'params_total_b' else 'active'}, "
-                f"{c.pattern})"
-                for c in claims
-            )
-            + ". They are claims to test, not data.",
-            "",
-        ]
-    if head_fam is not None:
-        lines += cuts_section(
-            family_cuts(decomposition, head_fam), "cuts.png" if head_fam.cuts else None
-        )
-    if families:
-        lines += [
-            "## Model families",
-            "",
-            "Each family has a page of its own: its sizes with the public claims about them, "
-            "and its price cuts decomposed.",
-            "",
-            "| family | models of unknown size | price cuts |",
-            "|---|---|---|",
-            *[row for fam in families for row in family_section(fam)],
-            "",
-        ]
-    lines += [
-        "## Every model of unknown size",
-        "",
-    ]
     per_model = model_rows(tree, design, design.unknown)
-    lines += [
-        _md_table(pd.DataFrame(per_model)),
-        "",
-        MODEL_TABLE_NOTE,
-        "",
-    ]
-    weak = [r["model"] for r in per_model if float(r["posterior/prior sd"]) > 0.7]
-    if weak:
-        lines += [
-            f"**Weakly identified:** {', '.join(weak)}: the data narrow the size by less than "
-            "30% of the prior's spread; read these intervals as prior-driven.",
-            "",
-        ]
-    lines += [method_section(tree, design, hyp)]
-    lines += sensitivity_section(sensitivity)
-    lines += calibration_section(calibration, calibration_dir)
-    verdict = "PASS" if diag.passed else "FAIL"
-    lines += [
-        "## Diagnostics",
-        "",
-        f"**{verdict}** against R-hat <= {RHAT_MAX}, bulk ESS >= {ESS_BULK_MIN} for every "
-        "quantity in `summary.csv`, and zero divergences.",
-        "",
-        "| check | value |",
-        "|---|---|",
-        f"| divergent transitions | {diag.divergences} |",
-        f"| max R-hat, reported quantities | {diag.max_r_hat:.4f} ({diag.worst_r_hat}) |",
-        f"| min bulk ESS, reported quantities | {diag.min_ess_bulk:.0f} ({diag.worst_ess}) |",
-        f"| max R-hat, every sampled quantity | {diag.all_max_r_hat:.4f} |",
-        f"| min bulk ESS, every sampled quantity | {diag.all_min_ess_bulk:.0f} |",
-        "",
-    ]
-    if not diag.passed:
-        lines += ["Failures: " + "; ".join(diag.failures()), ""]
-    conflicts = prior_conflicts(tree, SCALARS)
-    lines += [
-        "## Checks against the data",
-        "",
-        "Prior-data conflicts (a shared quantity whose posterior median lies outside its "
-        "prior's 90% range; the data overrule the prior there, or the forward model misses "
-        "something that quantity absorbs):",
-        "",
-        *([f"- {c}" for c in conflicts] or ["- none"]),
-        "",
-        "![prior against posterior](prior_posterior.png)",
-        "",
-        "![posterior predictive check](ppc.png)",
-        "",
-        "## What went in",
-        "",
-        f"- {design.n_epochs} serving epochs (model, provider, price date) at "
-        f"{len(design.providers)} providers; {len(design.models) - len(design.unknown)} models "
-        f"of known size calibrate the serving parameters; {len(design.unknown)} of unknown size.",
-        f"- {len(design.log_speed)} speed and {len(design.log_ttft)} time-to-first-token "
-        f"measurements; {len(design.mmlu_score)} MMLU scores.",
-    ]
-    lines += [f"- {note}" for note in design.notes]
-    lines += [
-        "",
-        "## Limits",
-        "",
-        "- Serving precision and GPU generation are chosen per price point (a cut may be "
-        "a switch to 8 bits or to H100); memory-bandwidth utilisation and GPU-hour prices are "
-        "shared by every provider; a provider's markup is shared across its dates and a "
-        "model's price offset across its providers, with a per-price residual.",
-        "- The mixture-of-experts approximation treats every parameter as an expert "
-        "parameter when counting the weights a decode step reads.",
-        "- Speed is one token per decode step at the epoch's batch; providers that add "
-        "speculative decoding or more GPUs than memory requires look faster than the roofline "
-        "(the `speed_log_bias` term absorbs this on average).",
-        "- The MMLU link uses a single compute-to-score curve for every developer; "
-        "a developer whose data or recipes are better than average looks larger.",
-        _calibration_limit(calibration),
-        "",
-        "## Files",
-        "",
-        "- `summary.csv`: one row per (model, provider, date, quantity) for every model of "
-        "unknown size, with mean, sd, quantiles, R-hat and bulk/tail ESS.",
-        "- [`draws.nc`](draws.nc): the draws of every quantity the report reports (total "
-        "and active parameters and training tokens per model; serving precision, "
-        "accelerator and batch per price date), thinned to at most 1,000 per quantity, as "
-        "netCDF (`xarray.open_dataset(path, engine=\"h5netcdf\")`); small enough to commit.",
-        "- `posterior.nc`: the whole run (prior, posterior, predictive draws, observed data; "
-        "hypothesis and data hash in its attributes); not committed, regenerate it with the "
-        "command above, and re-render the pages from it with `llmsize report`.",
-        "- `diagnostics.json`: the checks above, machine-readable.",
-        "- `psense.csv`: the prior sensitivity table above.",
-        "- `decomposition.csv`: every price cut of `data/cuts.csv` split into its causes "
-        "(posterior mean of the log factor and its 5/50/95% quantiles).",
-        "- `family-<name>.md` (and `.html`), `size-<name>.png`, `cuts-<name>.png`: one page "
-        "per model family.",
-        "- `hypothesis.json`: the effective hypothesis (after `extends` and `--set`).",
-        *[f"- `{name}`: {text}." for name, text in FIGURES.items()],
-        "",
-    ]
-    return "\n".join(lines)
+    return _page(
+        "readme.md.j2",
+        question=page_question(head_fam.title if head_fam else None),
+        answer=answer_sentence(tree, design, epochs),
+        head_title=head_fam.title if head_fam else "models of unknown size",
+        hyp=hyp,
+        attrs=attrs,
+        command=command,
+        diag=diag,
+        sampler_details=_sampler_details(attrs),
+        repeated=sorted({m for m in shown if shown.count(m) > 1}),
+        identification=identification_sentence(tree, shown),
+        table=markdown_table(headline_table(tree, design, epochs)),
+        claims=[
+            f"{c.label} ({'total' if c.quantity == 'params_total_b' else 'active'}, {c.pattern})"
+            for c in (head_fam.claims if head_fam else [])
+        ],
+        cuts="\n".join(
+            cuts_section(
+                family_cuts(decomposition, head_fam), "cuts.png" if head_fam.cuts else None
+            )
+            if head_fam is not None
+            else []
+        ),
+        family_rows=[row for fam in families or [] for row in family_section(fam)],
+        models=markdown_table(pd.DataFrame(per_model)),
+        model_note=MODEL_TABLE_NOTE,
+        weak=[r["model"] for r in per_model if float(r["posterior/prior sd"]) > 0.7],
+        method=method_section(tree, design, hyp),
+        sensitivity="\n".join(sensitivity_section(sensitivity)),
+        calibration="\n".join(calibration_section(calibration, calibration_dir)),
+        calibration_limit=_calibration_limit(calibration),
+        rhat_max=RHAT_MAX,
+        ess_min=ESS_BULK_MIN,
+        conflicts=prior_conflicts(tree, SCALARS),
+        design=design,
+        n_known=len(design.models) - len(design.unknown),
+        figures=FIGURES,
+    )

@@ -2,7 +2,7 @@
 
 A rerun is byte-identical only with the same sampler, compiler and array
 libraries, so ``posterior.nc``'s attributes and ``diagnostics.json`` name them
-(:func:`llmsize.io.provenance` adds :func:`environment` to every run's
+(:func:`llmsize.outputs.io.provenance` adds :func:`environment` to every run's
 attributes). ``summary.csv`` does not: it must stay byte-identical across
 machines for the same seed.
 """
@@ -155,3 +155,34 @@ def model_code_digest(package: Path | None = None) -> str:
         body = path.read_bytes()
         h.update(len(rel).to_bytes(8, "little") + rel + len(body).to_bytes(8, "little") + body)
     return h.hexdigest()
+
+
+#: Data files only the report reads (families to page, public claims to mark): no fit
+#: reads them, so a calibration stays valid when they change.
+REPORT_ONLY_DATA = ("claims.csv", "families.csv")
+
+
+def fit_data_digest(root: Path) -> str:
+    """sha256 over the names and bytes of the CSV files of data folder ``root`` that a
+    fit reads: every one but :data:`REPORT_ONLY_DATA` (hashed as
+    :func:`llmsize.data.data_digest` hashes them all)."""
+    from llmsize.data import read_csv_files
+
+    files = read_csv_files(Path(root))
+    h = hashlib.sha256()
+    for name in sorted(set(files) - set(REPORT_ONLY_DATA)):
+        h.update(name.encode())
+        h.update(files[name])
+    return h.hexdigest()
+
+
+def calibration_matches(made: dict, *, model_sha256: str, data: object) -> bool:
+    """Whether a calibration's ``provenance.json`` (``made``) was made with this
+    hypothesis' model (``model_sha256``), this model code and this data: the data a fit
+    reads (``fit_data_sha256``) or, for a calibration recorded before that field, every
+    data file (``data_sha256``). ``data`` is the :class:`~llmsize.data.Dataset`."""
+    if made.get("model_sha256") != model_sha256 or made.get("code_sha256") != model_code_digest():
+        return False
+    if "fit_data_sha256" in made:
+        return made["fit_data_sha256"] == fit_data_digest(data.root)
+    return made.get("data_sha256") == data.digest

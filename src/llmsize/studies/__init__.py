@@ -1,4 +1,5 @@
-"""Studies that rerun the main job many times: calibration on models of known size.
+"""Studies that rerun the main job many times: calibration on models of known size,
+and the comparison of hypotheses (``studies.compare``).
 
 ``studies.calibration`` holds the hold-outs (which sizes and prices each refit
 withholds) and the metrics that score the refits; ``llmsize.calibration`` runs

@@ -134,7 +134,7 @@ def _class_table():
         "true_total_b", "total_q05", "total_q50", "total_q95",
         "true_active_b", "active_q05", "active_q50", "active_q95",
     ]  # fmt: skip
-    t = pd.DataFrame(ROWS, columns=cols).astype({c: float for c in cols[6:]})
+    t = pd.DataFrame(ROWS, columns=cols).astype(dict.fromkeys(cols[6:], float))
     t["method"] = FULL
     t["model"] = [f"m{i}" for i in range(len(t))]
     base = t.assign(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from llmsize.outputs.tables import markdown_table
 from llmsize.studies.calibration import report as rp
 from llmsize.studies.calibration.holdouts import VARIANT_LABELS
 from llmsize.studies.calibration.metrics import class_metrics, metrics
@@ -43,7 +44,7 @@ def _table():
 
 def test_markdown_table_escapes_pipes():
     t = pd.DataFrame({"a": ["x|y"], "b": [1]})
-    assert rp.markdown_table(t) == "| a | b |\n|---|---|\n| x\\|y | 1 |"
+    assert markdown_table(t) == "| a | b |\n|---|---|\n| x\\|y | 1 |"
 
 
 def test_class_table_shows_cp_intervals_and_targets():

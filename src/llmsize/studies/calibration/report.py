@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from llmsize.outputs.tables import markdown_table
 from llmsize.studies.calibration.holdouts import MIN_LADDERS_TO_SPLIT, SPLITS, VARIANT_LABELS
 from llmsize.studies.calibration.metrics import (
     CP_LEVEL,
@@ -25,17 +26,6 @@ SPLIT_RULE = (
     "A prior changed after seeing a calibration result must be judged on the **score** "
     "split only: the **choose** split is the one that may be looked at while choosing."
 )
-
-
-def markdown_table(df: pd.DataFrame) -> str:
-    """A pipe table; a ``|`` inside a cell is escaped."""
-    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
-    sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = [
-        "| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
-        for row in df.itertuples(index=False)
-    ]
-    return "\n".join([head, sep, *body])
 
 
 def cell(v, fmt: str) -> str:

@@ -51,9 +51,6 @@ from llmsize.data import Dataset, check_unknown_models, load_dataset
 from llmsize.design import Design, build_design
 from llmsize.exceptions import LlmsizeError
 from llmsize.families import ABOUT_FACTOR
-from llmsize.model import build_model
-from llmsize.plots import HEADLINE_PREFIX, headline_epochs
-from llmsize.outputs.markdown import _fmt_b, _md_table, drivers
 from llmsize.inference.evidence import (
     K_MAX,
     ReweightedEvidence,
@@ -61,6 +58,10 @@ from llmsize.inference.evidence import (
     reweightable,
     reweighted_log_bf,
 )
+from llmsize.model import build_model
+from llmsize.outputs.markdown import drivers
+from llmsize.outputs.plots import HEADLINE_PREFIX, headline_epochs
+from llmsize.outputs.tables import billions, markdown_table
 from llmsize.sampling import SampleSettings, fit, log_prior
 from llmsize.summary import (
     ESS_BULK_MIN,
@@ -345,8 +346,7 @@ def _fmt_sample(sample: SampleSettings | None) -> str:
     if sample is None:
         return "-"
     return (
-        f"{sample.chains} x {sample.draws} ({sample.tune}), {sample.target_accept:g}, "
-        f"{sample.seed}"
+        f"{sample.chains} x {sample.draws} ({sample.tune}), {sample.target_accept:g}, {sample.seed}"
     )
 
 
@@ -365,7 +365,9 @@ def _evidence_notes(row: dict, is_ref: bool) -> list[str]:
     if not is_ref and row.get("reweighted_refused"):
         notes.append(f"not reweighted: {row['reweighted_refused']}")
     elif not is_ref and not row.get("log_bf_reweighted_reliable", True):
-        notes.append(f"reweighting unreliable (Pareto k {row['reweighted_pareto_k']:.2f} > {K_MAX})")
+        notes.append(
+            f"reweighting unreliable (Pareto k {row['reweighted_pareto_k']:.2f} > {K_MAX})"
+        )
     if row["n_pareto_k_bad"]:
         notes.append(f"LOO unreliable ({row['n_pareto_k_bad']} Pareto k > {PARETO_K_MAX})")
     if row["divergences"]:
@@ -549,8 +551,8 @@ def claim_sentences(claims: pd.DataFrame, reference: str) -> list[str]:
         main = t[t["hypothesis"] == reference]
         r = (main if len(main) else t).iloc[0]
         what = (
-            f"{claim.model} between {_fmt_b(claim.about_b / ABOUT_FACTOR)}B and "
-            f"{_fmt_b(claim.about_b * ABOUT_FACTOR)}B"
+            f"{claim.model} between {billions(claim.about_b / ABOUT_FACTOR)}B and "
+            f"{billions(claim.about_b * ABOUT_FACTOR)}B"
             if claim.about_b is not None
             else f"{claim.model} smaller than {claim.smaller_than}"
         )
@@ -601,10 +603,7 @@ def render_markdown(
         "",
         "| hypothesis | what it claims | NUTS: chains x draws (tune), target_accept, seed |",
         "|---|---|---|",
-        *[
-            f"| `{f.name}` | {f.hyp.description.strip()} | {_fmt_sample(f.sample)} |"
-            for f in fits
-        ],
+        *[f"| `{f.name}` | {f.hyp.description.strip()} | {_fmt_sample(f.sample)} |" for f in fits],
         "",
         "## The public claims put to the test",
         "",
@@ -619,7 +618,7 @@ def render_markdown(
         "",
         "Every claim under every hypothesis (`claims.csv`):",
         "",
-        _md_table(
+        markdown_table(
             claims[["claim", "hypothesis", "posterior_p", "prior_p"]].assign(
                 posterior_p=claims["posterior_p"].map(_fmt_p),
                 prior_p=claims["prior_p"].map(_fmt_p),
@@ -644,12 +643,12 @@ def render_markdown(
                 continue
             r = r.iloc[0]
             row.append(
-                f"{_fmt_b(r.median_b)} [{_fmt_b(r.q05_b)}-{_fmt_b(r.q95_b)}]; "
+                f"{billions(r.median_b)} [{billions(r.q05_b)}-{billions(r.q95_b)}]; "
                 f"{r.p_le_20b:.2f} / {r.p_ge_100b:.2f}"
             )
         body.append(row)
     lines += [
-        _md_table(pd.DataFrame(body, columns=head)),
+        markdown_table(pd.DataFrame(body, columns=head)),
         "",
         "Cells: median [90%]; P(<=20B) / P(>=100B).",
         "",
@@ -698,7 +697,7 @@ def render_markdown(
         f"{r.divergences} / {r.max_r_hat:.3f} / {r.min_ess_bulk:.0f}" for r in evidence.itertuples()
     ]
     ev["notes"] = evidence["notes"]
-    lines += [_md_table(ev), "", "![evidence](compare_evidence.png)", ""]
+    lines += [markdown_table(ev), "", "![evidence](compare_evidence.png)", ""]
     lines += [
         "## Prior sensitivity",
         "",
@@ -723,7 +722,7 @@ def render_markdown(
                     ]
                 )
     lines += [
-        _md_table(
+        markdown_table(
             pd.DataFrame(
                 ps,
                 columns=[
@@ -844,13 +843,11 @@ def write_compare(
     """comparison.csv, evidence.csv, claims.csv, psense.csv, hypotheses.json, plots, README.md."""
     import matplotlib.pyplot as plt
 
-    from llmsize import io as llmsize_io
+    from llmsize.outputs import io as llmsize_io
 
     sizes = size_table(fits)
     ref = next(f for f in fits if f.name == reference)
-    evidence = evidence_table(
-        fits, reference, {f.name: reweighted_evidence(f, ref) for f in fits}
-    )
+    evidence = evidence_table(fits, reference, {f.name: reweighted_evidence(f, ref) for f in fits})
     claims = claims_table(fits)
     psense = pd.concat([f.psense.assign(hypothesis=f.name) for f in fits], ignore_index=True)
     with llmsize_io.staged_output(out_dir) as tmp:
@@ -879,3 +876,49 @@ def write_compare(
             encoding="utf-8",
         )
     return sizes, evidence, claims
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """What a comparison wrote to ``out_dir``: the fits and their tables.
+
+    ``sizes``: each hypothesis' size of each model at each price date; ``evidence``:
+    one row per hypothesis (Bayes factor against the reference where reweighting
+    applies, PSIS-LOO, diagnostics and notes); ``claims``: each public claim's
+    probability under each hypothesis.
+    """
+
+    out_dir: Path
+    reference: str
+    fits: list[HypothesisFit]
+    sizes: pd.DataFrame
+    evidence: pd.DataFrame
+    claims: pd.DataFrame
+
+
+def compare(
+    paths: list[Path],
+    *,
+    data_dir: Path,
+    out_dir: Path,
+    settings: CompareSettings,
+    overrides: list[str] | None = None,
+    reference: str | None = None,
+    command: str = "llmsize.compare()",
+    progress=None,
+) -> CompareResult:
+    """Check everything (:func:`check_compare`), fit every hypothesis
+    (:func:`run_compare`) and write ``out_dir`` (:func:`write_compare`)."""
+    _, data, reference = check_compare(
+        paths,
+        data_dir=data_dir,
+        out_dir=out_dir,
+        settings=settings,
+        overrides=overrides,
+        reference=reference,
+    )
+    fits = run_compare(paths, data=data, settings=settings, overrides=overrides, progress=progress)
+    sizes, evidence, claims = write_compare(
+        out_dir, fits, reference=reference, settings=settings, data=data, command=command
+    )
+    return CompareResult(out_dir, reference, fits, sizes, evidence, claims)

@@ -39,8 +39,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 from llmsize import __version__
+from llmsize.outputs.templating import render
 
 __all__ = ["render_html", "write_html", "write_pages"]
 
@@ -66,56 +68,9 @@ _URL_RE = re.compile(r"https?://[^\s<>\"'|]+")
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
-_CSS = """
-:root { color-scheme: light; }
-* { box-sizing: border-box; }
-body {
-  margin: 0; padding: 1.5rem 1rem 3rem; background: #f6f7f9; color: #1d2330;
-  font: 15px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-}
-main {
-  max-width: 1180px; margin: 0 auto; padding: 1.5rem 2rem 2rem; background: #fff;
-  border: 1px solid #dde1e7; border-radius: 6px;
-}
-h1 { font-size: 1.7rem; margin: 0.2rem 0 1rem; }
-h2 { font-size: 1.3rem; margin: 2.2rem 0 0.8rem; padding-bottom: 0.25rem; border-bottom: 1px solid #dde1e7; }
-h3 { font-size: 1.05rem; margin: 1.4rem 0 0.5rem; }
-a { color: #1a5fb4; overflow-wrap: anywhere; }
-code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace; font-size: 0.88em; }
-code { background: #f0f2f5; padding: 0.05em 0.3em; border-radius: 3px; overflow-wrap: anywhere; }
-pre { background: #f0f2f5; padding: 0.8rem 1rem; border-radius: 4px; overflow-x: auto; line-height: 1.4; white-space: pre-wrap; overflow-wrap: anywhere; }
-pre code { background: none; padding: 0; }
-.table-wrap { overflow-x: auto; margin: 0.8rem 0 1.2rem; }
-table { border-collapse: collapse; font-size: 0.86rem; }
-th, td { border: 1px solid #c9ced6; padding: 0.3rem 0.55rem; text-align: left; vertical-align: top; }
-th { background: #eef1f5; }
-th.nowrap, td.nowrap { white-space: nowrap; }
-tbody tr:nth-child(even) { background: #f8f9fb; }
-img { display: block; max-width: 100%; height: auto; margin: 1rem auto; }
-.missing-image { display: block; padding: 0.6rem; border: 1px dashed #b42318; color: #b42318; }
-.badge {
-  display: inline-block; min-width: 3.2em; padding: 0.1em 0.5em; border-radius: 3px;
-  font-size: 0.78rem; font-weight: 700; letter-spacing: 0.03em; text-align: center; color: #fff;
-}
-.badge.pass { background: #1e7b34; }
-.badge.fail { background: #b42318; }
-.badge.na { background: #6b7280; }
-.diagnostics { border: 1px solid #c9ced6; border-left: 6px solid #6b7280; border-radius: 4px; padding: 0.8rem 1.1rem; margin: 1rem 0 1.6rem; background: #fbfcfd; }
-.diagnostics.pass { border-left-color: #1e7b34; }
-.diagnostics.fail { border-left-color: #b42318; }
-.diagnostics h2 { margin: 0 0 0.6rem; border: 0; padding: 0; font-size: 1.1rem; }
-.diagnostics table { margin: 0.4rem 0; }
-.diagnostics .meta { display: flex; flex-wrap: wrap; gap: 0.15rem 1.4rem; margin: 0.5rem 0 0; color: #4b5563; font-size: 0.85rem; }
-.diagnostics .meta .k { font-weight: 600; margin-right: 0.35rem; }
-.diagnostics ul.failures { color: #b42318; margin: 0.4rem 0; }
-details { margin: 0.5rem 0; border: 1px solid #dde1e7; border-radius: 4px; padding: 0.4rem 0.8rem; }
-details > summary { cursor: pointer; font-weight: 600; }
-details[open] > summary { margin-bottom: 0.4rem; }
-ul.sources li { margin: 0.2rem 0; }
-.count { color: #6b7280; font-size: 0.85em; font-weight: normal; }
-.note { color: #4b5563; }
-footer { max-width: 1180px; margin: 1rem auto 0; color: #6b7280; font-size: 0.8rem; text-align: center; }
-"""
+
+#: The README's section that the diagnostics box opens.
+_DIAGNOSTICS_HEADING = "<h2>Diagnostics</h2>"
 
 
 def render_html(
@@ -138,44 +93,27 @@ def render_html(
     body, title = _markdown_to_html(text, report_dir)
 
     diagnostics = _read_json(report_dir / "diagnostics.json")
-    hypothesis_path = report_dir / "hypothesis.json"
-    extra = [
-        _hypothesis_html(hypothesis_path, diagnostics),
-        _sources_html(Path(data_dir) if data_dir is not None else None, diagnostics),
-    ]
-
-    # The diagnostics box goes right under the title, before the report text.
-    box = _diagnostics_html(diagnostics) if diagnostics is not None else ""
-    head, sep, rest = body.partition("</h1>")
-    body = head + sep + "\n" + box + rest if sep else box + body
-
-    return "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en">',
-            "<head>",
-            '<meta charset="utf-8">',
-            f'<meta http-equiv="Content-Security-Policy" content="{escape(_CSP)}">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f'<meta name="generator" content="llmsize {escape(__version__)}">',
-            f"<title>{escape(title)}</title>",
-            # An empty icon, so a browser asks for no favicon.ico.
-            '<link rel="icon" href="data:,">',
-            f"<style>{_CSS}</style>",
-            "</head>",
-            "<body>",
-            "<main>",
-            body,
-            *extra,
-            "</main>",
-            # No folder name here: a report is written in a temporary folder, and the
-            # page must be the same bytes for the same run.
-            f"<footer>Written by llmsize {escape(__version__)} from {escape(page)} and the files "
-            "beside it; a single file, with every image embedded.</footer>",
-            "</body>",
-            "</html>",
-            "",
-        ]
+    # The answer comes first: the run's diagnostics box opens the README's
+    # "Diagnostics" section, below the results (at the end when it has none).
+    # A family page carries its own models' diagnostics in its text instead.
+    parts: list[str] = [Markup(body)]
+    if diagnostics is not None and page == "README.md":
+        head, sep, rest = body.partition(_DIAGNOSTICS_HEADING)
+        parts = (
+            [Markup(head), "diagnostics", Markup(sep + rest)] if sep else [*parts, "diagnostics"]
+        )
+    return render(
+        "page.html.j2",
+        csp=_CSP,
+        version=__version__,
+        title=title,
+        body=parts,
+        diagnostics=_diagnostics(diagnostics) if diagnostics is not None else None,
+        hypothesis=_hypothesis(report_dir / "hypothesis.json", diagnostics),
+        sources=_sources(Path(data_dir) if data_dir is not None else None, diagnostics),
+        # No folder name here: a report is written in a temporary folder, and the
+        # page must be the same bytes for the same run.
+        page=page,
     )
 
 
@@ -319,14 +257,6 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _badge(state: bool | None) -> str:
-    if state is None:
-        return '<span class="badge na">N/A</span>'
-    return (
-        '<span class="badge pass">PASS</span>' if state else '<span class="badge fail">FAIL</span>'
-    )
-
-
 def _fmt(value: float | None, spec: str) -> str:
     if value is None:
         return "missing"
@@ -344,89 +274,65 @@ def _check(value: float | None, ok: Any) -> bool | None:
     return bool(ok(value))
 
 
-def _diagnostics_html(diag: dict[str, Any]) -> str:
-    """The convergence checks of ``diagnostics.json`` with PASS/FAIL badges."""
+def _diagnostics(diag: dict[str, Any]) -> dict[str, Any]:
+    """The convergence checks of ``diagnostics.json``, each PASS (True), FAIL (False)
+    or N/A (None), for the page's diagnostics box."""
     rhat = _number(diag.get("max_r_hat"))
     ess = _number(diag.get("min_ess_bulk"))
     div = _number(diag.get("divergences"))
     checks = [
-        (
-            f"max R-hat &le; {RHAT_MAX}",
-            _fmt(rhat, ".4f"),
-            diag.get("worst_r_hat"),
-            _check(rhat, lambda v: v <= RHAT_MAX),
-        ),
-        (
-            f"min bulk ESS &ge; {ESS_BULK_MIN}",
-            _fmt(ess, ".0f"),
-            diag.get("worst_ess"),
-            _check(ess, lambda v: v >= ESS_BULK_MIN),
-        ),
-        (
-            "zero divergent transitions",
-            _fmt(div, ".0f"),
-            None,
-            _check(div, lambda v: v == 0),
-        ),
+        {
+            "label": f"max R-hat \u2264 {RHAT_MAX}",
+            "value": _fmt(rhat, ".4f"),
+            "where": diag.get("worst_r_hat"),
+            "state": _check(rhat, lambda v: v <= RHAT_MAX),
+        },
+        {
+            "label": f"min bulk ESS \u2265 {ESS_BULK_MIN}",
+            "value": _fmt(ess, ".0f"),
+            "where": diag.get("worst_ess"),
+            "state": _check(ess, lambda v: v >= ESS_BULK_MIN),
+        },
+        {
+            "label": "zero divergent transitions",
+            "value": _fmt(div, ".0f"),
+            "where": None,
+            "state": _check(div, lambda v: v == 0),
+        },
     ]
-    states = [c[3] for c in checks]
+    states = [c["state"] for c in checks]
     if any(s is False for s in states):
         overall: bool | None = False
     elif all(s is True for s in states):
         overall = True
     else:
         overall = None
-    cls = {True: "pass", False: "fail", None: "na"}[overall]
-
-    rows = []
-    for label, value, where, state in checks:
-        where_html = f"<code>{escape(str(where))}</code>" if where else ""
-        rows.append(
-            f"<tr><td>{_badge(state)}</td><td>{label}</td><td>{escape(value)}</td>"
-            f"<td>{where_html}</td></tr>"
-        )
     all_rhat = _number(diag.get("all_max_r_hat"))
     all_ess = _number(diag.get("all_min_ess_bulk"))
-    if all_rhat is not None or all_ess is not None:
-        rows.append(
-            '<tr><td><span class="badge na">INFO</span></td>'
-            "<td>every sampled quantity (not checked)</td>"
-            f"<td>R-hat {escape(_fmt(all_rhat, '.4f'))}, bulk ESS {escape(_fmt(all_ess, '.0f'))}"
-            "</td><td></td></tr>"
-        )
-
-    parts = [
-        f'<section class="diagnostics {cls}" id="diagnostics-box">',
-        f"<h2>{_badge(overall)} Sampler diagnostics</h2>",
-        '<div class="table-wrap"><table>',
-        "<thead><tr><th>result</th><th>check (reported quantities)</th><th>value</th>"
-        "<th>worst quantity</th></tr></thead>",
-        "<tbody>",
-        *rows,
-        "</tbody></table></div>",
-    ]
     failures = diag.get("failures")
-    if isinstance(failures, list) and failures:
-        items = "".join(f"<li>{escape(str(f))}</li>" for f in failures)
-        parts.append(f'<ul class="failures">{items}</ul>')
+    return {
+        "cls": {True: "pass", False: "fail", None: "na"}[overall],
+        "overall": overall,
+        "checks": checks,
+        "all_quantities": (
+            f"R-hat {_fmt(all_rhat, '.4f')}, bulk ESS {_fmt(all_ess, '.0f')}"
+            if all_rhat is not None or all_ess is not None
+            else None
+        ),
+        "failures": [str(f) for f in failures] if isinstance(failures, list) else [],
+        "meta": _run_metadata(diag),
+    }
 
-    meta = _run_metadata(diag)
-    if meta:
-        items = "".join(f'<div><span class="k">{escape(k)}</span>{v}</div>' for k, v in meta)
-        parts.append(f'<div class="meta">{items}</div>')
-    parts.append("</section>")
-    return "\n".join(parts)
 
+def _run_metadata(diag: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(label, text, shown as code) triples describing the run."""
+    out: list[tuple[str, str, bool]] = []
 
-def _run_metadata(diag: dict[str, Any]) -> list[tuple[str, str]]:
-    """(label, escaped HTML) pairs describing the run."""
-    out: list[tuple[str, str]] = []
-
-    def code(value: Any) -> str:
-        return f"<code>{escape(str(value))}</code>"
+    def code(value: Any) -> tuple[str, bool]:
+        return str(value), True
 
     if diag.get("hypothesis_name") is not None:
-        out.append(("hypothesis", code(diag["hypothesis_name"])))
+        out.append(("hypothesis", *code(diag["hypothesis_name"])))
     settings = diag.get("sampler_settings")
     if isinstance(settings, str):
         with contextlib.suppress(ValueError):
@@ -439,11 +345,11 @@ def _run_metadata(diag: dict[str, Any]) -> list[tuple[str, str]]:
         if chains is not None and draws is not None:
             words.append(f"{chains} chains x {draws} draws")
         text = ", ".join(words + [f"{k} {v}" for k, v in rest.items()])
-        out.append(("sampler", escape(text)))
+        out.append(("sampler", text, False))
     elif settings is not None:
-        out.append(("sampler", escape(str(settings))))
+        out.append(("sampler", str(settings), False))
     elif diag.get("chains") is not None and diag.get("draws") is not None:
-        out.append(("sampler", escape(f"{diag['chains']} chains x {diag['draws']} draws")))
+        out.append(("sampler", f"{diag['chains']} chains x {diag['draws']} draws", False))
     for key, label in [
         ("seed", "seed"),
         ("data_dir", "data"),
@@ -452,7 +358,7 @@ def _run_metadata(diag: dict[str, Any]) -> list[tuple[str, str]]:
         ("llmsize_version", "llmsize"),
     ]:
         if diag.get(key) is not None:
-            out.append((label, code(diag[key])))
+            out.append((label, *code(diag[key])))
     return out
 
 
@@ -460,9 +366,10 @@ def _run_metadata(diag: dict[str, Any]) -> list[tuple[str, str]]:
 # hypothesis.json and data sources
 
 
-def _hypothesis_html(path: Path, diag: dict[str, Any] | None) -> str:
+def _hypothesis(path: Path, diag: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The effective hypothesis as pretty JSON, with its name, or None without the file."""
     if not path.is_file():
-        return ""
+        return None
     raw = path.read_text(encoding="utf-8")
     try:
         hyp = json.loads(raw)
@@ -472,21 +379,14 @@ def _hypothesis_html(path: Path, diag: dict[str, Any] | None) -> str:
     name = hyp.get("name") if isinstance(hyp, dict) else None
     if name is None and diag is not None:
         name = diag.get("hypothesis_name")
-    label = f"Hypothesis <code>{escape(str(name))}</code>" if name is not None else "Hypothesis"
-    return "\n".join(
-        [
-            '<h2 id="hypothesis">Hypothesis</h2>',
-            '<p class="note">The effective hypothesis that produced this report '
-            "(<code>hypothesis.json</code>: after <code>extends</code> and <code>--set</code>).</p>",
-            "<details>",
-            f"<summary>{label} ({sum(1 for _ in pretty.splitlines())} lines of JSON)</summary>",
-            f"<pre><code>{escape(pretty)}</code></pre>",
-            "</details>",
-        ]
-    )
+    return {
+        "name": str(name) if name is not None else None,
+        "lines": sum(1 for _ in pretty.splitlines()),
+        "text": pretty,
+    }
 
 
-def _linkify(text: str) -> str:
+def _linkify(text: str) -> Markup:
     """``text`` escaped, with each http(s) URL in it as a link."""
     out: list[str] = []
     pos = 0
@@ -503,7 +403,7 @@ def _linkify(text: str) -> str:
         )
         pos = start + len(url)
     out.append(escape(text[pos:]))
-    return "".join(out)
+    return Markup("".join(out))
 
 
 def _file_sources(path: Path) -> tuple[list[tuple[str, int]], int] | None:
@@ -523,36 +423,23 @@ def _file_sources(path: Path) -> tuple[list[tuple[str, int]], int] | None:
     return list(counts.items()), n
 
 
-def _sources_html(data_dir: Path | None, diag: dict[str, Any] | None) -> str:
+def _sources(data_dir: Path | None, diag: dict[str, Any] | None) -> dict[str, Any]:
+    """The distinct sources of each CSV file of ``data_dir`` (each a linked, escaped
+    text and its row count), or ``files`` None when no data folder was given."""
     named = diag.get("data_dir") if isinstance(diag, dict) else None
-    parts = ['<h2 id="data-sources">Data sources</h2>']
     if data_dir is None or not data_dir.is_dir():
-        where = f" (the run read <code>{escape(str(named))}</code>)" if named else ""
-        parts.append(f'<p class="note">No data directory was given to list the sources{where}.</p>')
-        return "\n".join(parts)
-    parts.append(
-        f'<p class="note">The distinct <code>source</code> entries of each CSV file in '
-        f"<code>{escape(data_dir.name or str(data_dir))}</code>, in order of first use.</p>"
-    )
-    n_files = 0
+        return {"named": named, "files": None}
+    files = []
     for csv_path in sorted(data_dir.glob("*.csv")):
         found = _file_sources(csv_path)
         if found is None:
             continue
-        n_files += 1
         sources, n_rows = found
-        items = "".join(
-            f'<li>{_linkify(source)} <span class="count">({k} row{"s" if k != 1 else ""})</span></li>'
-            for source, k in sources
+        files.append(
+            {
+                "name": csv_path.name,
+                "rows": n_rows,
+                "sources": [(_linkify(source), k) for source, k in sources],
+            }
         )
-        parts += [
-            "<details>",
-            f"<summary>{escape(csv_path.name)} "
-            f'<span class="count">{len(sources)} source{"s" if len(sources) != 1 else ""}, '
-            f"{n_rows} row{'s' if n_rows != 1 else ''}</span></summary>",
-            f'<ul class="sources">{items}</ul>' if items else '<p class="note">No sources.</p>',
-            "</details>",
-        ]
-    if n_files == 0:
-        parts.append('<p class="note">No CSV file with a <code>source</code> column.</p>')
-    return "\n".join(parts)
+    return {"named": named, "dir_name": data_dir.name or str(data_dir), "files": files}

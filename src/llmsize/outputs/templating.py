@@ -1,0 +1,28 @@
+"""The Jinja2 templates of every page llmsize writes (``llmsize/outputs/templates``).
+
+Markdown templates (``*.md.j2``) are rendered as they are, escaped where they become
+HTML; HTML templates (``*.html.j2``) escape every value they are given unless it is
+marked safe (:class:`markupsafe.Markup`); the stylesheet (``*.css``) is included as is.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jinja2
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The environment of the package's templates, strict about undefined names."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("llmsize.outputs", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+    )
+
+
+def render(name: str, **context) -> str:
+    """Template ``name`` rendered with ``context``."""
+    return environment().get_template(name).render(**context)
