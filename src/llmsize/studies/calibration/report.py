@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from llmsize.outputs.tables import markdown_table
+from llmsize.outputs.templating import render
 from llmsize.studies.calibration.holdouts import MIN_LADDERS_TO_SPLIT, SPLITS, VARIANT_LABELS
 from llmsize.studies.calibration.metrics import (
     CP_LEVEL,
@@ -108,102 +109,43 @@ def holdout_table(table: pd.DataFrame) -> pd.DataFrame:
 def render_markdown(
     table: pd.DataFrame, mets: pd.DataFrame, classes: pd.DataFrame | None = None
 ) -> str:
-    """The calibration report: targets, hold-outs, classes per split, methods, rows."""
+    """The calibration report (``outputs/templates/calibration.md.j2``): targets,
+    hold-outs, classes per split, methods, rows."""
     full_label = VARIANT_LABELS["full"]
-    lines = ["# Calibration on models of known size", ""]
     full = mets[mets["method"] == full_label]
+    checks: list = []
     if len(full):
-        m = full.iloc[0]
-        checks = targets(m)
+        checks = targets(full.iloc[0])
         if classes is not None and len(classes):
             checks += class_targets(classes, full_label, "all")
-        lines += [sentence(m), "", "| target | holds | measured |", "|---|---|---|"]
-        lines += [f"| {name} | {'yes' if ok else 'NO'} | {detail} |" for name, ok, detail in checks]
-        lines += [""]
     kinds = table.drop_duplicates("holdout")["kind"].value_counts()
-    n_fam, n_lad = int(kinds.get("family", 0)), int(kinds.get("ladder", 0))
-    lines += [
-        "## Hold-outs",
-        "",
-        f"{n_fam} family hold-out{'s' if n_fam != 1 else ''} and {n_lad} lab-ladder "
-        f"hold-out{'s' if n_lad != 1 else ''}. A *family* hold-out removes the sizes of a "
-        "model family (a model with its fine-tunes and variants) together with every "
-        "family of the same total and active size (same-size siblings at the same providers would give the "
-        "answer away), and refits on all prices. A *lab ladder* mimics the ChatGPT case "
-        "(OpenAI priced its own models and only GPT-3 davinci's size is known): for a lab "
-        "with its own prices for two or more known sizes, one size is kept (the *anchor*: "
-        "the lab's model of known size with the earliest price at its own API), the sizes "
-        "of the lab's other models are removed, and so are all their prices but the lab's "
-        "own.",
-        "",
-        "Each hold-out is in one of two fixed splits: *choose* or *score* (a family by the "
-        "parity of the first byte of the sha256 of its name; a merged hold-out is in choose "
-        "if any of its families is; lab ladders all in score while there are fewer than "
-        f"{MIN_LADDERS_TO_SPLIT}). {SPLIT_RULE}",
-        "",
-        markdown_table(holdout_table(table)),
-        "",
-    ]
+    titles = {"all": "All hold-outs", "choose": "Choose split", "score": "Score split"}
+    sections = []
     if classes is not None and len(classes):
-        lines += [
-            f"## By class ({full_label})",
-            "",
-            "One row per scored (held-out model, hold-out) pair; a model held out both with "
-            "its family and in its lab's ladder counts once in each. *first-party*: every "
-            "price the model had in the refit was at its lab's own API; *era*: the year of "
-            "its first price in the refit. A mixture-of-experts model is scored on its total "
-            "and on its active size. Coverage is the share of 90% intervals holding the true "
-            f"size, with its exact {CP_LEVEL:.0%} (Clopper-Pearson) interval. Targets: overall "
-            f"coverage in 85-95% and at least 80% in each class of {MIN_CLASS_SIZE} or more "
-            "rows, median abs log10 error at most 0.25, median 90% width at most x10; "
-            f"classes of fewer than {MIN_CLASS_SIZE} rows are not judged (-).",
-            "",
-        ]
         for split in ("all", *SPLITS):
             shown = class_table(classes, full_label, split)
-            if shown.empty:
-                continue
-            title = {"all": "All hold-outs", "choose": "Choose split", "score": "Score split"}
-            lines += [f"### {title[split]}", ""]
-            if split == "score":
-                lines += [SPLIT_RULE, ""]
-            lines += [markdown_table(shown), ""]
-    lines += [
-        "## Methods side by side",
-        "",
-        markdown_table(mets.map(lambda v: cell(v, "metric"))),
-        "",
-        "*median_abs_log10_error*: 0.3 is a factor of 2. *coverage_90_families*: a hold-out "
-        "counts as covered when the 90% interval holds the true size of every one of its "
-        "held-out models (*families* counts hold-outs). Baselines give a point estimate "
-        "only.",
-        "",
-        "![estimate against truth](calibration_pred_vs_true.png)",
-        "",
-        "![coverage](calibration_coverage.png)",
-        "",
-        "![error against size](calibration_error.png)",
-        "",
-        "## Every held-out model",
-        "",
-    ]
+            if not shown.empty:
+                sections.append((titles[split], markdown_table(shown), split == "score"))
     cols = [
-        "holdout",
-        "split",
-        "model",
-        "method",
-        "architecture",
-        "regime",
-        "era",
-        "true_total_b",
-        "total_q05",
-        "total_q50",
-        "total_q95",
-        "true_active_b",
-        "active_q05",
-        "active_q50",
-        "active_q95",
-    ]
+        "holdout", "split", "model", "method", "architecture", "regime", "era",
+        "true_total_b", "total_q05", "total_q50", "total_q95",
+        "true_active_b", "active_q05", "active_q50", "active_q95",
+    ]  # fmt: skip
     t = table[[c for c in cols if c in table.columns]]
-    lines.append(markdown_table(t.map(lambda v: cell(v, ".3g"))))
-    return "\n".join(lines) + "\n"
+    return render(
+        "calibration.md.j2",
+        sentence=sentence(full.iloc[0]) if len(full) else "",
+        checks=checks,
+        n_fam=int(kinds.get("family", 0)),
+        n_lad=int(kinds.get("ladder", 0)),
+        min_ladders=MIN_LADDERS_TO_SPLIT,
+        split_rule=SPLIT_RULE,
+        holdouts=markdown_table(holdout_table(table)),
+        full_label=full_label,
+        cp_level=f"{CP_LEVEL:.0%}",
+        min_class=MIN_CLASS_SIZE,
+        # A class section only with classes, as before (an empty table is no section).
+        class_sections=sections if classes is not None and len(classes) else [],
+        methods=markdown_table(mets.map(lambda v: cell(v, "metric"))),
+        rows=markdown_table(t.map(lambda v: cell(v, ".3g"))),
+    )

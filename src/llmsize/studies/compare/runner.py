@@ -62,6 +62,7 @@ from llmsize.model import build_model
 from llmsize.outputs.markdown import drivers
 from llmsize.outputs.plots import HEADLINE_PREFIX, headline_epochs
 from llmsize.outputs.tables import billions, markdown_table
+from llmsize.outputs.templating import render
 from llmsize.sampling import SampleSettings, fit, log_prior
 from llmsize.summary import (
     ESS_BULK_MIN,
@@ -590,47 +591,9 @@ def render_markdown(
     data: Dataset,
     command: str,
 ) -> str:
+    """The comparison's README.md (``outputs/templates/compare.md.j2``)."""
     from llmsize import __version__
 
-    lines = [
-        "# llmsize: hypotheses compared",
-        "",
-        f"Produced by `{command}` (llmsize {__version__}, data sha256 `{data.digest[:12]}`). "
-        "Each hypothesis: nutpie NUTS with the settings in the table (its own `[sampler]` "
-        "table unless the command set them, as `infer` does, so the reference's fit is its "
-        "report's). Reference hypothesis: "
-        f"`{reference}`.",
-        "",
-        "| hypothesis | what it claims | NUTS: chains x draws (tune), target_accept, seed |",
-        "|---|---|---|",
-        *[f"| `{f.name}` | {f.hyp.description.strip()} | {_fmt_sample(f.sample)} |" for f in fits],
-        "",
-        "## The public claims put to the test",
-        "",
-        f'"About X" is read as within a factor of {ABOUT_FACTOR} of X. A probability is the '
-        "share of posterior draws where the claim holds; the prior probability is the same share "
-        "before the data, so their odds ratio is how much the prices, speeds and MMLU scores "
-        'moved it. "Rests on" lists the quantities most correlated with that model\'s size in '
-        "the posterior (sign: a larger value goes with a larger model), i.e. the inputs whose "
-        "priors would move the answer most.",
-        "",
-        *claim_sentences(claims, reference),
-        "",
-        "Every claim under every hypothesis (`claims.csv`):",
-        "",
-        markdown_table(
-            claims[["claim", "hypothesis", "posterior_p", "prior_p"]].assign(
-                posterior_p=claims["posterior_p"].map(_fmt_p),
-                prior_p=claims["prior_p"].map(_fmt_p),
-            )
-        ),
-        "",
-        f"## {HEADLINE_PREFIX} at each price date",
-        "",
-        "Median and 90% interval of total parameters (billions), P(size <= 20B) and "
-        "P(size >= 100B) (`comparison.csv`).",
-        "",
-    ]
     keys = list(dict.fromkeys(zip(sizes["date"], sizes["model"], strict=True)))
     head = ["hypothesis", *[f"{m.removeprefix(HEADLINE_PREFIX + '-')} {d}" for d, m in keys]]
     body = []
@@ -647,37 +610,6 @@ def render_markdown(
                 f"{r.p_le_20b:.2f} / {r.p_ge_100b:.2f}"
             )
         body.append(row)
-    lines += [
-        markdown_table(pd.DataFrame(body, columns=head)),
-        "",
-        "Cells: median [90%]; P(<=20B) / P(>=100B).",
-        "",
-    ]
-    lines += ["![sizes under each hypothesis](compare_sizes.png)", ""]
-
-    lines += [
-        "## Which hypothesis do the data favour?",
-        "",
-        "*log BF, reweighted*: for a hypothesis that changes only prior densities (the same "
-        "compiled model, the same component weights and price levels), the Bayes factor "
-        "against the reference is the reference posterior's mean of the ratio of the two "
-        "priors, Pareto-smoothed (PSIS); its Pareto k above "
-        f"{K_MAX} means the reference draws do not reach where that hypothesis' posterior "
-        "lies, and the estimate is flagged. This estimator recovers analytic Bayes factors "
-        "of a conjugate model (`tests/inference/test_evidence.py`); it is the one to read "
-        "where it applies. '-': the hypothesis changes the model itself (pinned values, "
-        "component weights, extra evidence), where reweighting does not apply.",
-        "",
-        "A log Bayes factor is in nats against the reference (+1 is a factor of 2.7). "
-        "Hypotheses that change the model's structure get no Bayes factor: sequential Monte "
-        "Carlo and bridge sampling, the estimators tried for them, disagreed with each other "
-        "by 17 to 74 nats on these data and were removed (README, *Compare hypotheses*). "
-        "*ELPD diff*: PSIS-LOO expected log predictive density of the serving epochs (prices, speeds, TTFTs) "
-        "against the reference, with the standard error of the paired difference. Hypotheses "
-        "that only change the prior of gpt-3.5-turbo's size barely change how well the known "
-        "models' prices are predicted, so LOO cannot tell them apart while the evidence can.",
-        "",
-    ]
     ev = pd.DataFrame({"hypothesis": evidence["hypothesis"].map(lambda h: f"`{h}`")})
     if "log_bf_reweighted" in evidence:
         ev["log BF, reweighted (se; Pareto k)"] = [
@@ -697,60 +629,39 @@ def render_markdown(
         f"{r.divergences} / {r.max_r_hat:.3f} / {r.min_ess_bulk:.0f}" for r in evidence.itertuples()
     ]
     ev["notes"] = evidence["notes"]
-    lines += [markdown_table(ev), "", "![evidence](compare_evidence.png)", ""]
-    lines += [
-        "## Prior sensitivity",
-        "",
-        "Power-scaling sensitivity (ArviZ `psense`, Kallioinen et al. 2024) of total size "
-        "to the priors of the hypothesis file and to the likelihood. Above "
-        f"{PSENSE_THRESHOLD} on the prior and below on the likelihood: the conclusion is "
-        "prior-driven (the data barely inform it); above on both: prior-data conflict.",
-        "",
-    ]
-    ps = []
-    for f in fits:
-        for r in f.psense.itertuples():
-            if isinstance(r.model, str) and r.model.startswith(HEADLINE_PREFIX):
-                ps.append(
-                    [
-                        f"`{f.name}`",
-                        r.model,
-                        f"{r.prior:.3f}",
-                        f"{r.likelihood:.3f}",
-                        r.diagnosis,
-                        f"`{r.driving_prior}` ({r.driving_prior_sensitivity:.3f})",
-                    ]
-                )
-    lines += [
-        markdown_table(
-            pd.DataFrame(
-                ps,
-                columns=[
-                    "hypothesis",
-                    "model",
-                    "prior",
-                    "likelihood",
-                    "diagnosis",
-                    "prior that moves it most",
-                ],
+    ps = [
+        [
+            f"`{f.name}`", r.model, f"{r.prior:.3f}", f"{r.likelihood:.3f}", r.diagnosis,
+            f"`{r.driving_prior}` ({r.driving_prior_sensitivity:.3f})",
+        ]
+        for f in fits
+        for r in f.psense.itertuples()
+        if isinstance(r.model, str) and r.model.startswith(HEADLINE_PREFIX)
+    ]  # fmt: skip
+    ps_columns = ["hypothesis", "model", "prior", "likelihood", "diagnosis",
+                  "prior that moves it most"]  # fmt: skip
+    return render(
+        "compare.md.j2",
+        command=command,
+        version=__version__,
+        data_sha=data.digest[:12],
+        reference=reference,
+        hypotheses=[(f.name, f.hyp.description.strip(), _fmt_sample(f.sample)) for f in fits],
+        about_factor=ABOUT_FACTOR,
+        claim_sentences=claim_sentences(claims, reference),
+        claims=markdown_table(
+            claims[["claim", "hypothesis", "posterior_p", "prior_p"]].assign(
+                posterior_p=claims["posterior_p"].map(_fmt_p),
+                prior_p=claims["prior_p"].map(_fmt_p),
             )
         ),
-        "",
-        "## Limits",
-        "",
-        "- Marginal likelihoods in a model of over a thousand dimensions are hard to estimate, "
-        "so only hypotheses that change prior densities get a Bayes factor, and only where the "
-        "reference's draws reach their posterior (Pareto k at most "
-        f"{K_MAX}); the others are compared by PSIS-LOO alone, whose own Pareto k flags the "
-        "held-out epochs it cannot predict reliably.",
-        "- A Bayes factor depends on the whole prior, including how wide it is: a hypothesis "
-        "that pins a quantity the data cannot see is neither rewarded nor punished, and one "
-        "that pins it where the data disagree is punished.",
-        '- Claims are read with fixed tolerances; a different reading of "about" changes the '
-        "probabilities. `claims.csv` holds the numbers.",
-        "",
-    ]
-    return "\n".join(lines) + "\n"
+        headline_prefix=HEADLINE_PREFIX,
+        sizes=markdown_table(pd.DataFrame(body, columns=head)),
+        k_max=K_MAX,
+        evidence=markdown_table(ev),
+        psense_threshold=PSENSE_THRESHOLD,
+        psense=markdown_table(pd.DataFrame(ps, columns=ps_columns)),
+    )
 
 
 def check_compare(
