@@ -8,7 +8,8 @@ Modelled on pymc-marketing's and CausalPy's ``tests/conftest.py``:
 - the default hypothesis, the tiny synthetic dataset and the bundled data are
   loaded once per session;
 - every random draw uses a fixed seed;
-- the suite runs on two workers (pytest-xdist, ``-n 2`` in ``pyproject.toml``);
+- the suite runs on two workers (pytest-xdist, ``-n 2 --dist worksteal`` in
+  ``pyproject.toml``);
   the shared tiny fit is made once for both (a file lock in a folder they share).
 
 Real fits are expensive (nutpie compiles the model in ~20-30 s), so the
