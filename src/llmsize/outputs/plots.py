@@ -319,24 +319,26 @@ def plot_prior_posterior(tree: xr.DataTree, design: Design) -> Figure:
     of the shared serving and quality parameters."""
     post = tree["posterior"].to_dataset()
     prior = tree["prior"].to_dataset()
-    panels: list[tuple[str, np.ndarray, np.ndarray]] = []
+    # (title, prior draws, posterior draws, drawn in log10 units of billions)
+    panels: list[tuple[str, np.ndarray, np.ndarray, bool]] = []
     for m in design.unknown:
         panels.append(
             (
                 f"total parameters (billions)\n{m}",
                 _draws(prior, "log10_params_total_b", unknown_model=m),
                 _draws(post, "log10_params_total_b", unknown_model=m),
+                True,
             )
         )
     for v in SCALARS:
         if v in post and v in prior and post[v].ndim == 2:
-            panels.append((v, _draws(prior, v), _draws(post, v)))
+            panels.append((v, _draws(prior, v), _draws(post, v), False))
     # A quantity pinned by the hypothesis has nothing to show.
     panels = [p for p in panels if np.ptp(p[1]) > 0 or np.ptp(p[2]) > 0]
     ncol = 4
     nrow = int(np.ceil(len(panels) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.3 * nrow))
-    for ax, (title, pr, po) in zip(axes.flat, panels, strict=False):
+    for ax, (title, pr, po, log_billions) in zip(axes.flat, panels, strict=False):
         lo, hi = np.quantile(np.concatenate([pr, po]), [0.005, 0.995])
         bins = np.linspace(lo, hi, 50)
         for draws, color, alpha, label in ((pr, "0.6", 0.6, "prior"), (po, "C0", 0.7, "posterior")):
@@ -352,8 +354,7 @@ def plot_prior_posterior(tree: xr.DataTree, design: Design) -> Figure:
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=8)
         ax.set_yticks([])
-        if title.startswith("total parameters"):
-            # Drawn in log10 units, labelled in billions.
+        if log_billions:  # labelled in billions
             ticks = [t for t in (0.3, 1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
                      if lo <= np.log10(t) <= hi]  # fmt: skip
             ax.set_xticks(np.log10(ticks), [f"{t:g}" for t in ticks])
