@@ -9,7 +9,7 @@ Three measurements, all with the same draws, tuning steps, chains and seed
    compiled-model cache (``LLMSIZE_CACHE_DIR``) are new, empty temporary
    folders.
 2. **Warm**: the same command again, reusing those caches: the compiled model
-   is loaded from llmsize's cache (``llmsize.cache``). The table gives the
+   is loaded from llmsize's cache (``llmsize.inference.compiled``). The table gives the
    ratio cold / warm and whether the two runs wrote the same ``summary.csv``,
    byte for byte (they must: same data, hypothesis and seed).
 3. **Samplers**: in this process, the model is built once and sampled with
@@ -152,7 +152,7 @@ def cache_env(cache_root: Path) -> dict[str, str]:
     dict of str to str
         ``PYTENSOR_FLAGS`` (flags already set are kept, the two compile
         directories are overridden), ``NUMBA_CACHE_DIR`` and
-        ``LLMSIZE_CACHE_DIR`` (the compiled-model cache of ``llmsize.cache``).
+        ``LLMSIZE_CACHE_DIR`` (the compiled-model cache of ``llmsize.inference.compiled``).
     """
     pytensor_dir = cache_root / "pytensor"
     numba_dir = cache_root / "numba"
@@ -348,8 +348,8 @@ def sample_once(data: Path, hypothesis: Path, settings: Settings, sampler: str) 
     settings : Settings
         Draws, tuning steps, chains, seed and target acceptance.
     sampler : {"nutpie", "pymc"}
-        nutpie as ``llmsize.sampling.sample_posterior`` calls it (compiled by
-        ``llmsize.cache.compile_model``, here into an empty cache), or PyMC's
+        nutpie as ``llmsize.inference.sampling.sample_posterior`` calls it (compiled by
+        ``llmsize.inference.compiled.compile_model``, here into an empty cache), or PyMC's
         own NUTS.
 
     Returns
@@ -361,11 +361,11 @@ def sample_once(data: Path, hypothesis: Path, settings: Settings, sampler: str) 
     import nutpie
     import pymc as pm
 
-    from llmsize.cache import compile_model
-    from llmsize.config import load_hypothesis
-    from llmsize.data import load_dataset
-    from llmsize.design import build_design
-    from llmsize.model import build_model
+    from llmsize.inference.compiled import compile_model
+    from llmsize.inference.model import build_model
+    from llmsize.inputs.data import load_dataset
+    from llmsize.inputs.hypothesis import load_hypothesis
+    from llmsize.physics.design import build_design
 
     for name in ("pymc", "pytensor", "numba", "arviz"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -555,7 +555,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the three measurements, print the tables, optionally write JSON."""
     args = parse_args(argv)
-    from llmsize.config import load_hypothesis  # pydantic only: no PyTensor import yet
+    from llmsize.inputs.hypothesis import load_hypothesis  # pydantic only: no PyTensor import yet
 
     sampler = load_hypothesis(args.hypothesis).sampler
     settings = Settings(

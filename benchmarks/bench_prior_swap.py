@@ -1,9 +1,9 @@
 """Benchmark a prior swap: how long ``llmsize infer`` takes under a changed prior
 once the default has run, against a cold run.
 
-Prior parameters are data of the compiled model (``llmsize.model.prior_data``),
+Prior parameters are data of the compiled model (``llmsize.inference.model.prior_data``),
 so a hypothesis that changes only prior values reuses the compiled model
-(``llmsize.cache``). In one run of this script, with the same draws, tuning
+(``llmsize.inference.compiled``). In one run of this script, with the same draws, tuning
 steps, chains and seed, each a fresh ``python -m llmsize infer`` subprocess:
 
 1. **cold**: the base hypothesis with empty PyTensor, Numba and llmsize caches

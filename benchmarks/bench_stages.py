@@ -32,10 +32,10 @@ _START = time.perf_counter()
 
 #: (module, function) pairs timed; each is replaced where the pipeline looks it up.
 STAGES = [
-    ("llmsize.sampling", "sample_posterior"),
-    ("llmsize.sampling", "sample_prior"),
-    ("llmsize.sampling", "sample_posterior_predictive"),
-    ("llmsize.sampling", "log_prior"),
+    ("llmsize.inference.sampling", "sample_posterior"),
+    ("llmsize.inference.sampling", "sample_prior"),
+    ("llmsize.inference.sampling", "sample_posterior_predictive"),
+    ("llmsize.inference.sampling", "log_prior"),
     ("llmsize.pipeline", "summary_table"),
     ("llmsize.pipeline", "parameter_draws"),
     ("llmsize.pipeline", "sensitivity_groups"),

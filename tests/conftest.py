@@ -38,9 +38,9 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from llmsize.config import load_hypothesis  # noqa: E402
-from llmsize.data import load_dataset  # noqa: E402
-from llmsize.design import build_design  # noqa: E402
+from llmsize.inputs.data import load_dataset  # noqa: E402
+from llmsize.inputs.hypothesis import load_hypothesis  # noqa: E402
+from llmsize.physics.design import build_design  # noqa: E402
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
@@ -180,7 +180,7 @@ def subprocess_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def compiled_model_cache(tmp_path_factory):
-    """Compiled models (``llmsize.cache``) go to a folder of the session, not ~/.cache."""
+    """Compiled models (``llmsize.inference.compiled``) go to a folder of the session, not ~/.cache."""
     path = tmp_path_factory.mktemp("llmsize-cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLMSIZE_CACHE_DIR", str(path))

@@ -46,9 +46,9 @@ from hypothesis.control import currently_in_test_context
 
 from llmsize import pipeline
 from llmsize.cli import EXIT_INPUT, cli
-from llmsize.config import MAX_CHAINS, MAX_EXTENDS_DEPTH, MAX_SEED, PRIOR_RANGES
-from llmsize.data import SCHEMAS
 from llmsize.exceptions import LlmsizeError
+from llmsize.inputs.data import SCHEMAS
+from llmsize.inputs.hypothesis import MAX_CHAINS, MAX_EXTENDS_DEPTH, MAX_SEED, PRIOR_RANGES
 
 from .conftest import DEFAULT_HYPOTHESIS, TINY_DIR, subprocess_env
 from .test_properties import PROFILE, PROPERTY, TINY_ROWS, damaged_data, make_data_dir
@@ -69,17 +69,17 @@ def _refuse_sampling(*args, **kwargs):
 #: Every way a command gets to compile or sample (modules that import a name keep
 #: their own reference, so each is replaced where it is used).
 SAMPLER_ENTRY_POINTS = (
-    ("llmsize.sampling", "fit"),
-    ("llmsize.sampling", "sample_posterior"),
-    ("llmsize.sampling", "sample_prior"),
-    ("llmsize.sampling", "compile_model"),
-    ("llmsize.cache", "compile_model"),
+    ("llmsize.inference.sampling", "fit"),
+    ("llmsize.inference.sampling", "sample_posterior"),
+    ("llmsize.inference.sampling", "sample_prior"),
+    ("llmsize.inference.sampling", "compile_model"),
+    ("llmsize.inference.compiled", "compile_model"),
     ("llmsize.pipeline", "fit"),
     ("llmsize.pipeline", "statistics_worker"),
     ("llmsize.studies.compare.runner", "fit"),
     ("llmsize.studies.compare.runner", "fit_hypothesis"),
-    ("llmsize.calibration", "run_parallel"),
-    ("llmsize.calibration", "fit_holdout"),
+    ("llmsize.studies.calibration.refits", "run_parallel"),
+    ("llmsize.studies.calibration.refits", "fit_holdout"),
 )
 
 

@@ -1,4 +1,4 @@
-"""The compiled-model cache (``llmsize.cache``): its key, its entries, and that a
+"""The compiled-model cache (``llmsize.inference.compiled``): its key, its entries, and that a
 model loaded from it samples exactly like the one compiled in place.
 
 One small PyMC model is compiled a handful of times (about a second each once
@@ -19,7 +19,7 @@ import nutpie
 import pymc as pm
 import pytest
 
-from llmsize import cache
+from llmsize.inference import compiled as cache
 
 from .conftest import SEED, TINY_CHAINS, TINY_DRAWS, TINY_TUNE
 
@@ -238,7 +238,7 @@ def test_damaged_entry_is_compiled_again(tmp_path, caplog, cold):
     entry = tmp_path / "compiled" / compiled.cache_key
     shutil.copytree(entry_of(root, compiled), entry)
     _truncate_code(entry)
-    with caplog.at_level(logging.INFO, logger="llmsize.cache"):
+    with caplog.at_level(logging.INFO, logger="llmsize.inference.compiled"):
         again = cache.compile_model(small_model(), cache_dir=tmp_path)
     assert not again.from_cache
     assert "is unusable" in caplog.text
@@ -252,7 +252,7 @@ def test_unwritable_cache_only_costs_the_compile(tmp_path, caplog, cold):
     _, _, cold_draws = cold
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="llmsize.cache"):
+    with caplog.at_level(logging.WARNING, logger="llmsize.inference.compiled"):
         compiled = cache.compile_model(small_model(), cache_dir=blocker)
     assert not compiled.from_cache
     assert "cannot write the compiled-model cache" in caplog.text
@@ -270,7 +270,7 @@ def test_changed_nutpie_internals_fall_back_to_nutpies_public_compile(
         raise AttributeError("module 'nutpie.compile_pymc' has no attribute '_make_functions'")
 
     monkeypatch.setattr(cache, "_compile_fresh", changed)
-    with caplog.at_level(logging.WARNING, logger="llmsize.cache"):
+    with caplog.at_level(logging.WARNING, logger="llmsize.inference.compiled"):
         compiled = cache.compile_model(small_model(), cache_dir=tmp_path)
     assert "compiling with nutpie" in caplog.text
     assert not hasattr(compiled, "from_cache")  # nutpie's own compiled model
@@ -328,9 +328,9 @@ def test_warm_infer_gives_the_cold_summary(
     """``tiny_infer_subprocess`` compiled into an empty cache; fitting the same
     data, hypothesis and seed again with that cache loads the compiled model and
     gives the same summary.csv, byte for byte."""
+    from llmsize.inference.sampling import SampleSettings, fit
     from llmsize.outputs import io
-    from llmsize.sampling import SampleSettings, fit
-    from llmsize.summary import summary_table
+    from llmsize.outputs.summary import summary_table
 
     proc, out = tiny_infer_subprocess
     assert proc.returncode == 0, proc.stderr
@@ -341,7 +341,7 @@ def test_warm_infer_gives_the_cold_summary(
         default_hypothesis.sampler, draws=TINY_DRAWS, tune=TINY_TUNE, chains=TINY_CHAINS,
         seed=SEED,
     )  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="llmsize.cache"):
+    with caplog.at_level(logging.INFO, logger="llmsize.inference.compiled"):
         tree = fit(tiny_design, default_hypothesis, settings)
     assert "compiled model loaded from" in caplog.text
     io.write_summary(summary_table(tree, tiny_design), tmp_path / "summary.csv")

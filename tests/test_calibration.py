@@ -21,11 +21,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from llmsize import calibration as cal
 from llmsize.cli import cli
-from llmsize.data import load_dataset
-from llmsize.design import build_design
+from llmsize.inputs.data import load_dataset
+from llmsize.physics.design import build_design
+from llmsize.studies.calibration import baselines, refits, report, store
 from llmsize.studies.calibration import holdouts as ho
+from llmsize.studies.calibration import sbc as sbc_module
 from llmsize.studies.calibration.metrics import class_metrics
 
 from .conftest import DEFAULT_HYPOTHESIS, FIXTURES_DIR, TINY_DIR, subprocess_env
@@ -53,7 +54,7 @@ def test_price_ratio_baseline_by_hand(tiny_data, tiny_design):
     # moe-47b and small-7b tie on date; the first in epoch order (sorted by model name)
     # is moe-47b (46.7B total, $0.70) -> 46.7 * 0.90 / 0.70 = 60.0B. The estimate is
     # the geometric mean of the two.
-    est = cal.price_ratio_baseline(tiny_data, tiny_design, ["mid-70b"])["mid-70b"]
+    est = baselines.price_ratio_baseline(tiny_data, tiny_design, ["mid-70b"])["mid-70b"]
     expected = math.sqrt((7 * 1.00 / 0.15) * (46.7 * 0.90 / 0.70))
     assert math.isclose(est, expected, rel_tol=1e-9)
 
@@ -61,14 +62,14 @@ def test_price_ratio_baseline_by_hand(tiny_data, tiny_design):
 def test_price_ratio_baseline_sees_only_the_ladders_prices(cal_data, cal_design):
     ladder = next(h for h in ho.build_holdouts(cal_data, cal_design) if h.kind == "ladder")
     ep = ho.holdout_epochs(cal_data, cal_design, ladder)
-    est = cal.price_ratio_baseline(cal_data, cal_design, ["labm-22b", "labm-moe"], epochs=ep)
+    est = baselines.price_ratio_baseline(cal_data, cal_design, ["labm-22b", "labm-moe"], epochs=ep)
     # In the ladder both are priced at LabM only, where the one known model is the
     # anchor labm-7b (7B, $0.25 out): 7 * 0.90 / 0.25 and 7 * 6.00 / 0.25.
     assert est == pytest.approx({"labm-22b": 7 * 0.90 / 0.25, "labm-moe": 7 * 6.00 / 0.25})
     # With every price (its family hold-out), labm-22b's LabM reference is labm-moe,
     # nearest in date (141B, $6.00), and at HostA (2025-01-15, $0.40) labm-7b
     # (first in model order of three 2023-12-01 prices, 7B, $0.15).
-    est = cal.price_ratio_baseline(cal_data, cal_design, ["labm-22b"])["labm-22b"]
+    est = baselines.price_ratio_baseline(cal_data, cal_design, ["labm-22b"])["labm-22b"]
     assert est == pytest.approx(math.sqrt((141 * 0.90 / 6.00) * (7 * 0.40 / 0.15)))
 
 
@@ -83,7 +84,7 @@ def test_size_tier_baseline_inverts_matching_tier(tmp_path, default_hypothesis):
         encoding="utf-8",
     )
     data = load_dataset(root)
-    est = cal.size_tier_baseline(data, ["mid-70b", "small-7b", "moe-47b"])
+    est = baselines.size_tier_baseline(data, ["mid-70b", "small-7b", "moe-47b"])
     assert math.isclose(est["mid-70b"], math.sqrt(8.1 * 80))
     # A lower bound of 0 is taken as 0.5B.
     assert math.isclose(est["small-7b"], math.sqrt(0.5 * 8))
@@ -96,21 +97,21 @@ def test_size_tier_baseline_inverts_matching_tier(tmp_path, default_hypothesis):
 
 def test_result_path_names_the_holdout_definition(tmp_path, cal_data, cal_design):
     hs = ho.build_holdouts(cal_data, cal_design)
-    paths = {cal._result_path(tmp_path, h, "full", "k") for h in hs}
+    paths = {store.result_path(tmp_path, h, "full", "k") for h in hs}
     assert len(paths) == len(hs)
     h = hs[0]
-    p = cal._result_path(tmp_path, h, "full", "k")
+    p = store.result_path(tmp_path, h, "full", "k")
     assert p.parent == tmp_path / "fits-k"
     assert p.name == f"{h.name}__full__{h.digest()[:10]}.json"
     # A changed definition is another file (so a resume refits); a changed split is not.
     other = dataclasses.replace(h, held_out=(*h.held_out, "x"))
-    assert cal._result_path(tmp_path, other, "full", "k") != p
-    assert cal._result_path(tmp_path, dataclasses.replace(h, split="x"), "full", "k") == p
+    assert store.result_path(tmp_path, other, "full", "k") != p
+    assert store.result_path(tmp_path, dataclasses.replace(h, split="x"), "full", "k") == p
 
 
 def _fake_fit(data_dir, hyp_json, holdout_json, variant, settings):
     """What ``fit_holdout`` returns, made up: a x3 interval around twice the truth."""
-    from llmsize.config import Hypothesis
+    from llmsize.inputs.hypothesis import Hypothesis
 
     data = load_dataset(data_dir)
     h = ho.as_holdout(data, holdout_json)
@@ -132,7 +133,7 @@ def _fake_parallel(tasks, **_):
     for fn, args, path in tasks:
         if path.exists():
             continue
-        assert fn in (cal.fit_holdout, cal.sbc_batch)
+        assert fn in (refits.fit_holdout, sbc_module.sbc_batch)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(_fake_fit(*args)), encoding="utf-8")
 
@@ -143,8 +144,8 @@ SETTINGS = {"draws": 10, "tune": 10, "chains": 1, "seed": 1, "target_accept": 0.
 def test_run_calibration_collects_holdouts_splits_and_classes(
     tmp_path, monkeypatch, default_hypothesis
 ):
-    monkeypatch.setattr(cal, "run_parallel", _fake_parallel)
-    table, mets, sbc = cal.run_calibration(
+    monkeypatch.setattr(refits, "run_parallel", _fake_parallel)
+    table, mets, sbc = refits.run_calibration(
         data_dir=CAL_DIR,
         hyp=default_hypothesis,
         out_dir=tmp_path,
@@ -178,12 +179,12 @@ def test_run_calibration_collects_holdouts_splits_and_classes(
     ratio = base[base["method"].str.contains("price ratio")].set_index("model")["total_q50"]
     assert ratio["labm-22b"] == pytest.approx(7 * 0.90 / 0.25)
     # Made-up intervals [truth / 1.5, 6 truth] always cover: coverage 100%, width x9.
-    m = mets[mets["method"] == cal.VARIANT_LABELS["full"]].iloc[0]
+    m = mets[mets["method"] == ho.VARIANT_LABELS["full"]].iloc[0]
     assert m["coverage_90_models"] == 1.0
     assert m["median_width_factor_90"] == pytest.approx(9.0)
     assert m["families"] == 8
     # Only the ladder, or only one family's hold-outs.
-    table, _, _ = cal.run_calibration(
+    table, _, _ = refits.run_calibration(
         data_dir=CAL_DIR,
         hyp=default_hypothesis,
         out_dir=tmp_path,
@@ -192,7 +193,7 @@ def test_run_calibration_collects_holdouts_splits_and_classes(
         kinds=["ladder"],
     )
     assert set(table["holdout"]) == {"ladder-LabM"}
-    table, _, _ = cal.run_calibration(
+    table, _, _ = refits.run_calibration(
         data_dir=CAL_DIR,
         hyp=default_hypothesis,
         out_dir=tmp_path,
@@ -209,9 +210,9 @@ def test_no_ladder_without_labs_is_an_input_error(tmp_path, monkeypatch, default
     root = tmp_path / "data"
     shutil.copytree(CAL_DIR, root)
     (root / "labs.csv").unlink()
-    monkeypatch.setattr(cal, "run_parallel", _fake_parallel)
+    monkeypatch.setattr(refits, "run_parallel", _fake_parallel)
     with pytest.raises(DataError, match="no hold-out of kind ladder"):
-        cal.run_calibration(
+        refits.run_calibration(
             data_dir=root,
             hyp=default_hypothesis,
             out_dir=tmp_path / "cal",  # not the folder holding the data
@@ -228,8 +229,8 @@ def test_calibrate_command_kinds_and_resume(tmp_path, monkeypatch):
         "calibrate", "--data", str(CAL_DIR), "--hypothesis", str(DEFAULT_HYPOTHESIS),
         "--out", str(out), "--variant", "full", "--sbc", "0", "-q",
     ]  # fmt: skip
-    real_parallel = cal.run_parallel
-    monkeypatch.setattr(cal, "run_parallel", _fake_parallel)
+    real_parallel = refits.run_parallel
+    monkeypatch.setattr(refits, "run_parallel", _fake_parallel)
     result = CliRunner().invoke(cli, [*args, "--kind", "ladder"])
     assert result.exit_code == 0, result.output
     assert "On 1 hold-out (2 held-out models scored)" in result.output
@@ -245,7 +246,7 @@ def test_calibrate_command_kinds_and_resume(tmp_path, monkeypatch):
     written = {p: p.stat().st_mtime_ns for p in out.glob("fits-*/*.json")}
     assert len(written) == 1
 
-    monkeypatch.setattr(cal, "run_parallel", real_parallel)
+    monkeypatch.setattr(refits, "run_parallel", real_parallel)
     result = CliRunner().invoke(cli, [*args, "--kind", "ladder"])
     assert result.exit_code == 0, result.output
     assert {p: p.stat().st_mtime_ns for p in out.glob("fits-*/*.json")} == written
@@ -264,7 +265,7 @@ def test_calibrate_from_python_returns_its_tables(tmp_path, monkeypatch):
     import llmsize
     from llmsize.outputs.provenance import model_code_digest
 
-    monkeypatch.setattr(cal, "run_parallel", _fake_parallel)
+    monkeypatch.setattr(refits, "run_parallel", _fake_parallel)
     out = tmp_path / "cal"
     got = llmsize.calibrate(
         DEFAULT_HYPOTHESIS, CAL_DIR, {"sampler.seed": 3}, out=out, kinds=["ladder"],
@@ -288,9 +289,11 @@ def test_calibrate_from_python_returns_its_tables(tmp_path, monkeypatch):
 
 def test_sbc_uniformity_flags_skewed_ranks():
     rng = np.random.default_rng(3)
-    uniform = rng.integers(0, cal.SBC_RANKS + 1, size=400)
-    skewed = np.minimum(rng.integers(0, cal.SBC_RANKS + 1, size=400), 40)
-    tests = cal.sbc_uniformity(pd.DataFrame({"simulation": range(400), "u": uniform, "s": skewed}))
+    uniform = rng.integers(0, sbc_module.SBC_RANKS + 1, size=400)
+    skewed = np.minimum(rng.integers(0, sbc_module.SBC_RANKS + 1, size=400), 40)
+    tests = sbc_module.sbc_uniformity(
+        pd.DataFrame({"simulation": range(400), "u": uniform, "s": skewed})
+    )
     p = dict(zip(tests["quantity"], tests["p_value"], strict=True))
     # A uniform sample passes at 1% (fixed seed); ranks capped at 40 fail overwhelmingly.
     assert p["u"] > 0.01
@@ -306,7 +309,7 @@ def _scored_table():
             "anchor": ["", "", "x-7b"],
             "variant": "full",
             "model": ["m0", "m1", "m2"],
-            "method": cal.VARIANT_LABELS["full"],
+            "method": ho.VARIANT_LABELS["full"],
             "architecture": ["dense", "dense", "moe"],
             "regime": ["reseller", "reseller", "first-party"],
             "era": ["2023", "2024", "2024"],
@@ -337,7 +340,9 @@ def _scored_table():
 def test_outputs_written(tmp_path):
     table = _scored_table()
     ranks = pd.DataFrame({"simulation": range(20), "divergences": 0, "x": np.arange(20) * 5})
-    cal.write_outputs(tmp_path, table, cal.metrics(table), (ranks, cal.sbc_uniformity(ranks)))
+    report.write_outputs(
+        tmp_path, table, refits.metrics(table), (ranks, sbc_module.sbc_uniformity(ranks))
+    )
     for name in (
         "calibration.csv",
         "metrics.csv",
@@ -398,7 +403,7 @@ def test_one_ladder_holdout_fit(cal_data, cal_design, default_hypothesis):
         "cores": 1,
         "prior_draws": 1,
     }
-    rows = cal.fit_holdout(
+    rows = refits.fit_holdout(
         str(CAL_DIR), default_hypothesis.model_dump_json(), ladder.to_json(), "full", settings
     )
     assert {r["model"] for r in rows} == {"labm-22b", "labm-moe"}

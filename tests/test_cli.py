@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 import llmsize
 from llmsize.cli import EXIT_DIAGNOSTICS, EXIT_INPUT, cli
-from llmsize.data import data_digest, load_dataset
+from llmsize.inputs.data import data_digest, load_dataset
 from llmsize.outputs.io import read_posterior
 
 from .conftest import (
@@ -306,7 +306,7 @@ def test_worker_statistics_match_the_posterior(tiny_infer_subprocess):
     """R-hat and ESS of every parameter and the prior sensitivity come from the
     worker process (pipeline.statistics_worker); computed here from the written
     posterior, they must be the same."""
-    from llmsize.summary import (
+    from llmsize.outputs.summary import (
         parameter_diagnostics,
         parameter_draws,
         psense_of_groups,
@@ -580,7 +580,8 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
 def test_cores_reach_the_sampler(monkeypatch, tmp_path):
     # --cores is passed to nutpie as the number of threads; nothing is sampled here:
     # the sampler is stopped at its call with the settings it was given.
-    from llmsize import pipeline, sampling
+    from llmsize import pipeline
+    from llmsize.inference import sampling
 
     seen = {}
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmsize.config import (
+from llmsize.exceptions import HypothesisError
+from llmsize.inputs.hypothesis import (
     DISTRIBUTIONS,
     BetaPrior,
     ConstantPrior,
@@ -20,7 +21,6 @@ from llmsize.config import (
     load_hypothesis,
     validate,
 )
-from llmsize.exceptions import HypothesisError
 
 from .conftest import DEFAULT_HYPOTHESIS, HYPOTHESIS_FIXTURES, MODELS_DIR
 
@@ -377,7 +377,7 @@ def test_prior_log_density_is_pymcs(spec):
     import pymc as pm
     from pydantic import TypeAdapter
 
-    from llmsize.config import Prior
+    from llmsize.inputs.hypothesis import Prior
 
     prior = TypeAdapter(Prior).validate_python(spec)
     x = np.array([0.05, 0.3, 0.9, 1.7])

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from llmsize.data import KEYS, SCHEMAS, data_digest, load_dataset
 from llmsize.exceptions import DataError
+from llmsize.inputs.data import KEYS, SCHEMAS, data_digest, load_dataset
 
 from .conftest import DATA_DIR, TINY_DIR
 
@@ -69,7 +69,7 @@ def test_bundled_unknown_models(bundled_data):
 def test_bundled_families_cover_every_openai_model(bundled_data, bundled_design):
     """The issue's three families each get a page, every model of unknown size is in
     one, and every cut and claim is about a model of its family."""
-    from llmsize.families import report_families
+    from llmsize.outputs.families import report_families
 
     fams = {f.name: f for f in report_families(bundled_data, bundled_design)}
     assert list(fams) == ["gpt-3.5", "gpt-4", "gpt-4o"]

@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from llmsize import forward
-from llmsize.decompose import FACTORS, PricePoints, cut_contributions, decompose_cuts, shapley
-from llmsize.families import report_families
+from llmsize.outputs.decompose import (
+    FACTORS,
+    PricePoints,
+    cut_contributions,
+    decompose_cuts,
+    shapley,
+)
+from llmsize.outputs.families import report_families
+from llmsize.physics import forward
 
 from .outputs.test_markdown import stand_in_run
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from llmsize import forward
-from llmsize.config import load_hypothesis, validate
-from llmsize.design import build_design, years_since_2024
-from llmsize.model import build_model
-from llmsize.sampling import SampleSettings, sample_prior
+from llmsize.inference.model import build_model
+from llmsize.inference.sampling import SampleSettings, sample_prior
+from llmsize.inputs.hypothesis import load_hypothesis, validate
+from llmsize.physics import forward
+from llmsize.physics.design import build_design, years_since_2024
 
 from .conftest import MODELS_DIR, SEED
 
@@ -396,7 +396,9 @@ def _check_price_means_at(d, hyp, model, at_point, point, vals, z, e):
         vals["first_party_markup"]
         + vals["first_party_model_sigma"] * point["first_party_model_z"][m]
     )
-    floor = vals["log_price_floor_mu"] + vals["log_price_floor_sigma"] * point["log_price_floor_z"][p]
+    floor = (
+        vals["log_price_floor_mu"] + vals["log_price_floor_sigma"] * point["log_price_floor_z"][p]
+    )
     pivot = math.log(hyp.constants.price_pivot_gpu_hours_per_mtok)
 
     def by_hand(work, log_markup):
@@ -520,7 +522,7 @@ def test_model_priors_apply_to_matching_models_only(tiny_data, default_hypothesi
 
 
 def _hidden_size_setup(tiny_copy, default_hypothesis, on=True):
-    from llmsize.data import load_dataset
+    from llmsize.inputs.data import load_dataset
 
     (tiny_copy / "hidden_size.csv").write_text(
         "model,date,hidden_size,source\nclosed-y,2024-03-01,4096,test row\n", encoding="utf-8"
@@ -589,7 +591,7 @@ def test_pointwise_log_likelihood_sums_to_the_potential(tiny_design, default_hyp
 
 
 def _statement_setup(tiny_copy, default_hypothesis, ratio, sigma):
-    from llmsize.data import load_dataset
+    from llmsize.inputs.data import load_dataset
 
     (tiny_copy / "cost_statements.csv").write_text(
         "provider,from_model,from_date,to_model,to_date,cost_ratio,source\n"
@@ -621,7 +623,7 @@ def test_cost_statement_pairs_two_epochs(tiny_copy, default_hypothesis):
 
 
 def design_data(folder):
-    from llmsize.data import load_dataset
+    from llmsize.inputs.data import load_dataset
 
     return load_dataset(folder)
 
@@ -634,7 +636,9 @@ def test_cost_statement_flat_limit_recovers_the_product_of_marginals(tiny_copy, 
     off = validate({**hyp.to_dict(), "evidence": {"cost_statements": False}})
     with_st, p_bits = _serving_loglik(design, hyp)
     without, _ = _serving_loglik(build_design(design_data(tiny_copy), off), off)
-    assert float(with_st - without) == pytest.approx(-math.log(1e6 * math.sqrt(2 * math.pi)), rel=1e-9)
+    assert float(with_st - without) == pytest.approx(
+        -math.log(1e6 * math.sqrt(2 * math.pi)), rel=1e-9
+    )
     np.testing.assert_allclose(p_bits.sum(axis=1), 1.0, rtol=1e-9)
 
 
@@ -650,7 +654,7 @@ def test_cost_statement_prefers_the_ratio_the_model_implies(tiny_copy, default_h
 
 
 def test_hardware_transition_hand_numbers():
-    from llmsize.design import hardware_transition
+    from llmsize.physics.design import hardware_transition
 
     # Later measurement: p(newer) 0.2 at the price date, 0.6 at the measurement.
     # Older at the price date: newer later with (0.6 - 0.2) / 0.8 = 0.5.
@@ -670,7 +674,7 @@ def test_hardware_transition_hand_numbers():
 
 
 def test_measurements_take_hardware_at_their_own_date(bundled_design, default_hypothesis):
-    from llmsize.design import hardware_transition, newer_share
+    from llmsize.physics.design import hardware_transition, newer_share
 
     d = bundled_design
     hw = default_hypothesis.hardware

@@ -12,7 +12,7 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from llmsize import forward
+from llmsize.physics import forward
 
 H100 = forward.Accelerator(
     name="H100-SXM",

@@ -211,7 +211,7 @@ def test_missing_diagnostic_fields_are_not_passed(tmp_path: Path) -> None:
 
 
 def test_thresholds_match_the_sampler_checks() -> None:
-    from llmsize.summary import ESS_BULK_MIN, RHAT_MAX
+    from llmsize.outputs.summary import ESS_BULK_MIN, RHAT_MAX
 
     assert report_html.RHAT_MAX == RHAT_MAX
     assert report_html.ESS_BULK_MIN == ESS_BULK_MIN

@@ -7,7 +7,7 @@ library: mutated CSV cells, columns, rows and bytes of a copy of
 ``tests/fixtures/tiny``; random TOML documents built from the real schema of
 ``models/default.toml``; ``extends`` chains with cycles and missing parents;
 random bytes; random override strings. Every case must end either in success
-(a valid :class:`~llmsize.data.Dataset` or :class:`~llmsize.config.Hypothesis`)
+(a valid :class:`~llmsize.inputs.data.Dataset` or :class:`~llmsize.inputs.hypothesis.Hypothesis`)
 or in the project's one-line error (a :class:`~llmsize.exceptions.DataError` or
 :class:`~llmsize.exceptions.HypothesisError` that names the file, and the row
 and field where they apply), never in any other exception. Loading must execute
@@ -53,9 +53,9 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from llmsize.cli import EXIT_INPUT, cli
-from llmsize.config import DISTRIBUTIONS, Hypothesis, Priors, load_hypothesis
-from llmsize.data import SCHEMAS, Dataset, load_dataset
 from llmsize.exceptions import DataError, HypothesisError, LlmsizeError
+from llmsize.inputs.data import SCHEMAS, Dataset, load_dataset
+from llmsize.inputs.hypothesis import DISTRIBUTIONS, Hypothesis, Priors, load_hypothesis
 
 from .conftest import DEFAULT_HYPOTHESIS, TINY_DIR
 

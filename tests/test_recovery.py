@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from llmsize.config import load_hypothesis
-from llmsize.data import load_dataset
-from llmsize.design import build_design
 from llmsize.exceptions import DataError
+from llmsize.inference.sampling import SampleSettings, fit, sample_prior
+from llmsize.inputs.data import load_dataset
+from llmsize.inputs.hypothesis import load_hypothesis
+from llmsize.outputs.summary import ESS_BULK_MIN, RHAT_MAX
+from llmsize.physics.design import build_design
 from llmsize.pipeline import run_inference
-from llmsize.sampling import SampleSettings, fit, sample_prior
-from llmsize.summary import ESS_BULK_MIN, RHAT_MAX
 
 from .conftest import DATA_DIR, DEFAULT_HYPOTHESIS, HYPOTHESIS_FIXTURES, SEED, TINY_DIR
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from llmsize.version import __version__
 
 __all__ = ["__version__", "calibrate", "compare", "infer", "load", "report"]
 

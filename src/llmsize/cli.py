@@ -18,9 +18,10 @@ from pathlib import Path
 
 import click
 
-from llmsize import __version__, interrupts
+from llmsize import interrupts
 from llmsize.exceptions import LlmsizeError, one_line
 from llmsize.inputs.bundled import default_data_dir, default_hypothesis
+from llmsize.version import __version__
 
 log = logging.getLogger("llmsize")
 

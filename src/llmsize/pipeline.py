@@ -18,19 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from llmsize import interrupts
-from llmsize.config import Hypothesis, hypothesis_files
-from llmsize.data import Dataset
-from llmsize.decompose import decompose_cuts
-from llmsize.design import Design
-from llmsize.families import report_families
+from llmsize.inference.sampling import SampleSettings, fit
 from llmsize.inputs.checks import load_inputs
+from llmsize.inputs.data import Dataset
+from llmsize.inputs.hypothesis import Hypothesis, hypothesis_files
 from llmsize.outputs import io, plots
+from llmsize.outputs.decompose import decompose_cuts
 from llmsize.outputs.draws import thinned_draws, write_draws
+from llmsize.outputs.families import report_families
 from llmsize.outputs.folders import check_output_dir
 from llmsize.outputs.html import write_pages
 from llmsize.outputs.markdown import family_cuts, headline_table, render_family, render_readme
-from llmsize.sampling import SampleSettings, fit
-from llmsize.summary import (
+from llmsize.outputs.summary import (
     Diagnostics,
     diagnostics,
     parameter_diagnostics,
@@ -39,6 +38,7 @@ from llmsize.summary import (
     sensitivity_groups,
     summary_table,
 )
+from llmsize.physics.design import Design
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def statistics_worker():
     reported quantity, are Python loops over thousands of elements (about 6 s
     of a warm run); in a process of their own they run on the second core while
     this one draws the figures. The worker is forked from a fresh server process
-    that has imported :mod:`llmsize.summary` (started now, its imports overlap
+    that has imported :mod:`llmsize.outputs.summary` (started now, its imports overlap
     the sampling), ignores SIGINT (the main process handles interrupts) and
     writes nothing.
 
@@ -74,7 +74,7 @@ def statistics_worker():
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     if method == "forkserver":
-        context.set_forkserver_preload(["llmsize.summary"])
+        context.set_forkserver_preload(["llmsize.outputs.summary"])
     pool = ProcessPoolExecutor(
         max_workers=1,
         mp_context=context,
@@ -271,10 +271,10 @@ def render_report(tree, out_dir: Path, *, data_dir: Path | None = None, source: 
     """
     import json
 
-    from llmsize.config import validate
-    from llmsize.data import load_dataset
-    from llmsize.design import build_design
     from llmsize.exceptions import DataError, LlmsizeError, one_line
+    from llmsize.inputs.data import load_dataset
+    from llmsize.inputs.hypothesis import validate
+    from llmsize.physics.design import build_design
 
     for group in ("posterior", "prior", "posterior_predictive"):
         if group not in tree.children:

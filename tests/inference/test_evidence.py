@@ -16,10 +16,10 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from llmsize.config import load_hypothesis
-from llmsize.design import build_design
 from llmsize.inference.evidence import K_MAX, reweightable, reweighted_log_bf
-from llmsize.model import build_model
+from llmsize.inference.model import build_model
+from llmsize.inputs.hypothesis import load_hypothesis
+from llmsize.physics.design import build_design
 
 from ..conftest import DEFAULT_HYPOTHESIS
 
@@ -98,7 +98,9 @@ def test_which_hypotheses_can_be_reweighted(bundled_data):
     models = DEFAULT_HYPOTHESIS.parent
     assert reweightable(ref, _model(bundled_data, models / "chatgpt_20b.toml")) is None
     assert reweightable(ref, _model(bundled_data, models / "overtrained.toml")) is None
-    assert "enters the likelihood" in reweightable(ref, _model(bundled_data, models / "quantized.toml"))
+    assert "enters the likelihood" in reweightable(
+        ref, _model(bundled_data, models / "quantized.toml")
+    )
     trend = _model(bundled_data, DEFAULT_HYPOTHESIS, ["gpu_hour_trend.mu=-0.1"])
     assert "log_gpu_hour_mu" in reweightable(ref, trend)
     pinned = _model(bundled_data, DEFAULT_HYPOTHESIS, ["mfu_decode.value=0.2"])

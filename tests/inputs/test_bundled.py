@@ -22,8 +22,6 @@ import pytest
 from click.testing import CliRunner
 
 from llmsize.cli import EXIT_INPUT, cli
-from llmsize.config import hypothesis_files, load_hypothesis
-from llmsize.data import data_digest
 from llmsize.exceptions import HypothesisError
 from llmsize.inputs import bundled
 from llmsize.inputs.bundled import (
@@ -31,6 +29,8 @@ from llmsize.inputs.bundled import (
     default_data_dir,
     default_hypothesis,
 )
+from llmsize.inputs.data import data_digest
+from llmsize.inputs.hypothesis import hypothesis_files, load_hypothesis
 
 from ..conftest import DATA_DIR, DEFAULT_HYPOTHESIS, REPO_ROOT, TINY_DIR, subprocess_env
 
@@ -185,9 +185,7 @@ def _fresh_venv(where: Path, wheel: Path) -> Path:
     """A new virtual environment holding only the wheel; the dependencies come from
     this interpreter's site-packages through a ``.pth`` line, after the venv's own (so
     the wheel's llmsize, not the clone's, is imported). Returns its ``bin/``."""
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", where], check=True, timeout=120
-    )
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", where], check=True, timeout=120)
     bin_dir = where / "bin"
     purelib = subprocess.run(
         [bin_dir / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],

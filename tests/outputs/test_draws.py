@@ -49,8 +49,10 @@ def test_the_draws_file_of_a_run(tiny_infer_subprocess, tiny_design):
     step = saved.attrs["draw_step"]
     assert saved.sizes["chain"] * saved.sizes["draw"] <= MAX_DRAWS
     for name in ("params_total_b", "p_bits", "batch"):
-        expected = post[name].isel(draw=slice(None, None, step)).sel(
-            {d: saved[d].values for d in saved[name].dims if d in ("unknown_model", "epoch")}
+        expected = (
+            post[name]
+            .isel(draw=slice(None, None, step))
+            .sel({d: saved[d].values for d in saved[name].dims if d in ("unknown_model", "epoch")})
         )
         # float32: a probability below about 1e-38 becomes 0 or a subnormal.
         np.testing.assert_allclose(saved[name].values, expected.values, rtol=1e-6, atol=1e-37)

@@ -20,8 +20,9 @@ import pytest
 import xarray as xr
 from matplotlib.figure import Figure
 
-from llmsize.config import validate
-from llmsize.model import build_model
+from llmsize.inference.model import build_model
+from llmsize.inference.sampling import SampleSettings, observed_dataset, sample_prior
+from llmsize.inputs.hypothesis import validate
 from llmsize.outputs import plots
 from llmsize.outputs.markdown import (
     answer_sentence,
@@ -30,8 +31,7 @@ from llmsize.outputs.markdown import (
     page_question,
     render_readme,
 )
-from llmsize.sampling import SampleSettings, observed_dataset, sample_prior
-from llmsize.summary import COLUMNS, diagnostics, summary_table
+from llmsize.outputs.summary import COLUMNS, diagnostics, summary_table
 
 from ..conftest import SEED
 
@@ -168,12 +168,15 @@ def test_sensitivity_section_flags_prior_driven_quantities():
             "driving_prior_sensitivity": [0.2, 0.01, 0.25],
         }
     )
-    text = "\n".join(sensitivity_section(sens))
+    text = sensitivity_section(sens)
     assert "1 of 3 quantities prior-driven" in text
     assert "1 of 3 quantities prior-data conflict" in text
     assert "Prior-driven: a params_total_b." in text
     assert "`log10_overtrain` (0.250)" in text
-    assert sensitivity_section(None) == []
+    assert sensitivity_section(None) == ""
+    calm = sensitivity_section(sens.assign(diagnosis="ok"))
+    assert "No reported quantity is flagged" in calm
+    assert "**Flagged:**" not in calm
 
 
 @pytest.mark.parametrize(
@@ -302,7 +305,7 @@ def test_family_diagnostics_reads_its_own_rows():
 
 
 def test_baseline_sentences_name_each_baseline_and_why():
-    from llmsize.outputs.markdown import BASELINE_REASONS, baseline_sentences
+    from llmsize.outputs.markdown import calibration_section
 
     mets = pd.DataFrame(
         {
@@ -312,12 +315,29 @@ def test_baseline_sentences_name_each_baseline_and_why():
                 "baseline: provider size tiers",
             ],
             "models": [92, 91, 3],
+            "families": [39, 38, 2],
+            "families_covered_90": [29, np.nan, np.nan],
+            "coverage_90_families": [29 / 39, np.nan, np.nan],
+            "models_covered_90": [81, np.nan, np.nan],
+            "coverage_90_models": [81 / 92, np.nan, np.nan],
+            "coverage_90_models_lo": [0.80, np.nan, np.nan],
+            "coverage_90_models_hi": [0.94, np.nan, np.nan],
             "median_abs_log10_error": [0.21, 0.31, 0.12],
+            "median_width_factor_90": [15.0, np.nan, np.nan],
         }
     )
-    lines = baseline_sentences(mets)
-    ratio, tiers = lines[2], lines[3]
+    text = calibration_section(mets, "reports/calibration-default")
+    lines = text.splitlines()
+    ratio = next(line for line in lines if line.startswith("- **price ratio"))
+    tiers = next(line for line in lines if line.startswith("- **provider size tiers"))
     assert ratio.startswith("- **price ratio to a reference model**: median error 0.31 on the 91")
     assert "against llmsize's 0.21 on 92." in ratio
-    assert BASELINE_REASONS["baseline: provider size tiers"] in tiers
-    assert baseline_sentences(mets.iloc[1:]) == []
+    assert '"10x cheaper, so 10x smaller"' in ratio
+    assert "it cannot place a lab's own prices, ChatGPT's among them" in tiers
+    assert "| baseline: provider size tiers | 3 | 0.12 | point estimate |" in lines
+    assert "How llmsize compares with the baselines (same hold-outs):" in lines
+    assert text.rstrip().endswith("Details: `reports/calibration-default`.")
+    # Without llmsize's own row there is nothing to compare with.
+    alone = calibration_section(mets.iloc[1:], None)
+    assert "Not run for this hypothesis" in alone
+    assert "median error" not in alone

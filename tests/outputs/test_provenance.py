@@ -134,19 +134,47 @@ def test_model_code_digest_follows_the_model_not_the_pages(tmp_path):
     assert before == provenance.model_code_digest(REPO_ROOT / "src" / "llmsize")
     assert len(before) == 64
     names = {p.relative_to(package).as_posix() for p in provenance.model_code_files(package)}
-    assert {"model.py", "design.py", "forward.py", "physics/pricing.py"} <= names
+    assert {
+        "inference/model.py",
+        "physics/design.py",
+        "physics/forward.py",
+        "physics/pricing.py",
+        "studies/calibration/refits.py",
+    } <= names
     assert not names & {"outputs/markdown.py", "html.py", "plots.py", "cli.py"}
     (package / "outputs" / "markdown.py").write_text("# reworded\n", encoding="utf-8")
     assert provenance.model_code_digest(package) == before
-    model = package / "model.py"
-    model.write_bytes(model.read_bytes() + b"\n")
+    model = package / "inference" / "model.py"
+    text = model.read_text(encoding="utf-8")
+    # Comments, docstrings and layout are not what the model does.
+    reworded = text.replace(
+        '"""Build (do not sample) the PyMC model', '"""Build, without sampling, the PyMC model', 1
+    )
+    assert reworded != text
+    model.write_text(reworded + "\n# a comment\n", encoding="utf-8")
+    assert provenance.model_code_digest(package) == before
+    # A changed line of code is.
+    model.write_text(text + "\nEXTRA = 1\n", encoding="utf-8")
     assert provenance.model_code_digest(package) != before
+
+
+def test_code_tokens_ignore_wording_and_layout():
+    source = (
+        '"""Module doc."""\nimport x  # why\n\n\ndef f(a, b):\n    """Doc\n    more."""\n'
+        "    # comment\n    return g(a,\n             b)\n"
+    )
+    formatted = '"""Reworded."""\nimport x\n\n\ndef f(a, b):\n    return g(\n        a,\n        b,\n    )\n'
+    assert provenance.code_tokens(source) == provenance.code_tokens(formatted)
+    assert provenance.code_tokens(source) != provenance.code_tokens(source.replace("(a,", "(b,"))
+    assert provenance.code_tokens(source) != provenance.code_tokens(source.replace("g(", "h("))
+    # A string that is not a docstring is code.
+    assert provenance.code_tokens('x = "a"\n') != provenance.code_tokens('x = "b"\n')
 
 
 def test_a_missing_model_module_is_an_error(tmp_path):
     package = _copy_package(tmp_path)
-    (package / "design.py").unlink()
-    with pytest.raises(FileNotFoundError, match="design.py"):
+    (package / "inputs" / "hypothesis.py").unlink()
+    with pytest.raises(FileNotFoundError, match="hypothesis.py"):
         provenance.model_code_digest(package)
 
 
@@ -156,8 +184,8 @@ def test_a_calibration_of_other_model_code_is_left_out_of_the_report(tmp_path):
 
     import pandas as pd
 
-    from llmsize.config import load_hypothesis
-    from llmsize.data import load_dataset
+    from llmsize.inputs.data import load_dataset
+    from llmsize.inputs.hypothesis import load_hypothesis
     from llmsize.pipeline import _calibration_metrics
 
     from ..conftest import DEFAULT_HYPOTHESIS, TINY_DIR
@@ -186,7 +214,7 @@ def test_fit_data_digest_leaves_out_the_report_only_files(tiny_copy):
     """A claim or a family page changes no fit, so it keeps a calibration valid; a price does not."""
     from types import SimpleNamespace
 
-    from llmsize.data import data_digest
+    from llmsize.inputs.data import data_digest
 
     before, all_before = provenance.fit_data_digest(tiny_copy), data_digest(tiny_copy)
     made = {"model_sha256": "m", "code_sha256": provenance.model_code_digest()}

@@ -37,7 +37,9 @@ def test_soft_floor_by_hand():
     a, f = math.log(1.0), math.log(0.1)
     assert pricing.soft_floor(a, f) == pytest.approx(math.log1p(math.exp(-4 * math.log(10))) / 4)
     # A price far below its floor reads as the floor.
-    assert pricing.soft_floor(math.log(1e-4), math.log(0.1)) == pytest.approx(math.log(0.1), abs=1e-9)
+    assert pricing.soft_floor(math.log(1e-4), math.log(0.1)) == pytest.approx(
+        math.log(0.1), abs=1e-9
+    )
     # Stable for large magnitudes (no overflow of exp).
     assert np.isfinite(pricing.soft_floor(np.array([800.0, -800.0]), 0.0)).all()
 

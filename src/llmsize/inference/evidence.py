@@ -22,8 +22,8 @@ evaluation of its prior densities on the reference draws.
 
 Which hypotheses qualify is checked on the models, not assumed:
 :func:`reweightable` compares the two built models' ``prior_values``
-(``llmsize.model.prior_data``): same compiled structure, and every value that
-differs is a parameter of a prior whose density :func:`llmsize.sampling.log_prior`
+(``llmsize.inference.model.prior_data``): same compiled structure, and every value that
+differs is a parameter of a prior whose density :func:`llmsize.inference.sampling.log_prior`
 evaluates (a prior's starting value may differ too; a component weight, a GPU-hour
 price level or anything else that enters the likelihood may not).
 """
@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from scipy.special import logsumexp
 
 #: Largest Pareto shape at which a PSIS estimate is used (Vehtari et al. 2024).
 K_MAX = 0.7
@@ -76,9 +75,7 @@ def reweighted_log_bf(log_ratio: xr.DataArray) -> ReweightedEvidence:
     if np.ptp(values) == 0:  # the same prior at every draw: weights all equal
         return ReweightedEvidence(float(values.flat[0]), 0.0, -math.inf, float(n))
     shifted = np.exp(values - values.max())
-    ess = float(
-        xr.DataArray(shifted, dims=("chain", "draw")).azstats.ess(method="mean")
-    )
+    ess = float(xr.DataArray(shifted, dims=("chain", "draw")).azstats.ess(method="mean"))
     r_eff = min(1.0, ess / n)
     # arviz-stats smooths the weights 1/exp(x) (its use in LOO): pass -r.
     log_w, k = (-r).azstats.psislw(dim=["chain", "draw"], r_eff=r_eff)
@@ -97,13 +94,13 @@ def reweighted_log_bf(log_ratio: xr.DataArray) -> ReweightedEvidence:
 def reweightable(reference_model, model) -> str | None:
     """Why ``model`` cannot be scored by reweighting ``reference_model``'s fit (None: it can).
 
-    Both are built by :func:`llmsize.model.build_model`; the caller also checks
-    that their compiled structures (:func:`llmsize.cache.model_key`) agree.
+    Both are built by :func:`llmsize.inference.model.build_model`; the caller also checks
+    that their compiled structures (:func:`llmsize.inference.compiled.model_key`) agree.
     """
     a = getattr(reference_model, "prior_value_index", None)
     b = getattr(model, "prior_value_index", None)
     if a is None or b is None:
-        return "not built by llmsize.model.build_model"
+        return "not built by llmsize.inference.model.build_model"
     if a.keys() != b.keys():
         return "the priors differ in kind, not only in value"
     va = reference_model[_values_name()].get_value()
@@ -120,7 +117,7 @@ def reweightable(reference_model, model) -> str | None:
 
 
 def _values_name() -> str:
-    from llmsize.model import PRIOR_VALUES
+    from llmsize.inference.model import PRIOR_VALUES
 
     return PRIOR_VALUES
 
@@ -128,7 +125,7 @@ def _values_name() -> str:
 def log_prior_ratio(new: xr.Dataset, reference: xr.Dataset) -> xr.DataArray:
     """Sum over every prior of ``log p_1 - log p_0`` per draw.
 
-    ``new`` and ``reference``: :func:`llmsize.sampling.log_prior` of the same
+    ``new`` and ``reference``: :func:`llmsize.inference.sampling.log_prior` of the same
     posterior under the two hypotheses. A prior that is a constant under one and
     a distribution under the other cannot be reweighted (a structural change,
     refused before this by :func:`reweightable`).

@@ -72,7 +72,7 @@ def bundled_models_dir() -> Path | None:
 
 def default_data_dir() -> Path:
     """``data`` if the working folder has it, else the bundled copy (else ``data``,
-    whose absence :func:`llmsize.data.load_dataset` reports)."""
+    whose absence :func:`llmsize.inputs.data.load_dataset` reports)."""
     if DATA_DIR.is_dir():
         return DATA_DIR
     bundled = bundled_data_dir()

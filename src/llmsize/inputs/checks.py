@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmsize.config import Hypothesis, check_sampler_options, load_hypothesis
-from llmsize.data import Dataset, check_unknown_models, load_dataset
-from llmsize.design import Design, build_design
+from llmsize.inputs.data import Dataset, check_unknown_models, load_dataset
+from llmsize.inputs.hypothesis import Hypothesis, check_sampler_options, load_hypothesis
+from llmsize.physics.design import Design, build_design
 
 
 def load_inputs(
@@ -27,7 +27,7 @@ def load_inputs(
     """The hypothesis, data and design of a fit, every one checked.
 
     The sampler settings given (seed, chains, draws and tuning steps in range:
-    :data:`llmsize.config.SAMPLER_LIMITS`; ``None``: the hypothesis' own), the
+    :data:`llmsize.inputs.hypothesis.SAMPLER_LIMITS`; ``None``: the hypothesis' own), the
     hypothesis (schema, and what the model needs of each prior), the data (every
     file, and at least one model of unknown size) and the design built from both.
     Raises :class:`~llmsize.exceptions.LlmsizeError` on the first problem.

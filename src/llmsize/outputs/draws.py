@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from llmsize.design import Design
+from llmsize.physics.design import Design
 
 #: At most this many draws in all (chains times draws per chain).
 MAX_DRAWS = 1000
@@ -57,9 +57,7 @@ def thinning_step(chains: int, draws: int, max_draws: int = MAX_DRAWS) -> int:
     return max(1, math.ceil(draws / per_chain))
 
 
-def thinned_draws(
-    tree: xr.DataTree, design: Design, max_draws: int = MAX_DRAWS
-) -> xr.Dataset:
+def thinned_draws(tree: xr.DataTree, design: Design, max_draws: int = MAX_DRAWS) -> xr.Dataset:
     """The reported quantities of ``tree``'s posterior, thinned (see the module)."""
     post = tree["posterior"].to_dataset()
     step = thinning_step(post.sizes["chain"], post.sizes["draw"], max_draws)
@@ -94,7 +92,5 @@ def write_draws(draws: xr.Dataset, path: Path, attrs: dict[str, str]) -> None:
     committed, and a rerun of the same commit and seed must leave it byte for byte."""
     draws = draws.copy()
     draws.attrs = {**{k: v for k, v in attrs.items() if k != "created_at"}, **draws.attrs}
-    encoding = {
-        name: {"zlib": True, "complevel": 6, "shuffle": True} for name in draws.data_vars
-    }
+    encoding = {name: {"zlib": True, "complevel": 6, "shuffle": True} for name in draws.data_vars}
     draws.to_netcdf(path, engine="h5netcdf", encoding=encoding)

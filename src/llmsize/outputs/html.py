@@ -41,12 +41,12 @@ from urllib.parse import unquote, urlsplit
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from llmsize import __version__
 from llmsize.outputs.templating import render
+from llmsize.version import __version__
 
 __all__ = ["render_html", "write_html", "write_pages"]
 
-#: Convergence thresholds; the same as ``llmsize.summary`` (a test checks).
+#: Convergence thresholds; the same as ``llmsize.outputs.summary`` (a test checks).
 RHAT_MAX = 1.01
 ESS_BULK_MIN = 400
 

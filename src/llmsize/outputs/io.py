@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from llmsize import __version__
 from llmsize.exceptions import LlmsizeError, one_line
 from llmsize.interrupts import check_interrupted, signals_deferred
 from llmsize.outputs.folders import (
@@ -35,6 +34,7 @@ from llmsize.outputs.folders import (
     unlock,
 )
 from llmsize.outputs.provenance import environment
+from llmsize.version import __version__
 
 #: Files of a report directory that are small enough to commit.
 SMALL_FILES = ("summary.csv", "README.md", "diagnostics.json")

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from llmsize.config import Hypothesis
-from llmsize.decompose import FACTORS
-from llmsize.design import Design
-from llmsize.families import ABOUT_FACTOR, Family, claim_probability
+from llmsize.inputs.hypothesis import Hypothesis
+from llmsize.outputs.decompose import FACTORS
+from llmsize.outputs.families import ABOUT_FACTOR, Family, claim_probability
 from llmsize.outputs.plots import SCALARS, headline_epochs
-from llmsize.outputs.tables import billions, markdown_table
-from llmsize.outputs.templating import render
-from llmsize.summary import (
+from llmsize.outputs.summary import (
     ESS_BULK_MIN,
     PSENSE_THRESHOLD,
     RHAT_MAX,
     Diagnostics,
     diagnostics,
 )
+from llmsize.outputs.tables import billions, markdown_table
+from llmsize.outputs.templating import prose, render
+from llmsize.physics.design import Design
+from llmsize.studies.calibration.holdouts import VARIANT_LABELS
+from llmsize.studies.calibration.metrics import COVERAGE_RANGE, targets
+from llmsize.studies.calibration.report import sentence
 
 FIGURES = {
     "size_by_date.png": "Posterior size at each price point of the headline family, with the "
@@ -98,7 +102,17 @@ def drivers(tree: xr.DataTree, design: Design, model: str, top: int = 3) -> list
     return sorted(out, key=lambda t: -abs(t[1]))[:top]
 
 
-def prior_conflicts(tree: xr.DataTree, names: tuple[str, ...]) -> list[str]:
+@dataclass(frozen=True)
+class Conflict:
+    """A shared quantity whose posterior median lies outside its prior's 90% range."""
+
+    name: str
+    median: float
+    low: float
+    high: float
+
+
+def prior_conflicts(tree: xr.DataTree, names: tuple[str, ...]) -> list[Conflict]:
     """Shared quantities whose posterior median falls outside the prior's 90% range.
 
     Such a quantity is one the data fight the prior over: either the prior was
@@ -113,142 +127,90 @@ def prior_conflicts(tree: xr.DataTree, names: tuple[str, ...]) -> list[str]:
         lo, hi = np.quantile(prior[v].values, [0.05, 0.95])
         med = float(np.median(post[v].values))
         if not lo <= med <= hi:
-            out.append(f"`{v}`: posterior median {med:.3g}, prior 90% range {lo:.3g} to {hi:.3g}")
+            out.append(Conflict(v, med, float(lo), float(hi)))
     return out
 
 
-def _calibration_limit(mets: pd.DataFrame | None) -> str:
-    from llmsize.calibration import COVERAGE_RANGE, VARIANT_LABELS
-
-    full = mets[mets["method"] == VARIANT_LABELS["full"]] if mets is not None else []
-    if mets is None or not len(full):
-        return (
-            "- These intervals have not been checked against held-out models of known size "
-            "(`llmsize calibrate`); until they are, read them as the model's statement, not "
-            "a validated error bar."
-        )
-    cov = float(full.iloc[0]["coverage_90_families"])
-    if cov < COVERAGE_RANGE[0]:
-        return (
-            f"- On held-out models of known size the 90% intervals covered {cov:.0%} of "
-            "families, fewer than the nominal 90%: these intervals are too narrow, and the "
-            "true uncertainty is larger than shown."
-        )
-    if cov > COVERAGE_RANGE[1]:
-        return (
-            f"- On held-out models of known size the 90% intervals covered {cov:.0%} of "
-            "families: these intervals are conservative."
-        )
-    return f"- On held-out models of known size the 90% intervals covered {cov:.0%} of families."
+def _full_run(mets: pd.DataFrame | None) -> pd.Series | None:
+    """The metrics row of llmsize's own method (the ``full`` variant), if any."""
+    if mets is None:
+        return None
+    full = mets[mets["method"] == VARIANT_LABELS["full"]]
+    return full.iloc[0] if len(full) else None
 
 
-def calibration_section(mets: pd.DataFrame | None, where: str | None) -> list[str]:
-    """How the same model does on held-out models of known size."""
-    from llmsize.calibration import VARIANT_LABELS, sentence, targets
+def calibration_limit(mets: pd.DataFrame | None) -> str:
+    """The report's limit on what the intervals are worth, from the calibration."""
+    m = _full_run(mets)
+    coverage = None if m is None else float(m["coverage_90_families"])
+    return prose("calibration_limit", coverage, *COVERAGE_RANGE)
 
-    lines = ["## Calibration on models of known size", ""]
-    full = mets[mets["method"] == VARIANT_LABELS["full"]] if mets is not None else []
-    if mets is None or not len(full):
-        return [
-            *lines,
-            "Not run for this hypothesis: `llmsize calibrate` holds out each family of "
-            "known-size models and checks these intervals against the truth.",
-            "",
-        ]
-    m = full.iloc[0]
-    lines += [f"**{sentence(m)}**", ""]
-    lines += [
-        f"- {'holds' if ok else 'MISSED'}: {name}: {detail}" for name, ok, detail in targets(m)
-    ]
-    lines += [
-        "",
-        "| method | models | median abs log10 error | 90% coverage (families) |",
-        "|---|---|---|---|",
-    ]
+
+def calibration_section(mets: pd.DataFrame | None, where: str | None) -> str:
+    """How the same model does on held-out models of known size
+    (``templates/calibration_section.md.j2``)."""
+    m = _full_run(mets)
+    if m is None:
+        return render("calibration_section.md.j2", full=None)
+    methods = []
     for r in mets.itertuples(index=False):
         cov = getattr(r, "coverage_90_families", float("nan"))
-        cov_s = f"{cov:.0%}" if isinstance(cov, float) and np.isfinite(cov) else "point estimate"
-        lines.append(f"| {r.method} | {r.models} | {r.median_abs_log10_error:.2f} | {cov_s} |")
-    lines += ["", *baseline_sentences(mets), "", f"Details: `{where}`." if where else "", ""]
-    return lines
-
-
-#: Why each baseline of ``llmsize calibrate`` does as it does, by its label.
-BASELINE_REASONS = {
-    "baseline: price ratio to a reference model": (
-        'reads a price ratio as a size ratio ("10x cheaper, so 10x smaller"), with nothing '
-        "for markup, precision, hardware or date between the two prices"
-    ),
-    "baseline: provider size tiers": (
-        "places only the models priced at a provider that publishes per-size price tiers, "
-        "where the tier all but names the size; it cannot place a lab's own prices, "
-        "ChatGPT's among them"
-    ),
-}
-
-
-def baseline_sentences(mets: pd.DataFrame) -> list[str]:
-    """How llmsize's calibration compares with each baseline's on the same hold-outs, and why."""
-    from llmsize.calibration import VARIANT_LABELS
-
-    full = mets[mets["method"] == VARIANT_LABELS["full"]]
-    if not len(full):
-        return []
-    ours = full.iloc[0]
-    out = []
-    for r in mets[mets["method"].str.startswith("baseline")].itertuples(index=False):
-        reason = BASELINE_REASONS.get(r.method, "")
-        out.append(
-            f"- **{r.method.removeprefix('baseline: ')}**: median error "
-            f"{r.median_abs_log10_error:.2f} on the {r.models} models it can place, against "
-            f"llmsize's {ours.median_abs_log10_error:.2f} on {ours.models}."
-            + (f" The baseline {reason}" if reason else " The baseline")
-            + ", and gives one number with no interval, so nothing says how far to trust it."
+        finite = isinstance(cov, float) and np.isfinite(cov)
+        methods.append(
+            {
+                "method": r.method,
+                "models": r.models,
+                "error": r.median_abs_log10_error,
+                "coverage": cov if finite else None,
+            }
         )
-    if out:
-        out.insert(0, "How llmsize compares with the baselines (same hold-outs):")
-        out.insert(1, "")
-    return out
+    return render(
+        "calibration_section.md.j2",
+        full=m,
+        sentence=sentence(m),
+        checks=targets(m),
+        methods=methods,
+        baselines=baselines(mets),
+        where=where,
+    )
 
 
-def sensitivity_section(sens: pd.DataFrame | None) -> list[str]:
-    """Power-scaling sensitivity of every reported per-model quantity, with flags."""
-    if sens is None or sens.empty:
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline of ``llmsize calibrate`` against llmsize on the same hold-outs."""
+
+    method: str
+    name: str
+    error: float
+    models: int
+    ours_error: float
+    ours_models: int
+
+
+def baselines(mets: pd.DataFrame) -> list[Baseline]:
+    """Each baseline's median error and models placed, beside llmsize's own."""
+    ours = _full_run(mets)
+    if ours is None:
         return []
-    lines = [
-        "## Prior sensitivity",
-        "",
-        "Power-scaling sensitivity (ArviZ `psense`, Kallioinen et al. 2024): how far each "
-        "posterior moves when the hypothesis file's priors, or the likelihood of the prices, "
-        "speeds and MMLU scores, are raised to a power near 1. Above "
-        f"{PSENSE_THRESHOLD} on the prior but not on the likelihood, a conclusion is "
-        "*prior-driven*: the data barely inform it and another prior would move it. Above on "
-        "both, prior and data *conflict*: the data inform the quantity, but they pull it away "
-        "from where the priors put it, so the answer depends on both. The last column scales "
-        "one prior at a time and names the one that moves the quantity most.",
-        "",
+    return [
+        Baseline(
+            method=r.method,
+            name=r.method.removeprefix("baseline: "),
+            error=r.median_abs_log10_error,
+            models=r.models,
+            ours_error=ours.median_abs_log10_error,
+            ours_models=ours.models,
+        )
+        for r in mets[mets["method"].str.startswith("baseline")].itertuples(index=False)
     ]
+
+
+def sensitivity_section(sens: pd.DataFrame | None) -> str:
+    """Power-scaling sensitivity of every reported per-model quantity, with flags
+    (``templates/sensitivity.md.j2``); empty without a sensitivity table."""
+    if sens is None or sens.empty:
+        return ""
     flagged = sens[sens["diagnosis"] != "ok"]
-    if flagged.empty:
-        lines.append(
-            "No reported quantity is flagged: every size, active size and training-token "
-            "count below is informed by the data."
-        )
-    else:
-        counts = flagged["diagnosis"].value_counts()
-        lines.append(
-            "**Flagged:** "
-            + "; ".join(f"{n} of {len(sens)} quantities {d}" for d, n in counts.items())
-            + ". Prior-driven: "
-            + (
-                ", ".join(
-                    f"{r.model} {r.quantity}"
-                    for r in flagged[flagged["diagnosis"] == "prior-driven"].itertuples()
-                )
-                or "none"
-            )
-            + "."
-        )
     show = sens.assign(
         prior=sens["prior"].map(lambda v: f"{v:.3f}"),
         likelihood=sens["likelihood"].map(lambda v: f"{v:.3f}"),
@@ -259,7 +221,15 @@ def sensitivity_section(sens: pd.DataFrame | None) -> list[str]:
     )[["model", "quantity", "prior", "likelihood", "diagnosis", "driving"]].rename(
         columns={"driving": "prior that moves it most"}
     )
-    return [*lines, "", markdown_table(show), ""]
+    driven = flagged[flagged["diagnosis"] == "prior-driven"]
+    return render(
+        "sensitivity.md.j2",
+        threshold=PSENSE_THRESHOLD,
+        counts=list(flagged["diagnosis"].value_counts().items()),
+        total=len(sens),
+        prior_driven=[f"{r.model} {r.quantity}" for r in driven.itertuples()],
+        table=markdown_table(show),
+    )
 
 
 def headline_table(
@@ -308,13 +278,7 @@ def identification_sentence(tree: xr.DataTree, models: list[str]) -> str:
         spans = [np.quantile(post[var].sel(unknown_model=m).values, [0.05, 0.95]) for m in models]
         return float(np.median([hi / lo for lo, hi in spans]))
 
-    w_act, w_tot = width("params_active_b"), width("params_total_b")
-    return (
-        "Prices pin the *active* size (the weights and compute behind each token) much "
-        "better than the *total* size of a mixture of experts, which they reach only through "
-        "memory and speed: across these models the median 90% interval spans "
-        f"x{w_act:.0f} for the active size and x{w_tot:.0f} for the total."
-    )
+    return prose("identification", width("params_active_b"), width("params_total_b"))
 
 
 def page_question(title: str | None) -> str:
@@ -324,47 +288,61 @@ def page_question(title: str | None) -> str:
     asks "How big is ChatGPT?"); otherwise the part of the title before a colon.
     """
     if not title:
-        return "How big are the models of unknown size?"
+        return prose("question", None)
     known = re.search(r"\(([^()]+)\)\s*$", title)
-    subject = known.group(1) if known else title.split(":")[0].strip()
-    verb = "are" if " and " in subject else "is"
-    return f"How big {verb} {subject}?"
+    return prose("question", known.group(1) if known else title.split(":")[0].strip())
 
 
-def _dollars(x: float) -> str:
-    return f"${x:g}"
+@dataclass(frozen=True)
+class PriceDate:
+    """A model's list price (input and output, $ per 1M tokens) at one date."""
+
+    date: str
+    price_in: float
+    price_out: float
 
 
-def answer_sentence(tree: xr.DataTree, design: Design, epochs: list[int]) -> str:
-    """One sentence: each model's total and active size (median and 90% interval)
-    with the price dates it holds for, in the order of ``epochs``."""
+@dataclass(frozen=True)
+class SizeAtDates:
+    """One model's total and active size (5%, 50%, 95% quantiles, billions) and the
+    price dates they hold for."""
+
+    model: str
+    dates: list[PriceDate]
+    total: tuple[float, float, float]
+    active: tuple[float, float, float]
+
+
+def answer_parts(tree: xr.DataTree, design: Design, epochs: list[int]) -> list[SizeAtDates]:
+    """Each model of ``epochs`` (in their order) with its sizes and its price dates."""
     post = tree["posterior"].to_dataset()
     rows = design.epochs.iloc[epochs]
     parts = []
     for model in dict.fromkeys(rows["model"]):
         mine = rows[rows["model"] == model]
-        when = " and ".join(
-            f"{r.date.isoformat()} ({_dollars(r.input_usd_per_mtok)} / "
-            f"{_dollars(r.output_usd_per_mtok)})"
+        q = [
+            tuple(np.quantile(post[var].sel(unknown_model=model).values, [0.05, 0.5, 0.95]))
+            for var in ("params_total_b", "params_active_b")
+        ]
+        dates = [
+            PriceDate(r.date.isoformat(), r.input_usd_per_mtok, r.output_usd_per_mtok)
             for r in mine.itertuples()
-        )
-        sizes = []
-        for var in ("params_total_b", "params_active_b"):
-            q = np.quantile(post[var].sel(unknown_model=model).values, [0.05, 0.5, 0.95])
-            sizes.append(f"{billions(q[1])}B [{billions(q[0])}-{billions(q[2])}]")
-        parts.append(f"{model} on {when}: {sizes[0]} total, {sizes[1]} active")
-    if not parts:
-        return ""
-    return (
-        "**Answer:** median and 90% interval of the parameter count at each price date "
-        "(list price in / out, $ per 1M tokens): " + "; ".join(parts) + "."
-    )
+        ]
+        parts.append(SizeAtDates(model, dates, q[0], q[1]))
+    return parts
+
+
+def answer_sentence(tree: xr.DataTree, design: Design, epochs: list[int]) -> str:
+    """One sentence: each model's total and active size (median and 90% interval)
+    with the price dates it holds for, in the order of ``epochs``."""
+    parts = answer_parts(tree, design, epochs)
+    return prose("answer", parts) if parts else ""
 
 
 def family_diagnostics(
     tree: xr.DataTree, table: pd.DataFrame | None, models: list[str]
 ) -> dict[str, str] | None:
-    """The run's checks (:func:`llmsize.summary.diagnostics`) on the summary rows of
+    """The run's checks (:func:`llmsize.outputs.summary.diagnostics`) on the summary rows of
     ``models`` (their reported quantities): worst R-hat and bulk ESS with the quantity
     at each extreme, and the run's divergences."""
     if table is None:
@@ -432,16 +410,6 @@ def method_section(tree: xr.DataTree, design: Design, hyp: Hypothesis) -> str:
     )
 
 
-MODEL_TABLE_NOTE = (
-    "*posterior/prior sd* compares the spread of log10 size after and before the data: "
-    "near 1, the data barely inform the size and the interval is the prior's; the report "
-    "says so rather than narrowing it. *moved most by* lists the serving and training "
-    "quantities whose posterior correlation with log10 size is largest: a price pins "
-    "size times serving efficiency, so these are the inputs whose priors would move the "
-    "answer most (a positive sign: a larger value goes with a larger model)."
-)
-
-
 def model_rows(tree: xr.DataTree, design: Design, models: list[str]) -> list[dict[str, str]]:
     """Per model of unknown size: total, active, training tokens, width, what moves it."""
     post = tree["posterior"].to_dataset()
@@ -479,18 +447,6 @@ def _factor(q50: float, q05: float, q95: float) -> str:
     return f"x{f(q50)} [{f(q05)}-{f(q95)}]"
 
 
-CUTS_NOTE = (
-    "Each cut of the blended price (3 input tokens to 1 output token) is split, draw by "
-    "draw, among five causes by the Shapley value of the forward model: the model's size, "
-    "its serving precision, the accelerator (and its GPU-hour price), the decode batch, and "
-    "the markup (the provider's and the model's own price offset). The five multiply to the "
-    "modelled change; *price noise* is what the model leaves unexplained (observed over "
-    "modelled). Cells are posterior medians with 90% intervals; x1 means no part of the cut. "
-    "A model keeps one markup offset at all its dates, so a cut of an unchanged model's price "
-    "can only be explained by serving, precision, hardware or noise."
-)
-
-
 def cuts_table(decomposition: pd.DataFrame) -> pd.DataFrame:
     """One row per cut: observed and modelled ratio and each cause's factor."""
     rows = []
@@ -511,21 +467,12 @@ def family_cuts(decomposition: pd.DataFrame | None, family: Family) -> pd.DataFr
     return decomposition[decomposition["cut"].isin([c.label for c in family.cuts])]
 
 
-def cuts_section(decomposition: pd.DataFrame | None, figure: str | None) -> list[str]:
-    """The "Price cuts, decomposed" section: note, table and figure."""
+def cuts_section(decomposition: pd.DataFrame | None, figure: str | None) -> str:
+    """The "Price cuts, decomposed" section (``templates/cuts.md.j2``): note, table
+    and figure; empty without cuts."""
     if decomposition is None or decomposition.empty:
-        return []
-    lines = [
-        "## Price cuts, decomposed",
-        "",
-        CUTS_NOTE,
-        "",
-        markdown_table(cuts_table(decomposition)),
-        "",
-    ]
-    if figure:
-        lines += [f"![price cuts]({figure})", ""]
-    return lines
+        return ""
+    return render("cuts.md.j2", table=markdown_table(cuts_table(decomposition)), figure=figure)
 
 
 #: A web address in a source, made a Markdown autolink (trailing punctuation left out).
@@ -559,13 +506,6 @@ def claims_table(tree: xr.DataTree, family: Family) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def family_section(family: Family) -> list[str]:
-    """Headline-page table of the families, each linked to its own page."""
-    return [
-        f"| [{family.title}]({family.page}.md) | {', '.join(family.models)} | {len(family.cuts)} |"
-    ]
-
-
 def render_family(
     *,
     tree: xr.DataTree,
@@ -577,7 +517,7 @@ def render_family(
 ) -> str:
     """The Markdown page of one model family (``templates/family.md.j2``).
 
-    ``table`` is the run's summary (:func:`llmsize.summary.summary_table`); the page's
+    ``table`` is the run's summary (:func:`llmsize.outputs.summary.summary_table`); the page's
     sampler diagnostics are those of its own models' rows.
     """
     claims = claims_table(tree, family)
@@ -592,26 +532,15 @@ def render_family(
         table=markdown_table(headline_table(tree, design, family.epochs)),
         claims=markdown_table(claims) if len(claims) else "",
         about_factor=f"{ABOUT_FACTOR:g}",
-        cuts="\n".join(
-            cuts_section(
-                family_cuts(decomposition, family),
-                f"cuts-{family.name}.png" if family.cuts else None,
-            )
+        cuts=cuts_section(
+            family_cuts(decomposition, family),
+            f"cuts-{family.name}.png" if family.cuts else None,
         ),
         models=markdown_table(pd.DataFrame(model_rows(tree, design, family.models))),
-        model_note=MODEL_TABLE_NOTE,
         diagnostics=family_diagnostics(tree, table, family.models),
         rhat_max=RHAT_MAX,
         ess_min=ESS_BULK_MIN,
     )
-
-
-def _sampler_details(attrs: dict) -> str:
-    """Tuning steps, target acceptance and mass-matrix adaptation, as recorded."""
-    settings = json.loads(attrs.get("sampler_settings", "{}"))
-    tune = f" after {settings['tune']} tuning steps" if "tune" in settings else ""
-    extra = [f"{key} {settings[key]}" for key in ("target_accept", "adaptation") if key in settings]
-    return tune + (f" ({', '.join(extra)})" if extra else "")
 
 
 def render_readme(
@@ -647,7 +576,7 @@ def render_readme(
         attrs=attrs,
         command=command,
         diag=diag,
-        sampler_details=_sampler_details(attrs),
+        sampler=json.loads(attrs.get("sampler_settings", "{}")),
         repeated=sorted({m for m in shown if shown.count(m) > 1}),
         identification=identification_sentence(tree, shown),
         table=markdown_table(headline_table(tree, design, epochs)),
@@ -655,21 +584,18 @@ def render_readme(
             f"{c.label} ({'total' if c.quantity == 'params_total_b' else 'active'}, {c.pattern})"
             for c in (head_fam.claims if head_fam else [])
         ],
-        cuts="\n".join(
-            cuts_section(
-                family_cuts(decomposition, head_fam), "cuts.png" if head_fam.cuts else None
-            )
-            if head_fam is not None
-            else []
-        ),
-        family_rows=[row for fam in families or [] for row in family_section(fam)],
+        cuts=cuts_section(
+            family_cuts(decomposition, head_fam), "cuts.png" if head_fam.cuts else None
+        )
+        if head_fam is not None
+        else "",
+        families=families or [],
         models=markdown_table(pd.DataFrame(per_model)),
-        model_note=MODEL_TABLE_NOTE,
         weak=[r["model"] for r in per_model if float(r["posterior/prior sd"]) > 0.7],
         method=method_section(tree, design, hyp),
-        sensitivity="\n".join(sensitivity_section(sensitivity)),
-        calibration="\n".join(calibration_section(calibration, calibration_dir)),
-        calibration_limit=_calibration_limit(calibration),
+        sensitivity=sensitivity_section(sensitivity),
+        calibration=calibration_section(calibration, calibration_dir),
+        calibration_limit=calibration_limit(calibration),
         rhat_max=RHAT_MAX,
         ess_min=ESS_BULK_MIN,
         conflicts=prior_conflicts(tree, SCALARS),

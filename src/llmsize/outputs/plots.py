@@ -15,9 +15,9 @@ import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from llmsize.decompose import FACTORS  # noqa: E402
-from llmsize.design import Design  # noqa: E402
-from llmsize.families import Family, epochs_of  # noqa: E402
+from llmsize.outputs.decompose import FACTORS  # noqa: E402
+from llmsize.outputs.families import Family, epochs_of  # noqa: E402
+from llmsize.physics.design import Design  # noqa: E402
 
 HEADLINE_PREFIX = "gpt-3.5-turbo"
 

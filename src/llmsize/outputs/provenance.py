@@ -9,12 +9,15 @@ machines for the same seed.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.metadata
+import io
 import os
 import platform
 import re
 import subprocess
+import tokenize
 from pathlib import Path
 
 #: The distributions whose versions a run records, under ``<name>_version``
@@ -115,21 +118,20 @@ def environment() -> dict[str, str]:
 #: versions of them measured another model, though its hypothesis and data digests
 #: match: :func:`model_code_digest` tells them apart. Presentation (reports, pages,
 #: plots, the command line) is left out, so that rewording a page keeps a
-#: calibration valid.
+#: calibration valid, and so is the wording of these modules themselves (comments,
+#: docstrings, layout: :func:`code_tokens`).
 MODEL_MODULES = (
-    "config.py",
-    "data.py",
-    "families.py",
-    "design.py",
-    "forward.py",
+    "inputs/hypothesis.py",
+    "inputs/data.py",
+    "outputs/families.py",
     "physics/*.py",
-    "model.py",
-    "sampling.py",
-    "cache.py",
     "inference/*.py",
-    "calibration.py",
+    "studies/calibration/baselines.py",
     "studies/calibration/holdouts.py",
     "studies/calibration/metrics.py",
+    "studies/calibration/refits.py",
+    "studies/calibration/sbc.py",
+    "studies/calibration/store.py",
 )
 
 
@@ -146,13 +148,49 @@ def model_code_files(package: Path | None = None) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(package).as_posix())
 
 
+def code_tokens(source: str) -> list[str]:
+    """The tokens of Python ``source`` that decide what it does: no comments, no
+    docstrings, no line breaks inside brackets and no trailing commas, so that
+    rewording a docstring or reformatting (``ruff format``) leaves them unchanged.
+
+    Docstrings are found by :mod:`ast` (the first string of a module, class or
+    function body) and dropped by position from the :mod:`tokenize` stream; the
+    tokens, not the syntax tree, are kept because their text does not change
+    between Python versions.
+    """
+    tree = ast.parse(source)
+    doc_lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                doc_lines.update(range(body[0].lineno, body[0].end_lineno + 1))
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
+    kept: list[tokenize.TokenInfo] = []
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type in skip:
+            continue
+        if tok.type in (tokenize.STRING, tokenize.NEWLINE) and tok.start[0] in doc_lines:
+            continue
+        if tok.type == tokenize.OP and tok.string in ")]}" and kept and kept[-1].string == ",":
+            kept.pop()
+        kept.append(tok)
+    return [f"{tokenize.tok_name[t.type]}:{t.string}" for t in kept]
+
+
 def model_code_digest(package: Path | None = None) -> str:
-    """sha256 over the path and bytes of every file of :func:`model_code_files`."""
+    """sha256 over the path and :func:`code_tokens` of every file of
+    :func:`model_code_files`: what the code does, not how it is worded or laid out."""
     package = package if package is not None else PACKAGE_DIR
     h = hashlib.sha256()
     for path in model_code_files(package):
         rel = path.relative_to(package).as_posix().encode()
-        body = path.read_bytes()
+        body = "\x00".join(code_tokens(path.read_text(encoding="utf-8"))).encode()
         h.update(len(rel).to_bytes(8, "little") + rel + len(body).to_bytes(8, "little") + body)
     return h.hexdigest()
 
@@ -165,22 +203,18 @@ REPORT_ONLY_DATA = ("claims.csv", "families.csv")
 def fit_data_digest(root: Path) -> str:
     """sha256 over the names and bytes of the CSV files of data folder ``root`` that a
     fit reads: every one but :data:`REPORT_ONLY_DATA` (hashed as
-    :func:`llmsize.data.data_digest` hashes them all)."""
-    from llmsize.data import read_csv_files
+    :func:`llmsize.inputs.data.data_digest` hashes them all)."""
+    from llmsize.inputs.data import files_digest, read_csv_files
 
     files = read_csv_files(Path(root))
-    h = hashlib.sha256()
-    for name in sorted(set(files) - set(REPORT_ONLY_DATA)):
-        h.update(name.encode())
-        h.update(files[name])
-    return h.hexdigest()
+    return files_digest({k: v for k, v in files.items() if k not in REPORT_ONLY_DATA})
 
 
 def calibration_matches(made: dict, *, model_sha256: str, data: object) -> bool:
     """Whether a calibration's ``provenance.json`` (``made``) was made with this
     hypothesis' model (``model_sha256``), this model code and this data: the data a fit
     reads (``fit_data_sha256``) or, for a calibration recorded before that field, every
-    data file (``data_sha256``). ``data`` is the :class:`~llmsize.data.Dataset`."""
+    data file (``data_sha256``). ``data`` is the :class:`~llmsize.inputs.data.Dataset`."""
     if made.get("model_sha256") != model_sha256 or made.get("code_sha256") != model_code_digest():
         return False
     if "fit_data_sha256" in made:

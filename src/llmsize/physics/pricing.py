@@ -1,6 +1,6 @@
 r"""How a provider turns serving cost into a list price: the pricing layer.
 
-The roofline (:mod:`llmsize.forward`) gives what one million tokens cost a
+The roofline (:mod:`llmsize.physics.forward`) gives what one million tokens cost a
 provider: GPU-hours of work times the GPU-hour price. A list price is not that
 cost times one constant markup. Across the models of known size, log price
 rises with log size at a provider-specific slope below the roofline's (about
@@ -23,7 +23,7 @@ elasticity of price in work (1 on the roofline: price proportional to cost),
 :math:`o` the first-party and per-model offsets and :math:`\phi_p` the
 provider's price floor, joined by a smooth maximum of sharpness :math:`k` in
 log space. The elasticity applies to the work, not to the GPU-hour price, so
-``log g + mu_p`` stays the level that prices pin (:func:`llmsize.model._markups`
+``log g + mu_p`` stays the level that prices pin (:func:`llmsize.inference.model._markups`
 samples it directly).
 
 Pure functions: they take floats, NumPy arrays or PyTensor tensors (``xp`` is
@@ -70,9 +70,11 @@ def soft_floor(log_price, log_floor, *, sharpness=FLOOR_SHARPNESS, xp=np):
     equal), and tends to the larger of the two as they part.
     """
     top = xp.maximum(log_price, log_floor)
-    return top + xp.log(
-        xp.exp(sharpness * (log_price - top)) + xp.exp(sharpness * (log_floor - top))
-    ) / sharpness
+    return (
+        top
+        + xp.log(xp.exp(sharpness * (log_price - top)) + xp.exp(sharpness * (log_floor - top)))
+        / sharpness
+    )
 
 
 def log_list_price(

@@ -2,6 +2,7 @@
 and the comparison of hypotheses (``studies.compare``).
 
 ``studies.calibration`` holds the hold-outs (which sizes and prices each refit
-withholds) and the metrics that score the refits; ``llmsize.calibration`` runs
-them. Nothing here samples.
+withholds), the refits, baselines and SBC that run on them, the metrics that score
+them and the calibration report; ``studies.compare`` fits each hypothesis and weighs
+their evidence.
 """

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from llmsize.data import load_dataset
-from llmsize.design import build_design
+from llmsize.inputs.data import load_dataset
+from llmsize.physics.design import build_design
 
 from ...conftest import FIXTURES_DIR
 

@@ -15,9 +15,9 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from llmsize.data import load_dataset
-from llmsize.design import build_design
 from llmsize.exceptions import DataError
+from llmsize.inputs.data import load_dataset
+from llmsize.physics.design import build_design
 from llmsize.studies.calibration import holdouts as ho
 
 

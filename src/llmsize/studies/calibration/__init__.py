@@ -6,7 +6,10 @@
   used to choose priors or to the split that scores them;
 - :mod:`.metrics`: coverage with Clopper–Pearson intervals, errors, widths, per
   method and per class of held-out model, and the targets they are judged by;
-- :mod:`.report`: the Markdown of the calibration report.
-
-The refits themselves (Dask, resume, SBC, baselines) are in :mod:`llmsize.calibration`.
+- :mod:`.refits`: each hold-out refitted with its sizes withheld, and scored;
+- :mod:`.baselines`: the hand-made estimates scored beside llmsize;
+- :mod:`.sbc`: simulation-based calibration of the sampler and model;
+- :mod:`.store`: the on-disk store of refits and the Dask queue that fills it;
+- :mod:`.report`: the calibration folder: tables, figures and README;
+- :mod:`.runner`: ``llmsize calibrate`` end to end.
 """

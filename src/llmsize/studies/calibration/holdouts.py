@@ -47,10 +47,10 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from llmsize.config import Hypothesis
-from llmsize.data import Dataset
-from llmsize.design import Design, build_design
 from llmsize.exceptions import DataError
+from llmsize.inputs.data import Dataset
+from llmsize.inputs.hypothesis import Hypothesis
+from llmsize.physics.design import Design, build_design
 
 #: Evidence kept in each refit of a hold-out.
 VARIANTS = ("full", "no_speed", "no_price")
@@ -202,9 +202,7 @@ def lab_ladders(data: Dataset, design: Design) -> dict[str, list[str]]:
             lab = str(data.lab_of(m))
             seen = first.setdefault(lab, {})
             seen[m] = min(seen.get(m, d), d)
-    return {
-        lab: sorted(dates, key=lambda m, _d=dates: (_d[m], m)) for lab, dates in first.items()
-    }
+    return {lab: sorted(dates, key=lambda m, _d=dates: (_d[m], m)) for lab, dates in first.items()}
 
 
 def ladder_holdouts(data: Dataset, design: Design) -> list[Holdout]:
@@ -359,16 +357,16 @@ def holdout_dataset(data: Dataset, holdout: Holdout | str, variant: str = "full"
     )
 
 
-def holdout_design(
-    data: Dataset, hyp: Hypothesis, holdout: Holdout | str, variant: str
-) -> Design:
+def holdout_design(data: Dataset, hyp: Hypothesis, holdout: Holdout | str, variant: str) -> Design:
     """The design of one calibration refit."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}")
     h = as_holdout(data, holdout)
     design = build_design(holdout_dataset(data, h, variant), hyp)
     if variant == "no_price":
-        design.price_mask = (~design.epochs["model"].isin(set(h.held_out))).to_numpy(float)
+        # A new design with the held-out models' prices masked: a built one is never changed.
+        mask = (~design.epochs["model"].isin(set(h.held_out))).to_numpy(float)
+        design = dataclasses.replace(design, price_mask=mask)
     return design
 
 

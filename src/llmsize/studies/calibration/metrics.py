@@ -159,9 +159,7 @@ def _class_row(method, split, grouping, cls, quantity, t: pd.DataFrame) -> dict:
     judged = grouping == "overall" or len(t) >= MIN_CLASS_SIZE
     cov = row["coverage_90"]
     if judged and not math.isnan(cov):
-        lo_ok, hi_ok = (
-            COVERAGE_RANGE if grouping == "overall" else (MIN_CLASS_COVERAGE, 1.0)
-        )
+        lo_ok, hi_ok = COVERAGE_RANGE if grouping == "overall" else (MIN_CLASS_COVERAGE, 1.0)
         row["coverage_ok"] = bool(lo_ok <= cov <= hi_ok)
         row["width_ok"] = bool(row["median_width_factor_90"] <= MAX_WIDTH_FACTOR)
     else:

@@ -1,26 +1,32 @@
-"""The calibration report's Markdown (README.md of the calibration folder).
+"""The calibration report: README.md of the calibration folder, its tables and figures.
 
-Analysis is in :mod:`.metrics`; this module only lays its tables out. The SBC
-section is appended by :func:`llmsize.calibration.write_outputs`.
+Analysis is in :mod:`.metrics`; this module only lays its tables out, draws the
+figures and writes the folder (:func:`write_outputs`); the prose is in the templates
+``calibration.md.j2`` and ``calibration_sbc.md.j2``.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from llmsize.outputs.tables import markdown_table
-from llmsize.outputs.templating import render
+from llmsize.outputs.templating import prose, render
 from llmsize.studies.calibration.holdouts import MIN_LADDERS_TO_SPLIT, SPLITS, VARIANT_LABELS
 from llmsize.studies.calibration.metrics import (
     CP_LEVEL,
     MIN_CLASS_SIZE,
+    NOMINAL_LEVELS,
     class_label,
+    class_metrics,
     class_targets,
+    coverage,
     targets,
 )
+from llmsize.studies.calibration.sbc import SBC_RANKS, SBC_SETTINGS, plot_sbc
 
 #: What the report says about the split, wherever it shows results by split.
 SPLIT_RULE = (
@@ -42,14 +48,15 @@ def cell(v, fmt: str) -> str:
 
 
 def sentence(m: pd.Series) -> str:
-    """One sentence a reader can trust."""
-    n, rows = int(m["families"]), int(m["models"])
-    return (
-        f"On {n} hold-out{'s' if n != 1 else ''} ({rows} held-out model"
-        f"{'s' if rows != 1 else ''} scored), 90% intervals covered the true size of every "
-        f"model of a hold-out {int(m['families_covered_90'])} times; the median estimate was "
-        f"off by a factor of {10 ** m['median_abs_log10_error']:.1f}, and the median 90% "
-        f"interval spanned a factor of {m['median_width_factor_90']:.0f}."
+    """One sentence a reader can trust: hold-outs, coverage, error and width
+    (``templates/prose.md.j2``)."""
+    return prose(
+        "calibration_sentence",
+        int(m["families"]),
+        int(m["models"]),
+        int(m["families_covered_90"]),
+        m["median_abs_log10_error"],
+        m["median_width_factor_90"],
     )
 
 
@@ -149,3 +156,133 @@ def render_markdown(
         methods=markdown_table(mets.map(lambda v: cell(v, "metric"))),
         rows=markdown_table(t.map(lambda v: cell(v, ".3g"))),
     )
+
+
+def plot_calibration(table: pd.DataFrame):
+    """Predicted against true size; coverage against nominal; log error against size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    full = table[table["method"] == VARIANT_LABELS["full"]]
+    figs = {}
+
+    fig, ax = plt.subplots(figsize=(6, 6))
+    methods = list(table["method"].unique())
+    for i, method in enumerate(methods):
+        t = table[table["method"] == method]
+        x = t["true_total_b"].to_numpy() * (1.0 + 0.04 * (i - len(methods) / 2))
+        y = t["total_q50"].to_numpy()
+        if t["total_q05"].notna().any():
+            yerr = [y - t["total_q05"].to_numpy(), t["total_q95"].to_numpy() - y]
+            ax.errorbar(
+                x, y, yerr=yerr, fmt="o", ms=3, lw=0.8, alpha=0.8, color=f"C{i}", label=method
+            )
+        else:
+            ax.plot(x, y, "x", ms=5, color=f"C{i}", label=method)
+    lims = [0.5, 1000]
+    ax.plot(lims, lims, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lims)
+    ax.set_ylim(0.1, 5000)
+    ax.set_xlabel("true total parameters (B)")
+    ax.set_ylabel("estimate (B): median and 90% interval")
+    ax.set_title("Held-out families: estimate against truth", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    figs["calibration_pred_vs_true.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for i, method in enumerate(methods):
+        t = table[table["method"] == method]
+        if t["total_pit"].notna().any():
+            pit = t["total_pit"].to_numpy()
+            ax.plot(
+                NOMINAL_LEVELS,
+                [coverage(pit, lv) for lv in NOMINAL_LEVELS],
+                "o-",
+                color=f"C{i}",
+                label=method,
+            )
+    ax.plot([0, 1], [0, 1], color="k", lw=0.8)
+    if len(full):
+        n = len(full)
+        lv = np.linspace(0.01, 0.99, 50)
+        band = 1.96 * np.sqrt(lv * (1 - lv) / n)
+        ax.fill_between(lv, lv - band, lv + band, color="0.85", label=f"95% band for {n} models")
+    ax.set_xlabel("nominal coverage of the central interval")
+    ax.set_ylabel("empirical coverage")
+    ax.set_title("Coverage of held-out true sizes", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    figs["calibration_coverage.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, method in enumerate(methods):
+        t = table[table["method"] == method]
+        err = np.log10(t["total_q50"]) - np.log10(t["true_total_b"])
+        ax.plot(
+            t["true_total_b"],
+            err,
+            "o" if t["total_pit"].notna().any() else "x",
+            color=f"C{i}",
+            label=method,
+            alpha=0.8,
+        )
+    ax.axhline(0, color="k", lw=0.8)
+    for s in (-0.3, 0.3):
+        ax.axhline(s, color="0.6", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("true total parameters (B)")
+    ax.set_ylabel("log10(estimate / truth)")
+    ax.set_title("Error against size (dashed: a factor of 2)", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    figs["calibration_error.png"] = fig
+    return figs
+
+
+def write_outputs(
+    out_dir: Path,
+    table: pd.DataFrame,
+    mets: pd.DataFrame,
+    sbc: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    classes: pd.DataFrame | None = None,
+) -> None:
+    """calibration.csv (with each row's hold-out, split and classes), metrics.csv,
+    class_metrics.csv (per split and class, :func:`class_metrics` of ``table`` unless
+    given), the plots, SBC results and README.md."""
+    import matplotlib.pyplot as plt
+
+    if classes is None:
+        classes = class_metrics(table)
+    text = render_markdown(table, mets, classes)
+    if sbc is not None:
+        ranks, tests = sbc
+        ranks.to_csv(out_dir / "sbc_ranks.csv", index=False, lineterminator="\n")
+        tests.to_csv(
+            out_dir / "sbc_tests.csv", index=False, float_format="%.4g", lineterminator="\n"
+        )
+        fig = plot_sbc(ranks, tests)
+        fig.savefig(out_dir / "sbc_ranks.png", dpi=110, metadata={"Software": None})
+        plt.close(fig)
+        text += render(
+            "calibration_sbc.md.j2",
+            ranks=ranks,
+            tests=tests,
+            low=list(tests.loc[tests["p_value"] < 0.01, "quantity"]),
+            settings=SBC_SETTINGS,
+            n_ranks=SBC_RANKS,
+        )
+
+    table.to_csv(out_dir / "calibration.csv", index=False, float_format="%.6g", lineterminator="\n")
+    mets.to_csv(out_dir / "metrics.csv", index=False, float_format="%.6g", lineterminator="\n")
+    classes.to_csv(
+        out_dir / "class_metrics.csv", index=False, float_format="%.6g", lineterminator="\n"
+    )
+    for name, fig in plot_calibration(table).items():
+        fig.savefig(out_dir / name, dpi=110, metadata={"Software": None})
+        plt.close(fig)
+    (out_dir / "README.md").write_text(text, encoding="utf-8")

@@ -1,6 +1,6 @@
 """``llmsize calibrate`` and :func:`llmsize.calibrate` end to end: check, refit, score, write.
 
-The refits themselves (Dask, resume, SBC, baselines) are in :mod:`llmsize.calibration`;
+The refits themselves (Dask, resume, SBC, baselines) are in :mod:`.refits`;
 this module runs them for one hypothesis and writes the folder the report quotes,
 with the provenance (hypothesis, code and data digests) that decides whether a
 report may quote it.
@@ -54,13 +54,14 @@ def calibrate(
 
     Raises :class:`~llmsize.exceptions.LlmsizeError` before any fit on bad input.
     """
-    from llmsize.calibration import check_calibration, run_calibration, write_outputs
-    from llmsize.config import hypothesis_files, load_hypothesis
-    from llmsize.data import data_digest
+    from llmsize.inputs.data import data_digest
+    from llmsize.inputs.hypothesis import hypothesis_files, load_hypothesis
     from llmsize.outputs.io import write_json
     from llmsize.outputs.provenance import fit_data_digest, model_code_digest
     from llmsize.studies.calibration.holdouts import KINDS, VARIANTS
     from llmsize.studies.calibration.metrics import class_metrics
+    from llmsize.studies.calibration.refits import check_calibration, run_calibration
+    from llmsize.studies.calibration.report import write_outputs
 
     hyp = load_hypothesis(hypothesis_path, list(overrides or []))
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / f"calibration-{hyp.name}"

@@ -41,16 +41,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from llmsize.config import (
-    Hypothesis,
-    check_sampler_options,
-    hypothesis_files,
-    load_hypothesis,
-)
-from llmsize.data import Dataset, check_unknown_models, load_dataset
-from llmsize.design import Design, build_design
 from llmsize.exceptions import LlmsizeError
-from llmsize.families import ABOUT_FACTOR
 from llmsize.inference.evidence import (
     K_MAX,
     ReweightedEvidence,
@@ -58,13 +49,19 @@ from llmsize.inference.evidence import (
     reweightable,
     reweighted_log_bf,
 )
-from llmsize.model import build_model
+from llmsize.inference.model import build_model
+from llmsize.inference.sampling import SampleSettings, fit, log_prior
+from llmsize.inputs.data import Dataset, check_unknown_models, load_dataset
+from llmsize.inputs.hypothesis import (
+    Hypothesis,
+    check_sampler_options,
+    hypothesis_files,
+    load_hypothesis,
+)
+from llmsize.outputs.families import ABOUT_FACTOR
 from llmsize.outputs.markdown import drivers
 from llmsize.outputs.plots import HEADLINE_PREFIX, headline_epochs
-from llmsize.outputs.tables import billions, markdown_table
-from llmsize.outputs.templating import render
-from llmsize.sampling import SampleSettings, fit, log_prior
-from llmsize.summary import (
+from llmsize.outputs.summary import (
     ESS_BULK_MIN,
     PSENSE_THRESHOLD,
     RHAT_MAX,
@@ -73,6 +70,10 @@ from llmsize.summary import (
     psense_table,
     summary_table,
 )
+from llmsize.outputs.tables import billions, markdown_table
+from llmsize.outputs.templating import prose, render
+from llmsize.physics.design import Design, build_design
+from llmsize.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +276,7 @@ def reweighted_evidence(fit: HypothesisFit, ref: HypothesisFit) -> ReweightedEvi
     Only for a hypothesis with the reference's compiled structure whose prior
     values differ only in prior densities (:func:`llmsize.inference.evidence.reweightable`).
     """
-    from llmsize.cache import Uncacheable, model_key
+    from llmsize.inference.compiled import Uncacheable, model_key
 
     model_ref, model = build_model(ref.design, ref.hyp), build_model(fit.design, fit.hyp)
     try:
@@ -534,49 +535,32 @@ def _fmt_p(p: float) -> str:
 
 
 def claim_sentences(claims: pd.DataFrame, reference: str) -> list[str]:
-    """One quotable paragraph per claim, from the reference hypothesis where it applies."""
+    """One quotable paragraph per claim, from the reference hypothesis where it applies
+    (macro ``claim_reading`` of ``outputs/templates/prose.md.j2``)."""
     out = []
     for claim in CLAIMS:
         t = claims[claims["claim"] == claim.text]
         if t.empty:
-            out.append(
-                f'- **"{claim.text}"** ({claim.source}): not evaluated; no compared hypothesis '
-                + (
-                    f"turns on the {claim.needs_evidence} evidence "
-                    f"(add models/{claim.needs_evidence}.toml)."
-                    if claim.needs_evidence
-                    else f"has {claim.model}."
-                )
-            )
+            out.append(prose("claim_reading", claim, None))
             continue
         main = t[t["hypothesis"] == reference]
         r = (main if len(main) else t).iloc[0]
-        what = (
-            f"{claim.model} between {billions(claim.about_b / ABOUT_FACTOR)}B and "
-            f"{billions(claim.about_b * ABOUT_FACTOR)}B"
-            if claim.about_b is not None
-            else f"{claim.model} smaller than {claim.smaller_than}"
-        )
-        rng = (
-            f" Across the {len(t)} hypotheses that can answer it: "
-            f"{_fmt_p(t['posterior_p'].min())} to {_fmt_p(t['posterior_p'].max())}."
-            if len(t) > 1
-            else ""
-        )
-        sens = r["prior_sensitivity"]
-        flag = {
-            "prior-driven": f" The size behind it is prior-driven (psense prior sensitivity "
-            f"{sens:.2f}, likelihood sensitivity below {PSENSE_THRESHOLD}): the data barely "
-            "inform it.",
-            "prior-data conflict": f" The prior and the data pull the size apart (psense "
-            f"prior sensitivity {sens:.2f}).",
-        }.get(r["psense"], "")
-        out.append(
-            f'- **"{claim.text}"** ({claim.source}). Read as: {what}. '
-            f"Under `{r['hypothesis']}`: **P = {_fmt_p(r['posterior_p'])}** "
-            f"(prior {_fmt_p(r['prior_p'])}; the data multiplied its odds by "
-            f"{r['odds_ratio']:.2g}).{flag}{rng} It rests most on: {r['rests_on']}."
-        )
+        reading = {
+            "low_b": billions(claim.about_b / ABOUT_FACTOR) if claim.about_b is not None else "",
+            "high_b": billions(claim.about_b * ABOUT_FACTOR) if claim.about_b is not None else "",
+            "hypothesis": r["hypothesis"],
+            "p": _fmt_p(r["posterior_p"]),
+            "prior_p": _fmt_p(r["prior_p"]),
+            "odds_ratio": r["odds_ratio"],
+            "psense": r["psense"],
+            "sensitivity": r["prior_sensitivity"],
+            "threshold": PSENSE_THRESHOLD,
+            "n_hypotheses": len(t),
+            "p_min": _fmt_p(t["posterior_p"].min()),
+            "p_max": _fmt_p(t["posterior_p"].max()),
+            "rests_on": r["rests_on"],
+        }
+        out.append(prose("claim_reading", claim, reading))
     return out
 
 
@@ -592,8 +576,6 @@ def render_markdown(
     command: str,
 ) -> str:
     """The comparison's README.md (``outputs/templates/compare.md.j2``)."""
-    from llmsize import __version__
-
     keys = list(dict.fromkeys(zip(sizes["date"], sizes["model"], strict=True)))
     head = ["hypothesis", *[f"{m.removeprefix(HEADLINE_PREFIX + '-')} {d}" for d, m in keys]]
     body = []

@@ -632,7 +632,7 @@ class Constants(_Strict):
 
     ttft_input_tokens: float = Field(550, gt=0)
     #: Accelerators of one node (one NVLink domain), the most that split a decode
-    #: step by tensor parallelism (:func:`llmsize.forward.tensor_parallel_width`).
+    #: step by tensor parallelism (:func:`llmsize.physics.forward.tensor_parallel_width`).
     gpus_per_node: float = Field(8, ge=1, le=1024)
     kv_bytes_coef: float = Field(46_000, gt=0)
     mmlu_sigma: float = Field(6.0, gt=0, le=100)  # percentage points

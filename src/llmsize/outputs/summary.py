@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from llmsize.design import Design
+from llmsize.physics.design import Design
 
 #: Thresholds every reported quantity must meet (``--strict`` enforces them).
 RHAT_MAX = 1.01

@@ -447,7 +447,8 @@ def read_csv_files(root: Path) -> dict[str, bytes]:
     return files
 
 
-def _digest(files: dict[str, bytes]) -> str:
+def files_digest(files: dict[str, bytes]) -> str:
+    """sha256 over the names and bytes of ``files`` (name to bytes), in name order."""
     h = hashlib.sha256()
     for name in sorted(files):
         h.update(name.encode())
@@ -457,7 +458,7 @@ def _digest(files: dict[str, bytes]) -> str:
 
 def data_digest(root: Path) -> str:
     """sha256 over the names and bytes of the directory's CSV files."""
-    return _digest(read_csv_files(Path(root)))
+    return files_digest(read_csv_files(Path(root)))
 
 
 def check_unknown_models(data: Dataset) -> None:
@@ -590,7 +591,7 @@ def load_dataset(root: str | Path) -> Dataset:
                 row=int(r["_row"]),
                 field="pattern",
             )
-    digest = _digest(files)
+    digest = files_digest(files)
     return Dataset(
         root=root,
         prices=prices,

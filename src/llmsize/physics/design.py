@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from llmsize import forward
-from llmsize.config import Hypothesis, prior_centre
-from llmsize.data import Dataset
 from llmsize.exceptions import DataError, HypothesisError
+from llmsize.inputs.data import Dataset
+from llmsize.inputs.hypothesis import Hypothesis, prior_centre
+from llmsize.physics import forward
 
 EPOCH_ZERO = dt.date(2024, 1, 1)
 MMLU = "MMLU"
@@ -362,9 +362,7 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
 
     st_e, st_r = [], []
     if hyp.evidence.cost_statements:
-        where = {
-            (r.provider, r.model, r.date): i for i, r in enumerate(epochs.itertuples())
-        }
+        where = {(r.provider, r.model, r.date): i for i, r in enumerate(epochs.itertuples())}
         used: set[int] = set()
         for r in data.cost_statements.itertuples():
             pair = [
@@ -417,7 +415,10 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
         mmlu_score=np.array(q_s),
         mmlu_known_log10_compute=np.array(q_c),
         epoch_first_party=np.array(
-            [data.is_first_party(m, p) for m, p in zip(epochs["model"], epochs["provider"])],
+            [
+                data.is_first_party(m, p)
+                for m, p in zip(epochs["model"], epochs["provider"], strict=True)
+            ],
             dtype=float,
         ),
         epoch_gpu=epoch_gpu.astype(float),

@@ -16,8 +16,9 @@ import nutpie
 import pymc as pm
 import xarray as xr
 
-from llmsize.cache import compile_model, exact_math, fast_argument_typing
-from llmsize.config import (
+from llmsize.inference.compiled import compile_model, exact_math, fast_argument_typing
+from llmsize.inference.model import build_model
+from llmsize.inputs.hypothesis import (
     PER_MODEL_PRIORS,
     SAMPLER_LIMITS,
     ConstantPrior,
@@ -25,8 +26,7 @@ from llmsize.config import (
     Sampler,
     check_sampler_options,
 )
-from llmsize.design import Design
-from llmsize.model import build_model
+from llmsize.physics.design import Design
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,7 @@ class SampleSettings:
         Whole-number overrides outside their range raise
         :class:`~llmsize.exceptions.HypothesisError` (:func:`check_sampler_options`).
         """
-        check_sampler_options(
-            **{k: v for k, v in overrides.items() if k in SAMPLER_LIMITS}
-        )
+        check_sampler_options(**{k: v for k, v in overrides.items() if k in SAMPLER_LIMITS})
         values = {
             "draws": sampler.draws,
             "tune": sampler.tune,
@@ -97,7 +95,7 @@ def observed_dataset(design: Design, coords: dict) -> xr.Dataset:
 
 def sample_posterior(model: pm.Model, settings: SampleSettings, *, progress: bool = False):
     """NUTS with nutpie: compile the model's logp and gradient (or load them from
-    the compiled-model cache, :mod:`llmsize.cache`), then sample.
+    the compiled-model cache, :mod:`llmsize.inference.compiled`), then sample.
 
     An interrupt (SIGINT, or SIGTERM, which the CLI turns into one) while the
     chains run stops them and propagates. ``nutpie.sample`` itself would return

@@ -31,7 +31,7 @@ posterior predictive group (``serving_component``).
 
 Prices are blended 3:1 input to output tokens, the convention of Artificial
 Analysis' price comparisons, so a cut of either price counts. Pure NumPy on
-the functions of :mod:`llmsize.forward`.
+the functions of :mod:`llmsize.physics.forward`.
 """
 
 from __future__ import annotations
@@ -44,11 +44,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from llmsize import forward
-from llmsize.config import Hypothesis
-from llmsize.design import Design
-from llmsize.families import PriceCut
-from llmsize.physics import pricing
+from llmsize.inputs.hypothesis import Hypothesis
+from llmsize.outputs.families import PriceCut
+from llmsize.physics import forward, pricing
+from llmsize.physics.design import Design
 
 #: Factor groups, in the order of the tables, with their labels.
 FACTORS = {
@@ -184,7 +183,9 @@ class PricePoints:
             )
             for work, mk in ((work_out, mk_out), (work_in, mk_in))
         )
-        return np.logaddexp(np.log(pricing.INPUT_SHARE) + inp, np.log(1.0 - pricing.INPUT_SHARE) + out)
+        return np.logaddexp(
+            np.log(pricing.INPUT_SHARE) + inp, np.log(1.0 - pricing.INPUT_SHARE) + out
+        )
 
 
 def shapley(value, players: Sequence[str]) -> dict[str, np.ndarray]:
@@ -223,7 +224,8 @@ def cut_contributions(points: PricePoints, cut: PriceCut) -> dict[str, np.ndarra
     modelled = value(frozenset(FACTORS)) - value(frozenset())
     d = points.design
     blended = lambda e: np.log(  # noqa: E731
-        pricing.INPUT_SHARE * np.exp(d.log_price_in[e]) + (1.0 - pricing.INPUT_SHARE) * np.exp(d.log_price_out[e])
+        pricing.INPUT_SHARE * np.exp(d.log_price_in[e])
+        + (1.0 - pricing.INPUT_SHARE) * np.exp(d.log_price_out[e])
     )
     observed = blended(cut.after) - blended(cut.before)
     return {**phi, "modelled": modelled, "noise": observed - modelled, "observed": observed}

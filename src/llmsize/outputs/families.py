@@ -4,7 +4,7 @@ A family (``data/families.csv``: a name, a title and glob patterns over model
 names) gets one report page. Its public claims (``data/claims.csv``) are drawn
 on its charts as claims, never used as data, and its price cuts
 (``data/cuts.csv``: pairs of price points a provider compared itself) are
-decomposed into their causes by :mod:`llmsize.decompose`. A cut belongs to the
+decomposed into their causes by :mod:`llmsize.outputs.decompose`. A cut belongs to the
 family of the model it cuts to.
 
 Without ``families.csv`` every model of unknown size forms one family; models
@@ -20,8 +20,8 @@ from fnmatch import fnmatchcase
 import numpy as np
 import xarray as xr
 
-from llmsize.data import Dataset
-from llmsize.design import Design
+from llmsize.inputs.data import Dataset
+from llmsize.physics.design import Design
 
 #: "About X" in a claim: within this factor of X either way.
 ABOUT_FACTOR = 1.5

@@ -47,15 +47,14 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from llmsize import forward
-from llmsize.config import (
+from llmsize.inputs.hypothesis import (
     ConstantPrior,
     Hypothesis,
     NormalPrior,
     prior_centre,
 )
-from llmsize.design import Design
-from llmsize.physics import pricing
+from llmsize.physics import forward, pricing
+from llmsize.physics.design import Design
 
 Predictive = Literal["prior", "posterior"] | None
 
@@ -107,7 +106,7 @@ def prior_data(name: str, value, *, dims=None):
     of a reparameterised variable or the components' prior weights) are read
     from one data container, ``prior_values`` (:class:`_PriorValues`), at the
     place ``name`` (``prior.<quantity>.<parameter>``) was given. The compiled
-    model's structure, and so its cache key (:mod:`llmsize.cache`), is then the
+    model's structure, and so its cache key (:mod:`llmsize.inference.compiled`), is then the
     same for every hypothesis that differs only in prior values (by file,
     ``[model_priors]`` or ``--set``): a prior swap reuses the compiled model.
     Outside :func:`build_model`, a constant. ``dims`` is documentation only.
@@ -122,9 +121,7 @@ def _prior_params(name: str, spec, *, dims=None) -> dict:
     """The parameters of a (non-constant) prior as data containers."""
     params = spec.model_dump(exclude={"distribution"})
     return {
-        k: prior_data(f"prior.{name}.{k}", v, dims=dims)
-        for k, v in params.items()
-        if v is not None
+        k: prior_data(f"prior.{name}.{k}", v, dims=dims) for k, v in params.items() if v is not None
     }
 
 
@@ -222,17 +219,48 @@ def _markups(design: Design, hyp: Hypothesis, mfu_prefill):
 
     Each new variable starts from a fixed value (its level with every prior at
     its centre): a start that moved with its parents' random start would not be
-    the independent one :mod:`llmsize.cache` reproduces.
+    the independent one :mod:`llmsize.inference.compiled` reproduces.
     """
+    v = _markup_values(design, hyp)
+    mk_out_mu = prior_variable("log_markup_out_mu", hyp.priors.log_markup_out_mu)
+    ratio = pm.Normal("log_gpu_hour_ratio", mu=v.d_mu, sigma=np.sqrt(2.0) * v.sigma_g)
+    billed = pm.Normal(
+        "log_billed_gpu_hour_out",
+        mu=mk_out_mu + v.mu_g[0] + v.w_all * ratio - 0.5 * (ratio - v.d_mu),
+        sigma=v.sigma_g / np.sqrt(2.0),
+        initval=v.m_out + v.mu_g[0] + v.w_all * v.d_mu,
+    )
+    log_g0 = billed - mk_out_mu - v.w_all * ratio
+    log_g = pt.stack([log_g0, log_g0 + ratio])
+    pm.Deterministic("gpu_hour_z", (log_g - v.mu_g) / v.sigma_g, dims="hardware")
+    gpu_hour = pm.Deterministic("usd_per_gpu_hour", pt.exp(log_g), dims="hardware")
+    mk_out, mk_in = _provider_markups(hyp, v, mk_out_mu, log_g0 + v.w_provider * ratio, mfu_prefill)
+    return gpu_hour, mk_out, mk_in
+
+
+@dataclass(frozen=True)
+class _MarkupValues:
+    """The hypothesis' values :func:`_markups` reads, as data containers."""
+
+    sigma_g: object  # prior sd of the log GPU-hour prices
+    mu_g: object  # (H,) prior means of the log GPU-hour prices
+    d_mu: object  # their difference, newer over older
+    w_all: object  # prior chance of the newer generation, over all epochs
+    w_provider: object  # (P,) the same over each provider's epochs
+    m_out: object  # centre of the output markup's prior
+    m_in: object  # centre of the input markup's prior
+    log_mfu0: object  # log of the centre of the prefill MFU's prior
+
+
+def _markup_values(design: Design, hyp: Hypothesis) -> _MarkupValues:
+    """Values of the hypothesis (GPU-hour prices moved along the prior's trend, the
+    prior chance of the newer hardware, the priors' centres that start the
+    reparameterised variables), as data containers like the priors' parameters
+    (:func:`prior_data`)."""
     pr = hyp.priors
-    # Values of the hypothesis (GPU-hour prices moved along the prior's trend, the
-    # prior chance of the newer hardware, the priors' centres that start the
-    # reparameterised variables) are data containers, as the priors' parameters
-    # are (:func:`prior_data`).
     sigma_g = prior_data("prior.usd_per_gpu_hour_sigma", hyp.hardware.usd_per_gpu_hour_sigma)
     mu_g_value = np.asarray(design.log_gpu_hour_mu, dtype=np.float64)
     mu_g = prior_data("prior.log_gpu_hour_mu", mu_g_value, dims="hardware")
-    d_mu = mu_g[1] - mu_g[0]
     # Prior chance of the newer generation in each epoch, averaged over all epochs
     # and over each provider's.
     weights = np.exp(design.log_weights)
@@ -243,24 +271,22 @@ def _markups(design: Design, hyp: Hypothesis, mfu_prefill):
         np.array([newer[design.epoch_provider == p].mean() for p in range(len(design.providers))]),
         dims="provider",
     )
-    m_out = prior_data("prior.log_markup_out_mu.centre", prior_centre(pr.log_markup_out_mu))
-    m_in = prior_data("prior.log_markup_in_mu.centre", prior_centre(pr.log_markup_in_mu))
-    log_mfu0 = pt.log(prior_data("prior.mfu_prefill.centre", prior_centre(pr.mfu_prefill)))
-
-    mk_out_mu = prior_variable("log_markup_out_mu", pr.log_markup_out_mu)
-    ratio = pm.Normal("log_gpu_hour_ratio", mu=d_mu, sigma=np.sqrt(2.0) * sigma_g)
-    billed = pm.Normal(
-        "log_billed_gpu_hour_out",
-        mu=mk_out_mu + mu_g[0] + w_all * ratio - 0.5 * (ratio - d_mu),
-        sigma=sigma_g / np.sqrt(2.0),
-        initval=m_out + mu_g[0] + w_all * d_mu,
+    return _MarkupValues(
+        sigma_g=sigma_g,
+        mu_g=mu_g,
+        d_mu=mu_g[1] - mu_g[0],
+        w_all=w_all,
+        w_provider=w_provider,
+        m_out=prior_data("prior.log_markup_out_mu.centre", prior_centre(pr.log_markup_out_mu)),
+        m_in=prior_data("prior.log_markup_in_mu.centre", prior_centre(pr.log_markup_in_mu)),
+        log_mfu0=pt.log(prior_data("prior.mfu_prefill.centre", prior_centre(pr.mfu_prefill))),
     )
-    log_g0 = billed - mk_out_mu - w_all * ratio
-    log_g = pt.stack([log_g0, log_g0 + ratio])
-    pm.Deterministic("gpu_hour_z", (log_g - mu_g) / sigma_g, dims="hardware")
-    gpu_hour = pm.Deterministic("usd_per_gpu_hour", pt.exp(log_g), dims="hardware")
-    log_g_provider = log_g0 + w_provider * ratio
 
+
+def _provider_markups(hyp: Hypothesis, v: _MarkupValues, mk_out_mu, log_g_provider, mfu_prefill):
+    """The input markup's mean and each provider's output and input log markup, sampled
+    as billed levels (see :func:`_markups`)."""
+    pr = hyp.priors
     log_mfu = pt.log(mfu_prefill)
     spec = pr.log_markup_in_mu
     if isinstance(spec, NormalPrior):
@@ -270,7 +296,7 @@ def _markups(design: Design, hyp: Hypothesis, mfu_prefill):
             "log_markup_in_over_out",
             mu=params["mu"] - shift,
             sigma=params["sigma"],
-            initval=params["mu"] - m_out - log_mfu0,
+            initval=params["mu"] - v.m_out - v.log_mfu0,
         )
         mk_in_mu = pm.Deterministic("log_markup_in_mu", in_over_out + shift)
     else:
@@ -281,21 +307,21 @@ def _markups(design: Design, hyp: Hypothesis, mfu_prefill):
         # A pinned spread may be zero, where a centred level has no density.
         z_out = pm.Normal("provider_out_z", 0.0, 1.0, dims="provider")
         z_in = pm.Normal("provider_in_z", 0.0, 1.0, dims="provider")
-        return gpu_hour, mk_out_mu + prov_sigma * z_out, mk_in_mu + prov_sigma * z_in
+        return mk_out_mu + prov_sigma * z_out, mk_in_mu + prov_sigma * z_in
     level_out = log_g_provider + mk_out_mu
     level_in = log_g_provider + mk_in_mu - log_mfu
-    start = mu_g[0] + w_provider * d_mu
+    start = v.mu_g[0] + v.w_provider * v.d_mu
     y_out = pm.Normal(
         "provider_billed_out", mu=level_out, sigma=prov_sigma, dims="provider",
-        initval=start + m_out,
+        initval=start + v.m_out,
     )  # fmt: skip
     y_in = pm.Normal(
         "provider_billed_in", mu=level_in, sigma=prov_sigma, dims="provider",
-        initval=start + m_in - log_mfu0,
+        initval=start + v.m_in - v.log_mfu0,
     )  # fmt: skip
     pm.Deterministic("provider_out_z", (y_out - level_out) / prov_sigma, dims="provider")
     pm.Deterministic("provider_in_z", (y_in - level_in) / prov_sigma, dims="provider")
-    return gpu_hour, y_out - log_g_provider, y_in - log_g_provider + log_mfu
+    return y_out - log_g_provider, y_in - log_g_provider + log_mfu
 
 
 @dataclass(frozen=True)
@@ -376,7 +402,7 @@ def _cost_statements(design: Design, hyp: Hypothesis, joint, log_cost, epoch_log
         pair = joint[e1][:, None] + joint[e2][None, :] + _normal_logp(obs, ratio, sigma)
         total = pm.math.logsumexp(pair)
         epoch_loglik = pt.set_subtensor(epoch_loglik[e2], total - epoch_loglik[e1])
-        post = pt.set_subtensor(post[e1], pt.exp(pm.math.logsumexp(pair, axis=1)- total))
+        post = pt.set_subtensor(post[e1], pt.exp(pm.math.logsumexp(pair, axis=1) - total))
         post = pt.set_subtensor(post[e2], pt.exp(pm.math.logsumexp(pair, axis=0) - total))
     return epoch_loglik, post
 
@@ -430,31 +456,104 @@ def build_model(
     return model
 
 
+@dataclass(frozen=True)
+class _Sizes:
+    """Each model's total and active parameters (known, or latent for the unknown
+    models, whose fraction, size and training tokens are kept for the quality terms)."""
+
+    total: object  # (M,) parameters
+    active: object  # (M,)
+    frac: object = None  # (U,) active fraction of the unknown models
+    n_unknown: object = None  # (U,) their total parameters
+    tokens: object = None  # (U,) their training tokens
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """The serving setup shared by every epoch: batch, utilisations, markups, pricing."""
+
+    batch: object  # (E, K) decode batch before the memory cap
+    mbu: object
+    mfu_prefill: object
+    gpu_hour: object  # (H,) GPU-hour price per hardware generation
+    markup_out: object  # (P,) log output markup per provider
+    markup_in: object  # (P,)
+    pricing: PricingTerms
+    price_sigma: object
+
+
+@dataclass(frozen=True)
+class _Decode:
+    """The forward model on the (epoch, component) grid."""
+
+    n_act: object  # (E, 1) active parameters of the epoch's model
+    flops: np.ndarray  # (1, K) peak FLOP/s of the component's accelerator
+    width: object  # (E, K) accelerators that split a decode step
+    batch: object  # (E, K) decode batch after the memory cap
+    t_step: object  # (E, K) seconds per decode step
+    log_work_out: object  # (E, K) log GPU-hours per 1M output tokens
+    log_work_in: object  # (E, K) log GPU-hours per 1M input tokens
+
+
+@dataclass(frozen=True)
+class _Measures:
+    """The speed and first-token-time terms of each measurement and component."""
+
+    ll: object  # (Msr, K) log-likelihood of each measurement on each component
+    log_transition: object = None  # (Msr, K, K) prior log chance of its component
+    log_speed_mu: object = None
+    speed_sigma: object = None
+    log_ttft_mu: object = None
+    ttft_sigma: object = None
+
+
 def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise: bool) -> None:
-    """The variables of :func:`build_model`, added to the model being built."""
-    pr = hyp.priors
-    const = hyp.constants
-    n_e, n_u = design.n_epochs, len(design.unknown)
-    # --- sizes and training tokens -------------------------------------
+    """The variables of :func:`build_model`, added to the model being built, step by step
+    (the order of the steps is the order of the model's variables)."""
+    sizes = _sizes(design, hyp)
+    setup = _serving_setup(design, hyp)
+    decode = _decode(design, hyp, sizes, setup)
+    mu_out, mu_in, log_g = _list_prices(design, setup, decode)
+    loglik = _price_loglik(design, setup, mu_out, mu_in)
+    measures = _measurements(design, hyp, setup, decode)
+    log_weights, post = _serving_likelihood(
+        design, hyp, loglik, measures, log_g, decode, pointwise=pointwise
+    )
+    if len(design.mmlu_score):
+        _quality(design, hyp, sizes, pointwise=pointwise)
+    if hyp.evidence.hidden_size and len(design.unknown) and len(design.hidden_size):
+        _hidden_size(design, hyp, sizes, pointwise=pointwise)
+    if predictive is not None:
+        probs = pt.exp(log_weights) if predictive == "prior" else post
+        _predictive(design, predictive, probs, mu_out, mu_in, setup.price_sigma, measures)
+
+
+def _sizes(design: Design, hyp: Hypothesis) -> _Sizes:
+    """Sizes and training tokens: known models fixed, unknown ones latent."""
     total = pt.as_tensor_variable(np.nan_to_num(design.known_total, nan=1.0))
     active = pt.as_tensor_variable(np.nan_to_num(design.known_active, nan=1.0))
-    if n_u:
-        log10_n = unknown_model_variable("log10_params_total_b", hyp, design.unknown)
-        frac = unknown_model_variable("active_fraction", hyp, design.unknown)
-        n_unknown = 10.0**log10_n * 1e9
-        total = pt.set_subtensor(total[design.unknown_pos], n_unknown)
-        active = pt.set_subtensor(active[design.unknown_pos], frac * n_unknown)
-        omega = unknown_model_variable("log10_overtrain", hyp, design.unknown)
-        sl = hyp.scaling_law
-        d_opt = forward.chinchilla_optimal_tokens(
-            n_unknown, E=sl.E, A=sl.A, B=sl.B, alpha=sl.alpha, beta=sl.beta
-        )
-        tokens = d_opt * 10.0**omega
-        pm.Deterministic("params_total_b", n_unknown / 1e9, dims="unknown_model")
-        pm.Deterministic("params_active_b", frac * n_unknown / 1e9, dims="unknown_model")
-        pm.Deterministic("tokens_t", tokens / 1e12, dims="unknown_model")
+    if not len(design.unknown):
+        return _Sizes(total, active)
+    log10_n = unknown_model_variable("log10_params_total_b", hyp, design.unknown)
+    frac = unknown_model_variable("active_fraction", hyp, design.unknown)
+    n_unknown = 10.0**log10_n * 1e9
+    total = pt.set_subtensor(total[design.unknown_pos], n_unknown)
+    active = pt.set_subtensor(active[design.unknown_pos], frac * n_unknown)
+    omega = unknown_model_variable("log10_overtrain", hyp, design.unknown)
+    sl = hyp.scaling_law
+    d_opt = forward.chinchilla_optimal_tokens(
+        n_unknown, E=sl.E, A=sl.A, B=sl.B, alpha=sl.alpha, beta=sl.beta
+    )
+    tokens = d_opt * 10.0**omega
+    pm.Deterministic("params_total_b", n_unknown / 1e9, dims="unknown_model")
+    pm.Deterministic("params_active_b", frac * n_unknown / 1e9, dims="unknown_model")
+    pm.Deterministic("tokens_t", tokens / 1e12, dims="unknown_model")
+    return _Sizes(total, active, frac, n_unknown, tokens)
 
-    # --- serving setup of each epoch -----------------------------------
+
+def _serving_setup(design: Design, hyp: Hypothesis) -> _Setup:
+    """Decode batch, utilisations, markups, GPU-hour prices and the pricing layer."""
+    pr = hyp.priors
     lb_mu = prior_variable("log_batch_mu", pr.log_batch_mu)
     lb_sigma = prior_variable("log_batch_sigma", pr.log_batch_sigma)
     lb_trend = prior_variable("log_batch_trend", pr.log_batch_trend)
@@ -472,46 +571,52 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
     pm.Deterministic("log_markup_in", mk_in, dims="provider")
     pricing_terms = _pricing(design, hyp)
     price_sigma = prior_variable("price_sigma", pr.price_sigma)
+    return _Setup(batch_ek, mbu, mfu_prefill, gpu_hour, mk_out, mk_in, pricing_terms, price_sigma)
 
-    # --- forward model on the (epoch, component) grid -------------------
+
+def _kv_per_token(design: Design, hyp: Hypothesis, active) -> object:
+    """KV cache per token of each model: a known model's published value, else the
+    GQA fit (times the model's own multiplier for a model of unknown size)."""
+    const = hyp.constants
+    kv_fit = forward.kv_bytes_per_token_estimate(active, coef=const.kv_bytes_coef)
+    if len(design.unknown):
+        log_kv = unknown_model_variable("log_kv_multiplier", hyp, design.unknown)
+        pos = design.unknown_pos
+        kv_fit = pt.set_subtensor(kv_fit[pos], kv_fit[pos] * pt.exp(log_kv))
+    has_kv = ~np.isnan(design.known_kv) & const.published_kv
+    return pm.Deterministic(
+        "kv_bytes_per_token",
+        pt.where(has_kv, np.nan_to_num(design.known_kv, nan=1.0), kv_fit),
+        dims="model",
+    )
+
+
+def _decode(design: Design, hyp: Hypothesis, sizes: _Sizes, setup: _Setup) -> _Decode:
+    """The roofline on the (epoch, component) grid: replica, batch, step time, work."""
+    pr, const = hyp.priors, hyp.constants
     em = design.epoch_model
-    n_tot = total[em][:, None]
-    n_act = active[em][:, None]
+    n_tot = sizes.total[em][:, None]
+    n_act = sizes.active[em][:, None]
     bits = design.component_bits[None, :]
     flops = design.component_flops()[None, :]
-    bw = design.component_array("hbm_bytes_per_s")[None, :]
     mem = design.component_array("memory_bytes")[None, :]
     # A replica's accelerators: enough that its weights fill the (latent) share
     # of their memory; at most one node's split each decode step, the rest run
     # as pipeline stages (forward.tensor_parallel_width). Both depend on the
     # model's total size, the component and the fill only.
     fill = prior_variable("weight_memory_fraction", pr.weight_memory_fraction)
-    need = forward.bytes_per_weight(bits) * n_tot / mem
-    n_gpus = forward.smooth_max(need / fill, 1.0)
+    n_gpus = forward.smooth_max(forward.bytes_per_weight(bits) * n_tot / mem / fill, 1.0)
     width = forward.tensor_parallel_width(n_gpus, const.gpus_per_node)
-    # KV cache per token: a known model's published value, else the GQA fit
-    # (times the model's own multiplier for a model of unknown size).
-    kv_fit = forward.kv_bytes_per_token_estimate(active, coef=const.kv_bytes_coef)
-    if n_u:
-        log_kv = unknown_model_variable("log_kv_multiplier", hyp, design.unknown)
-        pos = design.unknown_pos
-        kv_fit = pt.set_subtensor(kv_fit[pos], kv_fit[pos] * pt.exp(log_kv))
-    has_kv = ~np.isnan(design.known_kv) & const.published_kv
-    kv_model = pm.Deterministic(
-        "kv_bytes_per_token",
-        pt.where(has_kv, np.nan_to_num(design.known_kv, nan=1.0), kv_fit),
-        dims="model",
-    )
-    kv = kv_model[em][:, None]
+    kv = _kv_per_token(design, hyp, sizes.active)[em][:, None]
     context = prior_variable("context_tokens", pr.context_tokens)
     mfu_decode = prior_variable("mfu_decode", pr.mfu_decode)
     # The batch a replica runs is capped by the memory its weights leave for KV cache.
-    b = batch_ek
+    b = setup.batch
     if const.kv_memory_cap:
         limit = forward.kv_batch_limit(
             n_gpus, mem, n_tot, bits, context_tokens=context, kv_bytes_per_token=kv
         ) * forward.pipeline_share(n_gpus, width)
-        b = forward.capped_batch(batch_ek, limit)
+        b = forward.capped_batch(setup.batch, limit)
     # A dense model reads all its weights at any batch: for models of known size
     # that is a constant, and the graph computes it only for the other epochs.
     known_n = np.nan_to_num(design.known_total, nan=1.0)[em][:, None]
@@ -523,30 +628,25 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
             forward.weights_touched(n_tot[rows], n_act[rows], b[rows]),
         )
     t_step = forward.decode_step_time(
-        n_tot,
-        n_act,
-        bits,
-        b,
-        context_tokens=context,
-        kv_bytes_per_token=kv,
-        n_gpus=width,
-        hbm_bytes_per_s=bw,
-        flops=flops,
-        mbu=mbu,
-        mfu=mfu_decode,
-        touched=touched,
-    )
+        n_tot, n_act, bits, b, context_tokens=context, kv_bytes_per_token=kv, n_gpus=width,
+        hbm_bytes_per_s=design.component_array("hbm_bytes_per_s")[None, :], flops=flops,
+        mbu=setup.mbu, mfu=mfu_decode, touched=touched,
+    )  # fmt: skip
     # Work in GPU-hours per 1M tokens (the cost at $1 per GPU-hour); the
     # pricing layer turns it into a price at the epoch's GPU-hour price.
-    log_work_out = pt.log(
-        forward.output_cost_per_mtok(t_step, b, n_gpus=width, usd_per_gpu_hour=1.0)
+    out = forward.output_cost_per_mtok(t_step, b, n_gpus=width, usd_per_gpu_hour=1.0)
+    inp = forward.input_cost_per_mtok(
+        n_act, flops=flops, mfu=setup.mfu_prefill, usd_per_gpu_hour=1.0
     )
-    log_work_in = pt.log(
-        forward.input_cost_per_mtok(n_act, flops=flops, mfu=mfu_prefill, usd_per_gpu_hour=1.0)
-    )
+    return _Decode(n_act, flops, width, b, t_step, pt.log(out), pt.log(inp))
+
+
+def _list_prices(design: Design, setup: _Setup, decode: _Decode):
+    """Modelled log list prices (output, input) and log GPU-hour price on the grid."""
+    terms = setup.pricing
     log_g = pricing.log_gpu_hour_at(
-        pt.log(gpu_hour)[design.component_hardware][None, :],
-        pricing_terms.trend,
+        pt.log(setup.gpu_hour)[design.component_hardware][None, :],
+        terms.trend,
         design.epoch_year[:, None],
     )
     ep = design.epoch_provider
@@ -554,54 +654,65 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
         pricing.log_list_price(
             log_work,
             log_g + markup[ep][:, None],
-            pricing_terms.elasticity[:, None],
-            pricing_terms.offset[:, None],
-            log_pivot=pricing_terms.log_pivot,
-            log_floor=pricing_terms.log_floor[ep][:, None],
+            terms.elasticity[:, None],
+            terms.offset[:, None],
+            log_pivot=terms.log_pivot,
+            log_floor=terms.log_floor[ep][:, None],
             xp=pt,
         )
-        for log_work, markup in ((log_work_out, mk_out), (log_work_in, mk_in))
+        for log_work, markup in (
+            (decode.log_work_out, setup.markup_out),
+            (decode.log_work_in, setup.markup_in),
+        )
     )
+    return mu_out, mu_in, log_g
+
+
+def _price_loglik(design: Design, setup: _Setup, mu_out, mu_in):
+    """Log-likelihood of each epoch's two prices on each component (masked epochs: 0)."""
     # Observations are data containers, so a compiled model can be refitted
     # to other (e.g. simulated) observations without compiling again.
     obs_out = pm.Data("obs_log_price_out", design.log_price_out, dims="epoch")
     obs_in = pm.Data("obs_log_price_in", design.log_price_in, dims="epoch")
     price_mask = pm.Data("price_mask", design.price_mask, dims="epoch")
-    loglik = price_mask[:, None] * (
-        _normal_logp(obs_out[:, None], mu_out, price_sigma)
-        + _normal_logp(obs_in[:, None], mu_in, price_sigma)
+    return price_mask[:, None] * (
+        _normal_logp(obs_out[:, None], mu_out, setup.price_sigma)
+        + _normal_logp(obs_in[:, None], mu_in, setup.price_sigma)
     )
 
-    speed_bias = speed_sigma = overhead = ttft_sigma = None
-    log_speed_mu = log_ttft_mu = None
-    ll_measure = pt.zeros((len(design.measure_epoch), len(design.component_labels)))
+
+def _measurements(design: Design, hyp: Hypothesis, setup: _Setup, decode: _Decode) -> _Measures:
+    """Speeds and first-token times: each measurement's log-likelihood on each component."""
+    pr, const = hyp.priors, hyp.constants
+    t_step = decode.t_step
+    speed = ttft = {}
+    ll = pt.zeros((len(design.measure_epoch), len(design.component_labels)))
     if len(design.speed_epoch):
-        speed_bias = prior_variable("speed_log_bias", pr.speed_log_bias)
-        speed_sigma = prior_variable("speed_sigma", pr.speed_sigma)
-        log_speed_mu = -pt.log(t_step[design.speed_epoch]) + speed_bias
-        obs_speed = pm.Data("obs_log_speed", design.log_speed, dims="speed_obs")
-        ll_speed = _normal_logp(obs_speed[:, None], log_speed_mu, speed_sigma)
-        ll_measure = pt.inc_subtensor(ll_measure[design.speed_measure], ll_speed)
+        bias = prior_variable("speed_log_bias", pr.speed_log_bias)
+        sigma = prior_variable("speed_sigma", pr.speed_sigma)
+        mu = -pt.log(t_step[design.speed_epoch]) + bias
+        obs = pm.Data("obs_log_speed", design.log_speed, dims="speed_obs")
+        ll = pt.inc_subtensor(ll[design.speed_measure], _normal_logp(obs[:, None], mu, sigma))
+        speed = {"log_speed_mu": mu, "speed_sigma": sigma}
     if len(design.ttft_epoch):
         overhead = prior_variable(
             "ttft_overhead_s", pr.ttft_overhead_s, dims="provider", size=len(design.providers)
         )
-        ttft_sigma = prior_variable("ttft_sigma", pr.ttft_sigma)
+        sigma = prior_variable("ttft_sigma", pr.ttft_sigma)
         te = design.ttft_epoch
         t_pre = forward.prefill_time(
-            n_act[te], const.ttft_input_tokens, n_gpus=width[te], flops=flops, mfu=mfu_prefill
-        )
+            decode.n_act[te], const.ttft_input_tokens, n_gpus=decode.width[te],
+            flops=decode.flops, mfu=setup.mfu_prefill,
+        )  # fmt: skip
         ov = overhead[design.epoch_provider[te]][:, None] if overhead.ndim else overhead
-        log_ttft_mu = pt.log(ov + t_pre + t_step[te])
-        obs_ttft = pm.Data("obs_log_ttft", design.log_ttft, dims="ttft_obs")
-        ll_ttft = _normal_logp(obs_ttft[:, None], log_ttft_mu, ttft_sigma)
-        ll_measure = pt.inc_subtensor(ll_measure[design.ttft_measure], ll_ttft)
+        mu = pt.log(ov + t_pre + t_step[te])
+        obs = pm.Data("obs_log_ttft", design.log_ttft, dims="ttft_obs")
+        ll = pt.inc_subtensor(ll[design.ttft_measure], _normal_logp(obs[:, None], mu, sigma))
+        ttft = {"log_ttft_mu": mu, "ttft_sigma": sigma}
     # Each measurement (the speeds and TTFTs of one epoch at one date) is served on
     # one component, which may differ from the epoch's: the hardware is drawn at
     # the measurement's own date given the one at the price date (a server is
-    # upgraded, never downgraded; design.hardware_transition). Its term in the
-    # epoch's component k is log sum_k' T[k, k'] p(measurement | k'), where k'
-    # uses that epoch's batch of component k'.
+    # upgraded, never downgraded; design.hardware_transition).
     log_transition = None
     if len(design.measure_epoch):
         log_transition = prior_data(
@@ -609,131 +720,133 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
             design.measure_log_transition,
             dims=("measurement", "component", "component"),
         )
+    return _Measures(ll, log_transition, **speed, **ttft)
+
+
+def _serving_likelihood(
+    design: Design, hyp: Hypothesis, loglik, measures: _Measures, log_g, decode: _Decode,
+    *, pointwise: bool,
+):  # fmt: skip
+    """Sum the serving component out of each epoch's likelihood; record the batch and
+    the components' posterior probabilities. Returns (prior log weights, posterior
+    component probabilities), both (E, K)."""
+    # A measurement's term in the epoch's component k is log sum_k' T[k, k']
+    # p(measurement | k'), where k' uses that epoch's batch of component k'.
+    if measures.log_transition is not None:
         ll_by_epoch_component = pm.math.logsumexp(
-            log_transition + ll_measure[:, None, :], axis=2
+            measures.log_transition + measures.ll[:, None, :], axis=2
         )
         loglik = pt.inc_subtensor(loglik[design.measure_epoch], ll_by_epoch_component)
-
     # The components' prior weights (precision, and the newer hardware's chance
     # at each date) are the hypothesis' values: data, like its priors.
-    log_weights = prior_data(
-        "prior.log_weights", design.log_weights, dims=("epoch", "component")
-    )
+    log_weights = prior_data("prior.log_weights", design.log_weights, dims=("epoch", "component"))
     joint = log_weights + loglik
     epoch_loglik = pm.math.logsumexp(joint, axis=1)
     post = pt.special.softmax(joint, axis=1)
     if len(design.statement_log_ratio):
         log_cost = pt.logaddexp(
-            np.log(pricing.INPUT_SHARE) + log_g + log_work_in,
-            np.log(1.0 - pricing.INPUT_SHARE) + log_g + log_work_out,
+            np.log(pricing.INPUT_SHARE) + log_g + decode.log_work_in,
+            np.log(1.0 - pricing.INPUT_SHARE) + log_g + decode.log_work_out,
         )
-        epoch_loglik, post = _cost_statements(
-            design, hyp, joint, log_cost, epoch_loglik, post
-        )
+        epoch_loglik, post = _cost_statements(design, hyp, joint, log_cost, epoch_loglik, post)
     pm.Potential("serving_loglik", epoch_loglik.sum())
     if pointwise:
         pm.Deterministic("loglik_serving", epoch_loglik, dims="epoch")
     # The batch of each epoch, averaged (in logs) over the components by their
     # posterior probability in this draw.
-    pm.Deterministic("batch", pt.exp((post * pt.log(b)).sum(axis=1)), dims="epoch")
-    n_bits = len(hyp.precision.bits)
-    pm.Deterministic(
-        "p_bits", post.reshape((n_e, n_bits, 2)).sum(axis=2), dims=("epoch", "bits")
-    )
+    pm.Deterministic("batch", pt.exp((post * pt.log(decode.batch)).sum(axis=1)), dims="epoch")
+    n_e, n_bits = design.n_epochs, len(hyp.precision.bits)
+    pm.Deterministic("p_bits", post.reshape((n_e, n_bits, 2)).sum(axis=2), dims=("epoch", "bits"))
     pm.Deterministic(
         "p_hardware", post.reshape((n_e, n_bits, 2)).sum(axis=1), dims=("epoch", "hardware")
     )
+    return log_weights, post
 
-    # --- quality against training compute -------------------------------
-    if len(design.mmlu_score):
-        slope = prior_variable("mmlu_slope", pr.mmlu_slope)
-        midpoint = prior_variable("mmlu_midpoint", pr.mmlu_midpoint)
-        known_c = np.nan_to_num(design.mmlu_known_log10_compute, nan=0.0)
-        latent = np.isnan(design.mmlu_known_log10_compute)
-        log10c = pt.as_tensor_variable(known_c)
-        if latent.any():
-            u_index = {pos: i for i, pos in enumerate(design.unknown_pos)}
-            rows = np.flatnonzero(latent)
-            ui = np.array([u_index[design.mmlu_model[r]] for r in rows])
-            c_u = pt.log10(forward.training_compute(frac * n_unknown, tokens))
-            log10c = pt.set_subtensor(log10c[rows], c_u[ui])
-        mmlu_mu = forward.mmlu_from_compute(log10c, slope, midpoint, xp=pt)
-        obs_mmlu = pm.Data("obs_mmlu", design.mmlu_score, dims="mmlu_obs")
-        pm.Normal(
-            "mmlu", mu=mmlu_mu, sigma=const.mmlu_sigma, observed=obs_mmlu, dims="mmlu_obs"
-        )
-        if pointwise:
-            pm.Deterministic(
-                "loglik_mmlu",
-                _normal_logp(obs_mmlu, mmlu_mu, const.mmlu_sigma),
-                dims="mmlu_obs",
-            )
 
-    # --- measured hidden size (optional evidence) -------------------------
-    if hyp.evidence.hidden_size and n_u and len(design.hidden_size):
-        ev = hyp.evidence
-        n_h = len(design.hidden_size)
-        log_depth = prior_variable("log_depth", pr.log_depth, dims="hidden_obs", size=n_h)
-        log_coef = prior_variable(
-            "log_params_per_layer_d2", pr.log_params_per_layer_d2, dims="hidden_obs", size=n_h
+def _quality(design: Design, hyp: Hypothesis, sizes: _Sizes, *, pointwise: bool) -> None:
+    """MMLU scores against training compute (latent for models of unknown size)."""
+    pr, const = hyp.priors, hyp.constants
+    slope = prior_variable("mmlu_slope", pr.mmlu_slope)
+    midpoint = prior_variable("mmlu_midpoint", pr.mmlu_midpoint)
+    known_c = np.nan_to_num(design.mmlu_known_log10_compute, nan=0.0)
+    latent = np.isnan(design.mmlu_known_log10_compute)
+    log10c = pt.as_tensor_variable(known_c)
+    if latent.any():
+        u_index = {pos: i for i, pos in enumerate(design.unknown_pos)}
+        rows = np.flatnonzero(latent)
+        ui = np.array([u_index[design.mmlu_model[r]] for r in rows])
+        c_u = pt.log10(forward.training_compute(sizes.frac * sizes.n_unknown, sizes.tokens))
+        log10c = pt.set_subtensor(log10c[rows], c_u[ui])
+    mmlu_mu = forward.mmlu_from_compute(log10c, slope, midpoint, xp=pt)
+    obs_mmlu = pm.Data("obs_mmlu", design.mmlu_score, dims="mmlu_obs")
+    pm.Normal("mmlu", mu=mmlu_mu, sigma=const.mmlu_sigma, observed=obs_mmlu, dims="mmlu_obs")
+    if pointwise:
+        pm.Deterministic(
+            "loglik_mmlu", _normal_logp(obs_mmlu, mmlu_mu, const.mmlu_sigma), dims="mmlu_obs"
         )
-        d = design.hidden_size
-        # Active parameters = coef * depth * d^2 + embedding and unembedding.
-        n_act_h = (frac * n_unknown)[design.hidden_unknown]
-        core = pt.maximum(n_act_h - 2.0 * ev.vocab_size * d, 1e6)
-        mu_d = 0.5 * (pt.log(core) - log_coef - log_depth)
-        pm.Normal(
-            "log_hidden_size",
-            mu=mu_d,
-            sigma=ev.hidden_size_log_sigma,
-            observed=np.log(d),
+
+
+def _hidden_size(design: Design, hyp: Hypothesis, sizes: _Sizes, *, pointwise: bool) -> None:
+    """A measured hidden size (optional evidence) through depth and parameters per layer."""
+    pr, ev = hyp.priors, hyp.evidence
+    n_h = len(design.hidden_size)
+    log_depth = prior_variable("log_depth", pr.log_depth, dims="hidden_obs", size=n_h)
+    log_coef = prior_variable(
+        "log_params_per_layer_d2", pr.log_params_per_layer_d2, dims="hidden_obs", size=n_h
+    )
+    d = design.hidden_size
+    # Active parameters = coef * depth * d^2 + embedding and unembedding.
+    n_act_h = (sizes.frac * sizes.n_unknown)[design.hidden_unknown]
+    core = pt.maximum(n_act_h - 2.0 * ev.vocab_size * d, 1e6)
+    mu_d = 0.5 * (pt.log(core) - log_coef - log_depth)
+    pm.Normal(
+        "log_hidden_size",
+        mu=mu_d,
+        sigma=ev.hidden_size_log_sigma,
+        observed=np.log(d),
+        dims="hidden_obs",
+    )
+    if pointwise:
+        pm.Deterministic(
+            "loglik_hidden",
+            _normal_logp(np.log(d), mu_d, ev.hidden_size_log_sigma),
             dims="hidden_obs",
         )
-        if pointwise:
-            pm.Deterministic(
-                "loglik_hidden",
-                _normal_logp(np.log(d), mu_d, ev.hidden_size_log_sigma),
-                dims="hidden_obs",
-            )
-
-    if predictive is not None:
-        probs = pt.exp(log_weights) if predictive == "prior" else post
-        probs = probs / probs.sum(axis=1, keepdims=True)
-        comp = pm.Categorical("serving_component", p=probs, dims="epoch")
-        rows = pt.arange(n_e)
-        pm.LogNormal("output_price", mu=mu_out[rows, comp], sigma=price_sigma, dims="epoch")
-        pm.LogNormal("input_price", mu=mu_in[rows, comp], sigma=price_sigma, dims="epoch")
-        if log_transition is not None:
-            # The measurement's component given the epoch's: its prior chance, and
-            # in the posterior also its measurements' likelihood.
-            step = log_transition[pt.arange(len(design.measure_epoch)), comp[design.measure_epoch]]
-            if predictive == "posterior":
-                step = step + ll_measure
-            mcomp = pm.Categorical(
-                "measure_component", p=pt.special.softmax(step, axis=1), dims="measurement"
-            )
-        if log_speed_mu is not None:
-            sc = mcomp[design.speed_measure]
-            pm.LogNormal(
-                "output_speed",
-                mu=log_speed_mu[pt.arange(len(design.speed_epoch)), sc],
-                sigma=speed_sigma,
-                dims="speed_obs",
-            )
-        if log_ttft_mu is not None:
-            tc = mcomp[design.ttft_measure]
-            pm.LogNormal(
-                "ttft",
-                mu=log_ttft_mu[pt.arange(len(design.ttft_epoch)), tc],
-                sigma=ttft_sigma,
-                dims="ttft_obs",
-            )
 
 
-#: Observed quantities and, for each, the predictive variable and design field.
-OBSERVATIONS = {
-    "output_price": "log_price_out",
-    "input_price": "log_price_in",
-    "output_speed": "log_speed",
-    "ttft": "log_ttft",
-}
+def _predictive(
+    design: Design, predictive: Predictive, probs, mu_out, mu_in, price_sigma, m: _Measures
+) -> None:
+    """Unobserved copies of the observations, on a serving component drawn with ``probs``
+    (its prior weights or its posterior probabilities), for predictive checks."""
+    n_e = design.n_epochs
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    comp = pm.Categorical("serving_component", p=probs, dims="epoch")
+    rows = pt.arange(n_e)
+    pm.LogNormal("output_price", mu=mu_out[rows, comp], sigma=price_sigma, dims="epoch")
+    pm.LogNormal("input_price", mu=mu_in[rows, comp], sigma=price_sigma, dims="epoch")
+    if m.log_transition is not None:
+        # The measurement's component given the epoch's: its prior chance, and
+        # in the posterior also its measurements' likelihood.
+        step = m.log_transition[pt.arange(len(design.measure_epoch)), comp[design.measure_epoch]]
+        if predictive == "posterior":
+            step = step + m.ll
+        mcomp = pm.Categorical(
+            "measure_component", p=pt.special.softmax(step, axis=1), dims="measurement"
+        )
+    if m.log_speed_mu is not None:
+        sc = mcomp[design.speed_measure]
+        pm.LogNormal(
+            "output_speed",
+            mu=m.log_speed_mu[pt.arange(len(design.speed_epoch)), sc],
+            sigma=m.speed_sigma,
+            dims="speed_obs",
+        )
+    if m.log_ttft_mu is not None:
+        tc = mcomp[design.ttft_measure]
+        pm.LogNormal(
+            "ttft",
+            mu=m.log_ttft_mu[pt.arange(len(design.ttft_epoch)), tc],
+            sigma=m.ttft_sigma,
+            dims="ttft_obs",
+        )
