@@ -43,7 +43,8 @@ def _files(folder: Path) -> dict[str, bytes]:
 def _one_error_line(result) -> str:
     assert result.exit_code == EXIT_INPUT, (result.output, result.exception)
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("llmsize: error: "), lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("llmsize: error: "), lines
     assert "Traceback" not in result.output
     return lines[0]
 
@@ -117,7 +118,8 @@ def test_load_and_report_from_python(tiny_infer_subprocess, tmp_path):
     )
     result = llmsize.report(tree, tmp_path / "a")
     assert result.out_dir == tmp_path / "a"
-    assert result.diagnostics.divergences >= 0 and result.headline
+    assert result.diagnostics.divergences >= 0
+    assert result.headline
     for page in ("README.md", "index.html"):
         assert filecmp.cmp(out / page, tmp_path / "a" / page, shallow=False), page
 
@@ -179,7 +181,8 @@ def test_report_refuses_other_data_and_altered_runs(tiny_infer_subprocess, tmp_p
     result = CliRunner().invoke(cli, ["report", posterior, "--out", str(keep), "--data",
                                       str(DATA_DIR)])  # fmt: skip
     line = _one_error_line(result)
-    assert f"{DATA_DIR}: not the data" in line and "--data" in line
+    assert f"{DATA_DIR}: not the data" in line
+    assert "--data" in line
     assert (keep / "summary.csv").read_text(encoding="utf-8") == "kept\n"
 
     tree = read_posterior(posterior)

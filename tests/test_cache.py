@@ -108,7 +108,8 @@ def test_prior_swap_reuses_the_compile_and_starts_at_the_new_support_point(tmp_p
     first = cache.compile_model(with_prior_data(0.0), cache_dir=tmp_path / "a")
     assert not first.from_cache
     swapped = cache.compile_model(with_prior_data(5.0), cache_dir=tmp_path / "a")
-    assert swapped.from_cache and swapped.cache_key == first.cache_key
+    assert swapped.from_cache
+    assert swapped.cache_key == first.cache_key
     cold = cache.compile_model(with_prior_data(5.0), cache_dir=tmp_path / "b")
     assert not cold.from_cache
     for seed in (0, 7):

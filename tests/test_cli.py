@@ -257,7 +257,8 @@ def test_provenance_names_versions_and_commit(tiny_infer_subprocess):
         assert tree.attrs["git_dirty"] == diag["git_dirty"]
         assert diag["git_dirty"] in {"true", "false"}
     summary = (out / "summary.csv").read_text(encoding="utf-8")
-    assert "git" not in summary and "version" not in summary
+    assert "git" not in summary
+    assert "version" not in summary
 
 
 def test_pointwise_log_likelihood_and_prior_sensitivity(tiny_infer_subprocess):
@@ -279,7 +280,8 @@ def test_pointwise_log_likelihood_and_prior_sensitivity(tiny_infer_subprocess):
     x = tree["posterior"]["log_markup_in_mu"].values
     by_hand = -0.5 * ((x - mu) / sigma) ** 2 - np.log(sigma * np.sqrt(2 * np.pi))
     np.testing.assert_allclose(lp["log_markup_in_mu"].values, by_hand, atol=1e-7)
-    sens = list(csv.DictReader((out / "psense.csv").open(encoding="utf-8")))
+    with (out / "psense.csv").open(encoding="utf-8") as f:
+        sens = list(csv.DictReader(f))
     assert {(r["quantity"], r["model"]) for r in sens} == {
         (q, m)
         for q in ("params_total_b", "params_active_b", "tokens_t")
@@ -543,26 +545,30 @@ def test_signal_during_a_run_keeps_the_previous_report(
     out.mkdir()
     (out / "summary.csv").write_text("the previous report\n", encoding="utf-8")
     before = snapshot(out)
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "llmsize", "infer", *TINY_ARGS, *extra_args, "--out", str(out)],
         stderr=subprocess.PIPE,
         text=True,
         env={**subprocess_env(), "LLMSIZE_CACHE_DIR": str(cache_dir)},
-    )
-    # Wait for the log line of the phase to interrupt (the handlers are installed by then).
-    deadline = time.monotonic() + 300
-    for line in proc.stderr:
-        if after in line or time.monotonic() > deadline:
-            break
-    time.sleep(delay)
-    start = time.monotonic()
-    proc.send_signal(getattr(signal, signame))
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=120) == 130
-    assert time.monotonic() - start < 60
-    assert "interrupted; the previous report is unchanged" in rest
-    assert "Traceback" not in rest
-    assert snapshot(out) == before
+    ) as proc:
+        try:
+            # Wait for the log line of the phase to interrupt (the handlers are installed by then).
+            deadline = time.monotonic() + 300
+            for line in proc.stderr:
+                if after in line or time.monotonic() > deadline:
+                    break
+            time.sleep(delay)
+            start = time.monotonic()
+            proc.send_signal(getattr(signal, signame))
+            rest = proc.stderr.read()
+            assert proc.wait(timeout=120) == 130
+            assert time.monotonic() - start < 60
+            assert "interrupted; the previous report is unchanged" in rest
+            assert "Traceback" not in rest
+            assert snapshot(out) == before
+        finally:
+            if proc.poll() is None:  # a failed check: stop the run before closing
+                proc.kill()
     # No staging folder is left beside the report.
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
 

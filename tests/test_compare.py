@@ -62,7 +62,8 @@ def test_evidence_table_bayes_factors_and_flags():
     notes = t.loc["unmixed", "notes"]
     assert "not reweighted: another model structure" in notes
     assert not np.isfinite(t.loc["unmixed", "log_bf_reweighted"])
-    assert "R-hat 1.050 > 1.01" in notes and "bulk ESS 120 < 400" in notes
+    assert "R-hat 1.050 > 1.01" in notes
+    assert "bulk ESS 120 < 400" in notes
     assert "R-hat" not in t.loc["ref", "notes"]
     # No estimator of a structural hypothesis' marginal likelihood is left in the table.
     assert not [c for c in t.columns if "smc" in c or "bridge" in c]
@@ -271,5 +272,6 @@ def test_too_few_draws_in_a_sampler_table_is_refused_before_any_fit(tmp_path):
          "--out", str(tmp_path / "out")],
     )  # fmt: skip
     assert res.exit_code == EXIT_INPUT, res.output
-    assert "short.toml" in res.output and "PSIS-LOO needs at least 25" in res.output
+    assert "short.toml" in res.output
+    assert "PSIS-LOO needs at least 25" in res.output
     assert not (tmp_path / "out").exists()

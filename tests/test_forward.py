@@ -414,7 +414,13 @@ def test_kv_batch_limit_and_cap_by_hand():
 
 def test_serving_prediction_caps_the_batch():
     acc = forward.Accelerator("A100-80GB", 2.039e12, 312e12, None, 80e9)
-    kw = dict(usd_per_gpu_hour=2.0, mbu=0.7, mfu_decode=0.3, mfu_prefill=0.5, context_tokens=1024)
+    kw = {
+        "usd_per_gpu_hour": 2.0,
+        "mbu": 0.7,
+        "mfu_decode": 0.3,
+        "mfu_prefill": 0.5,
+        "context_tokens": 1024,
+    }
     # davinci's multi-head KV cache (4.7 MB per token) at a batch of 512 does not fit
     # on the 8.75 A100s its weights need at a fill of half: the batch is capped. The
     # replica is more than one node (8), so its memory is shared by the batches of

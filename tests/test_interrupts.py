@@ -57,24 +57,30 @@ def test_second_interrupt_while_writing_still_exits_130(tmp_path, signals):
     out.mkdir()
     (out / "summary.csv").write_bytes(b"the previous report\n")
     before = _files(out)
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", SLOW_WRITER, str(out)],
         stderr=subprocess.PIPE,
         text=True,
         env=subprocess_env(),
-    )
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".report.*.partial")):  # writing has begun
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    time.sleep(0.2)
-    for name in signals:
-        proc.send_signal(getattr(signal, name))
-        time.sleep(0.01)
-    assert proc.wait(timeout=60) == 130
-    err = proc.stderr.read()
-    assert err.splitlines() == ["llmsize: interrupted; the previous report is unchanged"], err
+    ) as proc:
+        try:
+            deadline = time.monotonic() + 60
+            while not list(tmp_path.glob(".report.*.partial")):  # writing has begun
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            time.sleep(0.2)
+            for name in signals:
+                proc.send_signal(getattr(signal, name))
+                time.sleep(0.01)
+            assert proc.wait(timeout=60) == 130
+            err = proc.stderr.read()
+            assert err.splitlines() == ["llmsize: interrupted; the previous report is unchanged"], (
+                err
+            )
+        finally:
+            if proc.poll() is None:  # a failed check: stop the run before closing
+                proc.kill()
     assert _files(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
 

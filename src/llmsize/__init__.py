@@ -37,7 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _override_list(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
     """``{"sampler.draws": 100, "mbu.alpha": 4.0}`` (or ``["sampler.draws=100"]``) as
-    the ``KEY=VALUE`` strings of ``--set``; a string value is written as a TOML string."""
+    the ``KEY=VALUE`` strings of ``--set``; a string value is written as a TOML string.
+    """
     import json
 
     if overrides is None:
@@ -85,7 +86,7 @@ def infer(
     from llmsize.inputs.bundled import default_data_dir, default_hypothesis
     from llmsize.pipeline import fit_only, run_inference
 
-    args = {
+    args: dict[str, Any] = {
         "data_dir": Path(data) if data is not None else default_data_dir(),
         "hypothesis_path": Path(hypothesis) if hypothesis is not None else default_hypothesis(),
         "draws": draws,
@@ -96,7 +97,12 @@ def infer(
         "cores": cores,
         "progress": progress,
     }
-    shown = {"hypothesis": hypothesis, "data": data, "overrides": overrides, "out": out}
+    shown: dict[str, Any] = {
+        "hypothesis": hypothesis,
+        "data": data,
+        "overrides": overrides,
+        "out": out,
+    }
     shown |= {"draws": draws, "tune": tune, "chains": chains, "seed": seed}
     command = _command("infer", shown)
     if out is None:
@@ -177,7 +183,11 @@ def compare(
         draws=draws, tune=tune, chains=chains, seed=seed, progress=progress,
         **({} if cores is None else {"cores": cores}),
     )  # fmt: skip
-    shown = {"hypotheses": [str(p) for p in paths], "data": data, "overrides": overrides}
+    shown: dict[str, Any] = {
+        "hypotheses": [str(p) for p in paths],
+        "data": data,
+        "overrides": overrides,
+    }
     shown |= {"out": out, "reference": reference, "draws": draws, "tune": tune}
     return run(
         paths,
@@ -190,7 +200,7 @@ def compare(
     )
 
 
-def calibrate(
+def calibrate(  # noqa: PLR0913 (one keyword per option of `llmsize calibrate`)
     hypothesis: str | Path | None = None,
     data: str | Path | None = None,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,

@@ -102,7 +102,8 @@ def system_error(exc: OSError) -> str:
 def _bundled_default(fallback):
     """A callback that replaces an option's default, when it is not in the working
     folder, by the bundled copy (:mod:`llmsize.inputs.bundled`): ``llmsize infer``
-    runs in any folder. A value the user gives is kept as given."""
+    runs in any folder. A value the user gives is kept as given.
+    """
 
     def callback(ctx: click.Context, param: click.Parameter, value):
         if ctx.get_parameter_source(param.name) is click.core.ParameterSource.DEFAULT:
@@ -185,8 +186,8 @@ def cli() -> None:
 @click.option("--strict", is_flag=True, help="Exit with status 3 when a diagnostic fails.")
 @CORES_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="Only errors (and no progress bar).")
-def infer(
-    data_dir, hypothesis, out_dir, draws, tune, chains, seed, overrides, strict, cores, quiet
+def infer(  # click passes one keyword per option
+    *, data_dir, hypothesis, out_dir, draws, tune, chains, seed, overrides, strict, cores, quiet
 ) -> None:
     """Fit the model to the data and write the report.
 
@@ -197,7 +198,7 @@ def infer(
 
     start = time.perf_counter()
     ctx = click.get_current_context()
-    command = " ".join(shlex.quote(a) for a in ["llmsize", ctx.info_name, *_given_args(ctx)])
+    command = " ".join(shlex.quote(a) for a in ["llmsize", str(ctx.info_name), *_given_args(ctx)])
     result = run_inference(
         data_dir=data_dir,
         hypothesis_path=hypothesis,
@@ -356,7 +357,8 @@ def validate(data_dir, hypothesis, overrides) -> None:
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def calibrate(
+def calibrate(  # noqa: PLR0913 (click passes one keyword per option)
+    *,
     data_dir,
     hypothesis,
     out_dir,
@@ -473,7 +475,8 @@ def calibrate(
 )
 @CORES_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="Only errors (and no progress bar).")
-def compare(
+def compare(  # click passes one keyword per option
+    *,
     files,
     data_dir,
     out_dir,
@@ -499,7 +502,7 @@ def compare(
 
     start = time.perf_counter()
     ctx = click.get_current_context()
-    command = " ".join(shlex.quote(a) for a in ["llmsize", ctx.info_name, *_given_args(ctx)])
+    command = " ".join(shlex.quote(a) for a in ["llmsize", str(ctx.info_name), *_given_args(ctx)])
     settings = CompareSettings(
         draws=draws,
         tune=tune,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 
 def one_line(text: str) -> str:
-    """``text`` with line breaks and other unprintable characters escaped, as in repr.
+    r"""``text`` with line breaks and other unprintable characters escaped, as in repr.
 
-    Every character ``str.splitlines`` breaks at (``\\n``, ``\\r``, ``\\x85``,
-    ``\\u2028``...) is unprintable, so the result is always one line.
+    Every character ``str.splitlines`` breaks at (``\n``, ``\r``, ``\x85``,
+    ``\u2028``...) is unprintable, so the result is always one line.
     """
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 

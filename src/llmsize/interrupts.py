@@ -70,7 +70,8 @@ def ignore_interrupts() -> None:
 
 def install() -> None:
     """Set up a command-line run: :func:`on_interrupt` for SIGINT and SIGTERM, and no
-    traceback for an interrupt Python drops in a finalizer (it is remembered instead)."""
+    traceback for an interrupt Python drops in a finalizer (it is remembered instead).
+    """
     import sys
 
     signal.signal(signal.SIGINT, on_interrupt)
@@ -86,7 +87,8 @@ def install() -> None:
 
 def worker_init(parent: int) -> None:
     """Initializer of a worker process of the run: SIGINT ignored (the run handles
-    interrupts), and the worker ended with process ``parent`` (:func:`exit_with_parent`)."""
+    interrupts), and the worker ended with process ``parent`` (:func:`exit_with_parent`).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(
         target=exit_with_parent, args=(parent,), name="llmsize-exit-with-parent", daemon=True

@@ -208,7 +208,8 @@ def run_attributes(
 ) -> dict[str, str]:
     """What made a run (:func:`llmsize.outputs.io.provenance`, and the command that asked for
     it): the attributes of its DataTree's root, written into ``posterior.nc``, from
-    which :func:`render_report` rebuilds the report."""
+    which :func:`render_report` rebuilds the report.
+    """
     return {
         **io.provenance(
             hypothesis=hyp.to_dict(),
@@ -243,7 +244,8 @@ def fit_only(
     progress: bool = False,
 ):
     """Check the inputs (:func:`~llmsize.inputs.checks.load_inputs`), fit, and return the
-    run's DataTree with :func:`run_attributes` on its root; no report is written."""
+    run's DataTree with :func:`run_attributes` on its root; no report is written.
+    """
     hyp, data, design, settings = _inputs_and_settings(
         data_dir=data_dir, hypothesis_path=hypothesis_path, draws=draws, tune=tune,
         chains=chains, seed=seed, overrides=overrides, cores=cores,
@@ -330,7 +332,8 @@ def render_report(tree, out_dir: Path, *, data_dir: Path | None = None, source: 
 @contextlib.contextmanager
 def _writer_thread():
     """A thread for the posterior's netCDF file, joined with SIGINT and SIGTERM held:
-    a second Ctrl-C must not leave it writing while the process exits."""
+    a second Ctrl-C must not leave it writing while the process exits.
+    """
     pool = ThreadPoolExecutor(max_workers=1)
     try:
         yield pool
@@ -342,7 +345,8 @@ def _writer_thread():
 def _calibration_metrics(calib_dir: Path, hyp: Hypothesis, data: Dataset):
     """``metrics.csv`` of the calibration beside the report, if it was made with this
     hypothesis, data and model code; ``None`` (with a warning) if not, or if it cannot be read:
-    after the fit, a damaged calibration folder costs the report a section, not the run."""
+    after the fit, a damaged calibration folder costs the report a section, not the run.
+    """
     import json
 
     import pandas as pd

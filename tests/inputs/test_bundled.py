@@ -232,6 +232,7 @@ def test_installed_wheel_runs_infer_outside_the_clone(tmp_path):
     assert diag["hypothesis_name"] == "default"
     assert json.loads(diag["sampler_settings"])["draws"] == 200
     # Installed from a wheel, llmsize runs from no clone: versions, but no commit.
-    assert diag["pymc_version"] and diag["python_version"]
+    assert diag["pymc_version"]
+    assert diag["python_version"]
     assert "git_commit" not in diag
     assert sorted(os.listdir(work)) == ["reports"]

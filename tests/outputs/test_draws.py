@@ -30,7 +30,7 @@ def test_thinning_step_by_hand(chains, draws, limit, step):
 
 
 def test_thinning_step_refuses_an_empty_posterior():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one chain and one draw"):
         thinning_step(0, 10)
 
 
@@ -66,7 +66,8 @@ def test_thinned_draws_keep_each_chain_in_order(tiny_infer_subprocess, tiny_desi
     _, out = tiny_infer_subprocess
     tree = read_posterior(out / "posterior.nc")
     thin = thinned_draws(tree, tiny_design, max_draws=20)
-    assert thin.sizes["chain"] == 2 and thin.sizes["draw"] == 10
+    assert thin.sizes["chain"] == 2
+    assert thin.sizes["draw"] == 10
     np.testing.assert_array_equal(thin["draw"].values, np.arange(0, 100, 10))
 
 

@@ -179,7 +179,7 @@ def _array_digest(value) -> str:
     return f"array[{arr.dtype.str}{list(arr.shape)}]{digest}"
 
 
-def _describe(value) -> str:
+def _describe(value) -> str:  # noqa: PLR0911 (one return per kind of value described)
     """A text that names ``value`` the same way in every process (op properties, constants)."""
     from pytensor.graph.op import Op
 
@@ -656,7 +656,7 @@ def _callbacks(source: str, inner_logp, inner_expand, folder: Path | None):
 def initial_point_function(
     base: np.ndarray, jitter: list[tuple[int, int, int]], n_streams: int
 ) -> Callable:
-    """nutpie's initial point: the transformed support point plus U(-1, 1) jitter.
+    """Nutpie's initial point: the transformed support point plus U(-1, 1) jitter.
 
     Parameters
     ----------
@@ -971,7 +971,8 @@ def _load(model, outputs, entry: Path, key: str):
 
 def prune(root: Path, keep: int = MAX_ENTRIES) -> None:
     """Remove all but the ``keep`` most recently used entries under ``root/compiled``,
-    and staging folders that a dead process left behind."""
+    and staging folders that a dead process left behind.
+    """
     import time
 
     folder = Path(root) / "compiled"

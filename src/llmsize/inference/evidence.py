@@ -54,11 +54,12 @@ class ReweightedEvidence:
 
     @property
     def reliable(self) -> bool:
+        """Whether the estimate can be used: finite, with Pareto k at most :data:`K_MAX`."""
         return bool(np.isfinite(self.log_bf) and self.pareto_k <= K_MAX)
 
 
 def reweighted_log_bf(log_ratio: xr.DataArray) -> ReweightedEvidence:
-    """log B_10 from the log prior ratio :math:`\\log p_1 - \\log p_0` at each reference draw.
+    r"""Log B_10 from the log prior ratio :math:`\log p_1 - \log p_0` at each reference draw.
 
     Parameters
     ----------

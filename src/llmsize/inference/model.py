@@ -149,7 +149,8 @@ def unknown_model_variable(name: str, hyp: Hypothesis, models: list[str]):
     ``[priors]``. The hypothesis validator ensures one distribution for all.
 
     The parameters are one value per model in data containers, whether or not
-    ``[model_priors]`` sets any, so a per-model prior swaps without compiling."""
+    ``[model_priors]`` sets any, so a per-model prior swaps without compiling.
+    """
     specs = [hyp.prior_for(name, m) for m in models]
     first = specs[0]
     if isinstance(first, ConstantPrior):
@@ -256,7 +257,8 @@ def _markup_values(design: Design, hyp: Hypothesis) -> _MarkupValues:
     """Values of the hypothesis (GPU-hour prices moved along the prior's trend, the
     prior chance of the newer hardware, the priors' centres that start the
     reparameterised variables), as data containers like the priors' parameters
-    (:func:`prior_data`)."""
+    (:func:`prior_data`).
+    """
     pr = hyp.priors
     sigma_g = prior_data("prior.usd_per_gpu_hour_sigma", hyp.hardware.usd_per_gpu_hour_sigma)
     mu_g_value = np.asarray(design.log_gpu_hour_mu, dtype=np.float64)
@@ -285,7 +287,8 @@ def _markup_values(design: Design, hyp: Hypothesis) -> _MarkupValues:
 
 def _provider_markups(hyp: Hypothesis, v: _MarkupValues, mk_out_mu, log_g_provider, mfu_prefill):
     """The input markup's mean and each provider's output and input log markup, sampled
-    as billed levels (see :func:`_markups`)."""
+    as billed levels (see :func:`_markups`).
+    """
     pr = hyp.priors
     log_mfu = pt.log(mfu_prefill)
     spec = pr.log_markup_in_mu
@@ -382,7 +385,7 @@ def _pricing(design: Design, hyp: Hypothesis) -> PricingTerms:
     )
 
 
-def _cost_statements(design: Design, hyp: Hypothesis, joint, log_cost, epoch_loglik, post):
+def _cost_statements(design: Design, hyp: Hypothesis, joint, log_cost, epoch_loglik, post):  # noqa: PLR0917 (keyword-only with the next calibration rerun)
     r"""Add a provider's stated serving-cost ratios to the serving likelihood.
 
     A statement ties two epochs: the modelled blended serving cost (GPU-hours
@@ -459,7 +462,8 @@ def build_model(
 @dataclass(frozen=True)
 class _Sizes:
     """Each model's total and active parameters (known, or latent for the unknown
-    models, whose fraction, size and training tokens are kept for the quality terms)."""
+    models, whose fraction, size and training tokens are kept for the quality terms).
+    """
 
     total: object  # (M,) parameters
     active: object  # (M,)
@@ -509,7 +513,8 @@ class _Measures:
 
 def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise: bool) -> None:
     """The variables of :func:`build_model`, added to the model being built, step by step
-    (the order of the steps is the order of the model's variables)."""
+    (the order of the steps is the order of the model's variables).
+    """
     sizes = _sizes(design, hyp)
     setup = _serving_setup(design, hyp)
     decode = _decode(design, hyp, sizes, setup)
@@ -576,7 +581,8 @@ def _serving_setup(design: Design, hyp: Hypothesis) -> _Setup:
 
 def _kv_per_token(design: Design, hyp: Hypothesis, active) -> object:
     """KV cache per token of each model: a known model's published value, else the
-    GQA fit (times the model's own multiplier for a model of unknown size)."""
+    GQA fit (times the model's own multiplier for a model of unknown size).
+    """
     const = hyp.constants
     kv_fit = forward.kv_bytes_per_token_estimate(active, coef=const.kv_bytes_coef)
     if len(design.unknown):
@@ -723,13 +729,14 @@ def _measurements(design: Design, hyp: Hypothesis, setup: _Setup, decode: _Decod
     return _Measures(ll, log_transition, **speed, **ttft)
 
 
-def _serving_likelihood(
+def _serving_likelihood(  # noqa: PLR0917 (keyword-only with the next calibration rerun)
     design: Design, hyp: Hypothesis, loglik, measures: _Measures, log_g, decode: _Decode,
     *, pointwise: bool,
 ):  # fmt: skip
     """Sum the serving component out of each epoch's likelihood; record the batch and
     the components' posterior probabilities. Returns (prior log weights, posterior
-    component probabilities), both (E, K)."""
+    component probabilities), both (E, K).
+    """
     # A measurement's term in the epoch's component k is log sum_k' T[k, k']
     # p(measurement | k'), where k' uses that epoch's batch of component k'.
     if measures.log_transition is not None:
@@ -814,11 +821,12 @@ def _hidden_size(design: Design, hyp: Hypothesis, sizes: _Sizes, *, pointwise: b
         )
 
 
-def _predictive(
+def _predictive(  # noqa: PLR0917 (keyword-only with the next calibration rerun)
     design: Design, predictive: Predictive, probs, mu_out, mu_in, price_sigma, m: _Measures
 ) -> None:
     """Unobserved copies of the observations, on a serving component drawn with ``probs``
-    (its prior weights or its posterior probabilities), for predictive checks."""
+    (its prior weights or its posterior probabilities), for predictive checks.
+    """
     n_e = design.n_epochs
     probs = probs / probs.sum(axis=1, keepdims=True)
     comp = pm.Categorical("serving_component", p=probs, dims="epoch")

@@ -72,7 +72,8 @@ def bundled_models_dir() -> Path | None:
 
 def default_data_dir() -> Path:
     """``data`` if the working folder has it, else the bundled copy (else ``data``,
-    whose absence :func:`llmsize.inputs.data.load_dataset` reports)."""
+    whose absence :func:`llmsize.inputs.data.load_dataset` reports).
+    """
     if DATA_DIR.is_dir():
         return DATA_DIR
     bundled = bundled_data_dir()
@@ -81,7 +82,8 @@ def default_data_dir() -> Path:
 
 def default_hypothesis() -> Path:
     """``models/default.toml`` if the working folder has it, else the bundled copy
-    (else ``models/default.toml``, whose absence the hypothesis loader reports)."""
+    (else ``models/default.toml``, whose absence the hypothesis loader reports).
+    """
     if DEFAULT_HYPOTHESIS.is_file():
         return DEFAULT_HYPOTHESIS
     models = bundled_models_dir()

@@ -82,41 +82,55 @@ class _Strict(BaseModel):
 
 
 class NormalPrior(_Strict):
+    """A normal prior, ``Normal(mu, sigma)``."""
+
     distribution: Literal["Normal"]
     mu: _Param
     sigma: _Scale
 
     def logpdf(self, x):
+        """Log density at ``x`` (scipy), as the prior-sensitivity checks evaluate it."""
         return stats.norm.logpdf(x, self.mu, self.sigma)
 
 
 class HalfNormalPrior(_Strict):
+    """A half-normal prior on the positive reals, ``HalfNormal(sigma)``."""
+
     distribution: Literal["HalfNormal"]
     sigma: _Scale
 
     def logpdf(self, x):
+        """Log density at ``x`` (scipy), as the prior-sensitivity checks evaluate it."""
         return stats.halfnorm.logpdf(x, scale=self.sigma)
 
 
 class LogNormalPrior(_Strict):
+    """A log-normal prior: the log of the quantity is ``Normal(mu, sigma)``."""
+
     distribution: Literal["LogNormal"]
     mu: _Param
     sigma: _Scale
 
     def logpdf(self, x):
+        """Log density at ``x`` (scipy), as the prior-sensitivity checks evaluate it."""
         return stats.lognorm.logpdf(x, self.sigma, scale=math.exp(self.mu))
 
 
 class BetaPrior(_Strict):
+    """A beta prior on (0, 1), ``Beta(alpha, beta)``."""
+
     distribution: Literal["Beta"]
     alpha: _Scale
     beta: _Scale
 
     def logpdf(self, x):
+        """Log density at ``x`` (scipy), as the prior-sensitivity checks evaluate it."""
         return stats.beta.logpdf(x, self.alpha, self.beta)
 
 
 class TruncatedNormalPrior(_Strict):
+    """A normal prior cut to ``[lower, upper]`` (either bound may be open)."""
+
     distribution: Literal["TruncatedNormal"]
     mu: _Param
     sigma: _Scale
@@ -134,6 +148,7 @@ class TruncatedNormalPrior(_Strict):
         return self
 
     def logpdf(self, x):
+        """Log density at ``x`` (scipy), as the prior-sensitivity checks evaluate it."""
         lo = -math.inf if self.lower is None else (self.lower - self.mu) / self.sigma
         hi = math.inf if self.upper is None else (self.upper - self.mu) / self.sigma
         return stats.truncnorm.logpdf(x, lo, hi, loc=self.mu, scale=self.sigma)
@@ -159,7 +174,8 @@ Prior = Annotated[
 
 def prior_centre(spec) -> float:
     """A central value of a prior: its mean (Normal, Beta), median (LogNormal),
-    scale (HalfNormal), clipped mean (TruncatedNormal), or the constant's value."""
+    scale (HalfNormal), clipped mean (TruncatedNormal), or the constant's value.
+    """
     if isinstance(spec, ConstantPrior):
         return spec.value
     if isinstance(spec, LogNormalPrior):
@@ -369,7 +385,7 @@ def _support(spec) -> tuple[float, float]:
     return lower, upper
 
 
-def check_prior(name: str, spec) -> str | None:
+def check_prior(name: str, spec) -> str | None:  # noqa: PLR0911 (one return per kind of invalid prior)
     """Why prior ``spec`` cannot be the prior of quantity ``name`` (``None``: it can).
 
     Checks, against :data:`PRIOR_RANGES`: a ``Constant`` inside the valid range and
@@ -673,7 +689,8 @@ class Sampler(_Strict):
 def check_whole_number(option: str, value: Any, low: int, high: int, why: str = "") -> None:
     """Refuse ``value`` of command-line option ``option`` unless it is a whole
     number from ``low`` to ``high``: one :class:`HypothesisError` naming the option
-    (``--seed: must be a whole number from 0 to 4294967295, got -1``)."""
+    (``--seed: must be a whole number from 0 to 4294967295, got -1``).
+    """
     whole = isinstance(value, int) and not isinstance(value, bool)
     if not whole or not low <= value <= high:
         raise HypothesisError(
@@ -756,7 +773,8 @@ class Hypothesis(_Strict):
 
     def model_digest(self) -> str:
         """sha256 of what defines the statistical model: everything but the
-        name, description and sampler settings."""
+        name, description and sampler settings.
+        """
         d = self.to_dict()
         for key in ("name", "description", "sampler"):
             d.pop(key, None)
@@ -855,7 +873,7 @@ def _hint(word: str, options: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _explain(err: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:
+def _explain(err: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:  # noqa: PLR0911 (one return per kind of validation error)
     """Turn one pydantic error into (dotted location, message) with hints."""
     loc = [str(p) for p in err["loc"] if not str(p).endswith("Prior")]
     # pydantic puts the union tag into the location; drop it.

@@ -39,6 +39,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,7 +72,7 @@ class PricePoints:
 
     def __init__(self, tree: xr.DataTree, design: Design, hyp: Hypothesis, max_draws: int):
         post = tree["posterior"].to_dataset()
-        comp = _flat(tree["posterior_predictive"]["serving_component"])
+        comp = _flat(tree["posterior_predictive"].to_dataset()["serving_component"])
         n = comp.shape[0]
         self.idx = np.unique(np.linspace(0, n - 1, min(n, max_draws)).round().astype(int))
         take = lambda a: np.asarray(a)[self.idx]  # noqa: E731
@@ -199,22 +200,23 @@ def shapley(value, players: Sequence[str]) -> dict[str, np.ndarray]:
         for r in range(n + 1)
         for s in itertools.combinations(players, r)
     }
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for i in players:
         others = [p for p in players if p != i]
-        phi = 0.0
+        phi: Any = 0.0
         for r in range(n):
             w = math.factorial(r) * math.factorial(n - r - 1) / math.factorial(n)
             for s in itertools.combinations(others, r):
-                s = frozenset(s)
-                phi = phi + w * (cache[s | {i}] - cache[s])
+                coalition = frozenset(s)
+                phi = phi + w * (cache[coalition | {i}] - cache[coalition])
         out[i] = phi
     return out
 
 
 def cut_contributions(points: PricePoints, cut: PriceCut) -> dict[str, np.ndarray]:
     """Per-draw log-price contributions of each factor group to one cut, plus
-    ``modelled`` (their sum) and ``noise`` (observed change minus modelled)."""
+    ``modelled`` (their sum) and ``noise`` (observed change minus modelled).
+    """
     old, new = points.state(cut.before), points.state(cut.after)
 
     def value(switched: frozenset) -> np.ndarray:

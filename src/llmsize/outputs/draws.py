@@ -89,7 +89,8 @@ def thinned_draws(tree: xr.DataTree, design: Design, max_draws: int = MAX_DRAWS)
 def write_draws(draws: xr.Dataset, path: Path, attrs: dict[str, str]) -> None:
     """Write ``draws`` to ``path`` as netCDF (h5netcdf, zlib level 6), with ``attrs``
     (the run's provenance) added to its own, all but the time of the run: the file is
-    committed, and a rerun of the same commit and seed must leave it byte for byte."""
+    committed, and a rerun of the same commit and seed must leave it byte for byte.
+    """
     draws = draws.copy()
     draws.attrs = {**{k: v for k, v in attrs.items() if k != "created_at"}, **draws.attrs}
     encoding = {name: {"zlib": True, "complevel": 6, "shuffle": True} for name in draws.data_vars}

@@ -39,6 +39,7 @@ class SizeClaim:
     source: str
 
     def applies_to(self, model: str) -> bool:
+        """Whether the claim is about ``model`` (its name matches the claim's pattern)."""
         return fnmatchcase(model, self.pattern)
 
 
@@ -57,6 +58,7 @@ class PriceCut:
 
     @property
     def label(self) -> str:
+        """The cut as the pages name it: model and dates, or one model's two dates."""
         if self.from_model == self.to_model:
             return f"{self.to_model}: {self.from_date} to {self.to_date}"
         return f"{self.from_model} ({self.from_date}) to {self.to_model} ({self.to_date})"

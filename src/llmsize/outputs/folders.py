@@ -60,7 +60,8 @@ STALE_AFTER_S = 5.0
 
 def holds_output(names: Iterable[str]) -> bool:
     """Whether a folder holding ``names`` is one llmsize wrote (a report, a comparison,
-    a calibration, or a calibration's first fits)."""
+    a calibration, or a calibration's first fits).
+    """
     return any(n in REPORT_MARKERS or n.startswith(RESUME_PREFIXES) for n in names)
 
 
@@ -151,37 +152,51 @@ def check_output_dir(
 
 def _check_writable(shown: str, target: Path, *, replaces: bool) -> None:
     """The file-system half of :func:`check_output_dir` (see there)."""
-    try:
-        info: os.stat_result | None = os.stat(target)
-    except (FileNotFoundError, NotADirectoryError):
-        info = None
-    except OSError as exc:
-        if exc.errno != errno.ENAMETOOLONG:  # a name too long is explained below
-            raise _refuse(shown, f"cannot use the output folder: {exc.strerror or exc}") from None
-        info = None
-    if info is not None and not stat.S_ISDIR(info.st_mode):
-        raise _refuse(shown, "exists and is not a folder; choose another --out")
-    if info is not None:
-        try:
-            names = os.listdir(target)
-        except OSError as exc:
-            raise _refuse(shown, f"cannot list the output folder: {exc.strerror}") from None
-        if names and not holds_output(names):
-            how = "replaces its folder whole" if replaces else "writes its files into it"
-            raise _refuse(
-                shown,
-                "exists, is not empty and holds no output of llmsize's (no "
-                f"{', '.join(REPORT_MARKERS[:3])}...); a run {how}: choose another --out, "
-                "or empty it",
-            )
+    info = _existing_output(shown, target, replaces=replaces)
     # Where the run creates something: the staging folder beside the output folder
     # (``replaces``) or files inside it; for a new folder, the nearest existing
     # folder above it, in which the missing folders are made.
-    missing: list[str] = []
     if info is not None:
-        where = target.parent if replaces else target
+        where, missing = (target.parent if replaces else target), []
     else:
         where, missing = target.parent, [target.name]
+    where, missing = _nearest_folder(shown, where, missing)
+    _check_names(shown, target, where, missing, replaces=replaces)
+
+
+def _existing_output(shown: str, target: Path, *, replaces: bool) -> os.stat_result | None:
+    """The output folder's status, if it exists; refused unless it is a folder that is
+    empty or holds an earlier output of llmsize's.
+    """
+    try:
+        info = os.stat(target)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:  # a name too long is explained below
+            raise _refuse(shown, f"cannot use the output folder: {exc.strerror or exc}") from None
+        return None
+    if not stat.S_ISDIR(info.st_mode):
+        raise _refuse(shown, "exists and is not a folder; choose another --out")
+    try:
+        names = os.listdir(target)
+    except OSError as exc:
+        raise _refuse(shown, f"cannot list the output folder: {exc.strerror}") from None
+    if names and not holds_output(names):
+        how = "replaces its folder whole" if replaces else "writes its files into it"
+        raise _refuse(
+            shown,
+            "exists, is not empty and holds no output of llmsize's (no "
+            f"{', '.join(REPORT_MARKERS[:3])}...); a run {how}: choose another --out, "
+            "or empty it",
+        )
+    return info
+
+
+def _nearest_folder(shown: str, where: Path, missing: list[str]) -> tuple[Path, list[str]]:
+    """The nearest existing folder at or above ``where``, which must be writable, and
+    the names of the folders to make below it.
+    """
     while True:
         try:
             mode = os.stat(where).st_mode
@@ -191,7 +206,7 @@ def _check_writable(shown: str, target: Path, *, replaces: bool) -> None:
                 exc.errno != errno.ENAMETOOLONG
             ):
                 raise _refuse(shown, f"cannot use {where}: {exc.strerror or exc}") from None
-            missing.insert(0, where.name)
+            missing = [where.name, *missing]
             where = where.parent
     if not stat.S_ISDIR(mode):
         raise _refuse(shown, f"{where} is a file, not a folder: the output folder cannot be made")
@@ -201,6 +216,13 @@ def _check_writable(shown: str, target: Path, *, replaces: bool) -> None:
             readonly = bool(os.statvfs(where).f_flag & os.ST_RDONLY)
         why = "is on a read-only file system" if readonly else "is not writable"
         raise _refuse(shown, f"{where} {why}: the report cannot be written there")
+    return where, missing
+
+
+def _check_names(
+    shown: str, target: Path, where: Path, missing: list[str], *, replaces: bool
+) -> None:
+    """Refuse folder names and a path longer than the file system under ``where`` holds."""
     name_max, path_max = 255, 4096
     with contextlib.suppress(OSError, ValueError, AttributeError):
         name_max = os.pathconf(where, "PC_NAME_MAX")
@@ -272,7 +294,7 @@ def remove_stale_staging(parent: Path, name: str) -> list[Path]:
     left by a run killed before it could clean up (SIGKILL, a power cut).
     Returns the folders removed.
     """
-    removed = []
+    removed: list[Path] = []
     if fcntl is None:
         return removed
     pattern = glob.escape(f".{name}.") + "*.partial"

@@ -149,7 +149,8 @@ def write_html(
 
 def write_pages(report_dir: Path | str, *, data_dir: Path | str | None = None) -> list[Path]:
     """Write ``index.html`` from ``README.md`` and one HTML page for each other
-    Markdown page of the folder (the family pages), and return their paths."""
+    Markdown page of the folder (the family pages), and return their paths.
+    """
     report_dir = Path(report_dir)
     pages = ["README.md", *sorted(p.name for p in report_dir.glob("*.md") if p.name != "README.md")]
     return [write_html(report_dir, data_dir=data_dir, page=page) for page in pages]
@@ -276,7 +277,8 @@ def _check(value: float | None, ok: Any) -> bool | None:
 
 def _diagnostics(diag: dict[str, Any]) -> dict[str, Any]:
     """The convergence checks of ``diagnostics.json``, each PASS (True), FAIL (False)
-    or N/A (None), for the page's diagnostics box."""
+    or N/A (None), for the page's diagnostics box.
+    """
     rhat = _number(diag.get("max_r_hat"))
     ess = _number(diag.get("min_ess_bulk"))
     div = _number(diag.get("divergences"))
@@ -408,7 +410,8 @@ def _linkify(text: str) -> Markup:
 
 def _file_sources(path: Path) -> tuple[list[tuple[str, int]], int] | None:
     """Distinct ``source`` values of a CSV file in order of first use, with
-    their row counts, and the number of rows; None without a source column."""
+    their row counts, and the number of rows; None without a source column.
+    """
     with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or "source" not in reader.fieldnames:
@@ -425,7 +428,8 @@ def _file_sources(path: Path) -> tuple[list[tuple[str, int]], int] | None:
 
 def _sources(data_dir: Path | None, diag: dict[str, Any] | None) -> dict[str, Any]:
     """The distinct sources of each CSV file of ``data_dir`` (each a linked, escaped
-    text and its row count), or ``files`` None when no data folder was given."""
+    text and its row count), or ``files`` None when no data folder was given.
+    """
     named = diag.get("data_dir") if isinstance(diag, dict) else None
     if data_dir is None or not data_dir.is_dir():
         return {"named": named, "files": None}

@@ -155,7 +155,8 @@ def read_posterior(path: str | Path) -> xr.DataTree:
 
 def load_run(path: str | Path) -> xr.DataTree:
     """A saved run's DataTree (``posterior.nc``), or one :class:`LlmsizeError` naming
-    the file when it is missing, not a regular file or not netCDF."""
+    the file when it is missing, not a regular file or not netCDF.
+    """
     path = Path(path)
     try:
         is_file = path.is_file()
@@ -181,4 +182,5 @@ def write_summary(table: pd.DataFrame, path: Path) -> None:
 
 
 def write_json(obj: dict, path: Path) -> None:
+    """``obj`` as indented JSON with sorted keys (values JSON cannot hold as strings)."""
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")

@@ -59,7 +59,7 @@ def _nuisances(
         out["the model's own price offset"] = flat(own)
     names = list(post["batch"].coords["epoch"].values)
     out["decode batch at its price points"] = flat(
-        np.log(post["batch"].sel(epoch=[names[e] for e in epochs])).mean("epoch")
+        xr.apply_ufunc(np.log, post["batch"].sel(epoch=[names[e] for e in epochs])).mean("epoch")
     )
     out["memory-bandwidth utilisation"] = flat(post["mbu"])
     out["prefill FLOP utilisation"] = flat(post["mfu_prefill"])
@@ -85,7 +85,8 @@ def _nuisances(
 
 def _page(name: str, **context) -> str:
     """A page rendered from template ``name``, with runs of blank lines (left where
-    optional blocks are empty) closed up to one."""
+    optional blocks are empty) closed up to one.
+    """
     return re.sub(r"\n{3,}", "\n\n", render(name, **context))
 
 
@@ -148,9 +149,10 @@ def calibration_limit(mets: pd.DataFrame | None) -> str:
 
 def calibration_section(mets: pd.DataFrame | None, where: str | None) -> str:
     """How the same model does on held-out models of known size
-    (``templates/calibration_section.md.j2``)."""
+    (``templates/calibration_section.md.j2``).
+    """
     m = _full_run(mets)
-    if m is None:
+    if mets is None or m is None:
         return render("calibration_section.md.j2", full=None)
     methods = []
     for r in mets.itertuples(index=False):
@@ -207,7 +209,8 @@ def baselines(mets: pd.DataFrame) -> list[Baseline]:
 
 def sensitivity_section(sens: pd.DataFrame | None) -> str:
     """Power-scaling sensitivity of every reported per-model quantity, with flags
-    (``templates/sensitivity.md.j2``); empty without a sensitivity table."""
+    (``templates/sensitivity.md.j2``); empty without a sensitivity table.
+    """
     if sens is None or sens.empty:
         return ""
     flagged = sens[sens["diagnosis"] != "ok"]
@@ -236,7 +239,8 @@ def headline_table(
     tree: xr.DataTree, design: Design, epochs: list[int] | None = None
 ) -> pd.DataFrame:
     """Per price point (by default the headline family's): size quantiles, the
-    chance of the 20B and 100B marks, serving guesses."""
+    chance of the 20B and 100B marks, serving guesses.
+    """
     post = tree["posterior"].to_dataset()
     names = list(post["p_bits"].coords["epoch"].values)
     rows = []
@@ -305,7 +309,8 @@ class PriceDate:
 @dataclass(frozen=True)
 class SizeAtDates:
     """One model's total and active size (5%, 50%, 95% quantiles, billions) and the
-    price dates they hold for."""
+    price dates they hold for.
+    """
 
     model: str
     dates: list[PriceDate]
@@ -334,7 +339,8 @@ def answer_parts(tree: xr.DataTree, design: Design, epochs: list[int]) -> list[S
 
 def answer_sentence(tree: xr.DataTree, design: Design, epochs: list[int]) -> str:
     """One sentence: each model's total and active size (median and 90% interval)
-    with the price dates it holds for, in the order of ``epochs``."""
+    with the price dates it holds for, in the order of ``epochs``.
+    """
     parts = answer_parts(tree, design, epochs)
     return prose("answer", parts) if parts else ""
 
@@ -344,7 +350,8 @@ def family_diagnostics(
 ) -> dict[str, str] | None:
     """The run's checks (:func:`llmsize.outputs.summary.diagnostics`) on the summary rows of
     ``models`` (their reported quantities): worst R-hat and bulk ESS with the quantity
-    at each extreme, and the run's divergences."""
+    at each extreme, and the run's divergences.
+    """
     if table is None:
         return None
     rows = table[table["model"].isin(models)]
@@ -379,7 +386,8 @@ def _prior_or_posterior(post: xr.Dataset, var: str, fmt: str = ".2f") -> str:
 
 def method_section(tree: xr.DataTree, design: Design, hyp: Hypothesis) -> str:
     """The method section: what is observed, latent and learned, the pricing layer's
-    posterior, and what changed in the model and why (``templates/method.md.j2``)."""
+    posterior, and what changed in the model and why (``templates/method.md.j2``).
+    """
     post = tree["posterior"].to_dataset()
     frac = hyp.priors.active_fraction
     return render(
@@ -469,7 +477,8 @@ def family_cuts(decomposition: pd.DataFrame | None, family: Family) -> pd.DataFr
 
 def cuts_section(decomposition: pd.DataFrame | None, figure: str | None) -> str:
     """The "Price cuts, decomposed" section (``templates/cuts.md.j2``): note, table
-    and figure; empty without cuts."""
+    and figure; empty without cuts.
+    """
     if decomposition is None or decomposition.empty:
         return ""
     return render("cuts.md.j2", table=markdown_table(cuts_table(decomposition)), figure=figure)
@@ -481,7 +490,8 @@ _URL = re.compile(r"https?://[^\s<>|()'\"]+[^\s<>|()'\".,;]")
 
 def claims_table(tree: xr.DataTree, family: Family) -> pd.DataFrame:
     """Each claim of a family against each model it is about: posterior and prior
-    probability that the size is within ABOUT_FACTOR of the claim."""
+    probability that the size is within ABOUT_FACTOR of the claim.
+    """
     post = tree["posterior"].to_dataset()
     prior = tree["prior"].to_dataset()
     rows = []

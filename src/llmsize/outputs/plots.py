@@ -64,7 +64,8 @@ _LATER_CLAIM_DAYS = 60
 
 def _model_spans(rows: pd.DataFrame) -> list[tuple[str, pd.Timestamp, pd.Timestamp]]:
     """Each model's first and last price date among ``rows``, at least
-    ``_MIN_SPAN_DAYS`` apart, in order of first date."""
+    ``_MIN_SPAN_DAYS`` apart, in order of first date.
+    """
     dates = pd.to_datetime(rows["date"])
     spans = []
     for model in dict.fromkeys(rows["model"]):
@@ -97,6 +98,24 @@ def plot_size_by_date(
     fig, (ax, axp) = plt.subplots(
         2, 1, figsize=(11, 5.0), sharex=True, height_ratios=[3.2, 1], layout="constrained"
     )
+    lows, highs = _size_bands(ax, post, spans)
+    styles, cutoff, right, later = _claim_markers(ax, claims, spans, lows, highs)
+    _size_axis(ax, lows, highs, styles, title)
+    _price_steps(axp, rows, spans)
+    first = min(start for _, start, _ in spans)
+    ticks = matplotlib.dates.AutoDateLocator(maxticks=8).tick_values(
+        first, cutoff if later else right
+    )
+    axp.set_xticks([t for t in ticks if matplotlib.dates.date2num(first - pd.Timedelta(days=30)) <= t
+                    <= matplotlib.dates.date2num(cutoff if later else right + pd.Timedelta(days=30))])  # fmt: skip
+    axp.xaxis.set_major_formatter(matplotlib.dates.DateFormatter("%Y-%m"))
+    return fig
+
+
+def _size_bands(ax, post: xr.Dataset, spans) -> tuple[list[float], list[float]]:
+    """Each model's 50% and 90% bands of total size over its span, active size inset,
+    with its name; returns the bands' lows and highs (for the axis limits).
+    """
     lows, highs = [], []
     for k, (model, start, end) in enumerate(spans):
         # The total over the whole span, the active size inset in its middle half.
@@ -127,6 +146,14 @@ def plot_size_by_date(
             fontsize=8,
             color="0.15",
         )
+    return lows, highs
+
+
+def _claim_markers(ax, claims, spans, lows: list[float], highs: list[float]):
+    """The claims about the spans' models as markers at their dates (``lows`` and
+    ``highs`` extended by their values); returns (styles by claim label, the end of
+    the time axis, its right end with the strip of later claims, how many are there).
+    """
     styles: dict[str, tuple[str, str]] = {}
     # Claims made long after the last price stand in a strip at the right, each with
     # its date, so that they do not stretch the time axis over years without prices.
@@ -162,6 +189,11 @@ def plot_size_by_date(
             cutoff, 0.99, " claims made later,\n dated below each",
             transform=ax.get_xaxis_transform(), fontsize=7, color="0.35", va="top",
         )  # fmt: skip
+    return styles, cutoff, right, later
+
+
+def _size_axis(ax, lows: list[float], highs: list[float], styles, title: str) -> None:
+    """Log size axis over the bands and claims, its legend and the chart's title."""
     ax.set_yscale("log")
     lo, hi = min(lows) / 2.0, max(highs) * 2.0
     ax.set_ylim(lo, hi)
@@ -202,6 +234,10 @@ def plot_size_by_date(
         handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False
     )
     ax.set_title(f"{title}: posterior size by date (claims are not data)", fontsize=11, loc="left")
+
+
+def _price_steps(axp, rows: pd.DataFrame, spans) -> None:
+    """Each model's blended list price at its price dates, as steps, on ``axp``."""
     dates = pd.to_datetime(rows["date"])
     blended = (3 * rows["input_usd_per_mtok"] + rows["output_usd_per_mtok"]) / 4
     for model, _, end in spans:
@@ -218,17 +254,6 @@ def plot_size_by_date(
     axp.set_ylim(float(blended.min()) / 1.8, float(blended.max()) * 1.8)
     axp.set_ylabel("list price\n($/1M tokens,\n3 in : 1 out)", fontsize=8)
     axp.grid(color="0.9", lw=0.6)
-    ticks = matplotlib.dates.AutoDateLocator(maxticks=8).tick_values(
-        first, cutoff if later else right
-    )
-    axp.set_xticks([t for t in ticks if matplotlib.dates.date2num(first - pd.Timedelta(days=30)) <= t
-                    <= matplotlib.dates.date2num(cutoff if later else right + pd.Timedelta(days=30))])  # fmt: skip
-    axp.xaxis.set_major_formatter(matplotlib.dates.DateFormatter("%Y-%m"))
-    return fig
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
 
 
 def plot_cuts(decomposition: pd.DataFrame, title: str) -> Figure:
@@ -236,7 +261,8 @@ def plot_cuts(decomposition: pd.DataFrame, title: str) -> Figure:
     contribution to the log blended price (they add up to the modelled change),
     price noise, and the observed change; under each bar, every factor's 90%
     interval, and the modelled change's, so that a reader sees which causes the
-    data tell apart."""
+    data tell apart.
+    """
     parts = [*FACTORS, "noise"]
     cuts = list(dict.fromkeys(decomposition["cut"]))
     fig, ax = plt.subplots(figsize=(11, 1.25 * len(cuts) + 2.4))
@@ -316,7 +342,8 @@ def _kde(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 def plot_prior_posterior(tree: xr.DataTree, design: Design) -> Figure:
     """Prior (grey) against posterior (blue) of the size of each unknown model and
-    of the shared serving and quality parameters."""
+    of the shared serving and quality parameters.
+    """
     post = tree["posterior"].to_dataset()
     prior = tree["prior"].to_dataset()
     # (title, prior draws, posterior draws, drawn in log10 units of billions)
@@ -418,5 +445,6 @@ def plot_ppc(tree: xr.DataTree, design: Design) -> Figure:
 
 
 def save(fig: Figure, path) -> None:
+    """Write ``fig`` as a PNG without the software tag (same figure, same bytes), and close it."""
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)

@@ -19,6 +19,10 @@ import re
 import subprocess
 import tokenize
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmsize.inputs.data import Dataset
 
 #: The distributions whose versions a run records, under ``<name>_version``
 #: (``-`` as ``_``): the sampler, its compilers and the array and table libraries.
@@ -46,7 +50,8 @@ OUTPUT_PATHS = ("reports",)
 
 def package_versions() -> dict[str, str]:
     """``{"python_version": "3.12.1", "pymc_version": "6.4.0", ...}``; a package
-    that is not installed is left out."""
+    that is not installed is left out.
+    """
     out = {"python_version": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -58,7 +63,8 @@ def package_versions() -> dict[str, str]:
 
 def source_clone() -> Path | None:
     """The git clone llmsize is imported from (``src/llmsize`` of it), or ``None``
-    for an installed wheel: a clone's root holds ``.git`` and ``pyproject.toml``."""
+    for an installed wheel: a clone's root holds ``.git`` and ``pyproject.toml``.
+    """
     if PACKAGE_DIR.parent.name != "src":
         return None
     root = PACKAGE_DIR.parent.parent
@@ -109,7 +115,8 @@ def git_state(root: Path | None = None) -> dict[str, str]:
 
 def environment() -> dict[str, str]:
     """:func:`package_versions` and :func:`git_state`: flat string attributes, as
-    netCDF stores them."""
+    netCDF stores them.
+    """
     return {**package_versions(), **git_state()}
 
 
@@ -137,7 +144,8 @@ MODEL_MODULES = (
 
 def model_code_files(package: Path | None = None) -> list[Path]:
     """The files of :data:`MODEL_MODULES` in ``package`` (default: this llmsize),
-    sorted by their path inside it."""
+    sorted by their path inside it.
+    """
     package = package if package is not None else PACKAGE_DIR
     files: set[Path] = set()
     for pattern in MODEL_MODULES:
@@ -169,7 +177,8 @@ def code_tokens(source: str) -> list[str]:
                 and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)
             ):
-                doc_lines.update(range(body[0].lineno, body[0].end_lineno + 1))
+                end = body[0].end_lineno or body[0].lineno
+                doc_lines.update(range(body[0].lineno, end + 1))
     skip = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
     kept: list[tokenize.TokenInfo] = []
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
@@ -185,7 +194,8 @@ def code_tokens(source: str) -> list[str]:
 
 def model_code_digest(package: Path | None = None) -> str:
     """sha256 over the path and :func:`code_tokens` of every file of
-    :func:`model_code_files`: what the code does, not how it is worded or laid out."""
+    :func:`model_code_files`: what the code does, not how it is worded or laid out.
+    """
     package = package if package is not None else PACKAGE_DIR
     h = hashlib.sha256()
     for path in model_code_files(package):
@@ -203,18 +213,20 @@ REPORT_ONLY_DATA = ("claims.csv", "families.csv")
 def fit_data_digest(root: Path) -> str:
     """sha256 over the names and bytes of the CSV files of data folder ``root`` that a
     fit reads: every one but :data:`REPORT_ONLY_DATA` (hashed as
-    :func:`llmsize.inputs.data.data_digest` hashes them all)."""
+    :func:`llmsize.inputs.data.data_digest` hashes them all).
+    """
     from llmsize.inputs.data import files_digest, read_csv_files
 
     files = read_csv_files(Path(root))
     return files_digest({k: v for k, v in files.items() if k not in REPORT_ONLY_DATA})
 
 
-def calibration_matches(made: dict, *, model_sha256: str, data: object) -> bool:
+def calibration_matches(made: dict, *, model_sha256: str, data: Dataset) -> bool:
     """Whether a calibration's ``provenance.json`` (``made``) was made with this
     hypothesis' model (``model_sha256``), this model code and this data: the data a fit
     reads (``fit_data_sha256``) or, for a calibration recorded before that field, every
-    data file (``data_sha256``). ``data`` is the :class:`~llmsize.inputs.data.Dataset`."""
+    data file (``data_sha256``). ``data`` is the :class:`~llmsize.inputs.data.Dataset`.
+    """
     if made.get("model_sha256") != model_sha256 or made.get("code_sha256") != model_code_digest():
         return False
     if "fit_data_sha256" in made:

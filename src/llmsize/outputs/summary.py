@@ -118,6 +118,7 @@ class Diagnostics:
 
     @property
     def passed(self) -> bool:
+        """No divergence, and every reported quantity within the R-hat and ESS thresholds."""
         return (
             self.divergences == 0
             and self.max_r_hat <= RHAT_MAX
@@ -125,6 +126,7 @@ class Diagnostics:
         )
 
     def failures(self) -> list[str]:
+        """Each failed check, as a sentence fragment for the pages."""
         out = []
         if self.divergences:
             out.append(f"{self.divergences} divergent transitions (want 0)")
@@ -137,12 +139,13 @@ class Diagnostics:
 
 def parameter_draws(tree: xr.DataTree) -> xr.Dataset:
     """Draws of every sampled quantity but the discrete-choice probabilities and
-    the constants a hypothesis pins (which have no R-hat)."""
+    the constants a hypothesis pins (which have no R-hat).
+    """
     post = tree["posterior"].to_dataset()
     keep = [
         v
         for v, a in post.data_vars.items()
-        if not v.startswith(("p_bits", "p_hardware")) and float(a.std()) > 0
+        if not str(v).startswith(("p_bits", "p_hardware")) and float(a.std()) > 0
     ]
     return post[keep]
 
@@ -150,7 +153,8 @@ def parameter_draws(tree: xr.DataTree) -> xr.Dataset:
 def _without_constant_warnings(fn, *args, **kwargs):
     """``fn`` with NumPy's invalid-value warnings off: an element that is constant
     across draws (a known model's entry of a per-model quantity) has no R-hat, and
-    its NaN is left out below rather than printed as a warning."""
+    its NaN is left out below rather than printed as a warning.
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
         return fn(*args, **kwargs)
 
@@ -158,7 +162,8 @@ def _without_constant_warnings(fn, *args, **kwargs):
 def parameter_diagnostics(draws: xr.Dataset) -> tuple[float, float]:
     """The largest R-hat and smallest bulk ESS over every element of ``draws``
     (:func:`parameter_draws`). A plain function of a dataset, so that a worker
-    process can run it (``pipeline``)."""
+    process can run it (``pipeline``).
+    """
     # Rank normalisation sorts every element's draws, and NumPy sorts without
     # the GIL: R-hat and bulk ESS run side by side.
     names = list(draws.data_vars)
@@ -212,7 +217,8 @@ def sensitivity_groups(
     tree: xr.DataTree, var_names=("params_total_b", "params_active_b", "tokens_t")
 ) -> dict[str, xr.Dataset]:
     """What :func:`psense_table` reads of a fit, as plain datasets (picklable,
-    for a worker process): the quantities' draws, log likelihood and log prior."""
+    for a worker process): the quantities' draws, log likelihood and log prior.
+    """
     post = tree["posterior"].to_dataset()
     return {
         "posterior": post[[v for v in var_names if v in post.data_vars]],
@@ -229,7 +235,8 @@ def psense_of_groups(groups: dict[str, xr.Dataset]) -> pd.DataFrame:
 @contextlib.contextmanager
 def _quiet_psense():
     """No warnings and no logged advice from ArviZ's psense (in whatever process
-    it runs, whatever the logging set-up there)."""
+    it runs, whatever the logging set-up there).
+    """
     logger = logging.getLogger("arviz_stats.psense")
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -290,13 +297,13 @@ def _driving_priors(tree: xr.DataTree, names: list[str], rows: pd.DataFrame):
             per_prior[p] = psense(tree, var_names=names, group="prior", group_var_names=[p])
     best, value = [], []
     for r in rows.itertuples():
-        scores = {}
+        scores: dict[str, float] = {}
         for p, ds in per_prior.items():
             da = ds[r.quantity]
             if isinstance(r.model, str) and "unknown_model" in da.dims:
                 da = da.sel(unknown_model=r.model)
             scores[p] = float(da)
-        top = max(scores, key=scores.get) if scores else ""
+        top = max(scores, key=lambda k: scores[k]) if scores else ""
         best.append(top)
         value.append(scores.get(top, float("nan")))
     return best, value

@@ -7,7 +7,8 @@ import pandas as pd
 
 def markdown_table(df: pd.DataFrame) -> str:
     """A pipe table of ``df``'s columns and rows; a ``|`` inside a cell is escaped
-    (it would start a new cell, e.g. between two sources)."""
+    (it would start a new cell, e.g. between two sources).
+    """
     head = "| " + " | ".join(str(c) for c in df.columns) + " |"
     sep = "|" + "|".join("---" for _ in df.columns) + "|"
     body = [

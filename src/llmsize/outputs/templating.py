@@ -36,5 +36,6 @@ def render(name: str, **context) -> str:
 
 def prose(name: str, *args, **kwargs) -> str:
     """The sentence that macro ``name`` of ``templates/prose.md.j2`` makes of its
-    arguments (the pages' shared sentences, kept with the other templates)."""
+    arguments (the pages' shared sentences, kept with the other templates).
+    """
     return str(getattr(environment().get_template("prose.md.j2").module, name)(*args, **kwargs))

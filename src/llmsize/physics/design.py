@@ -150,6 +150,7 @@ class Design:
 
     @property
     def n_epochs(self) -> int:
+        """The number of serving epochs (price points)."""
         return len(self.epochs)
 
     def component_flops(self) -> np.ndarray:
@@ -162,6 +163,7 @@ class Design:
         )
 
     def component_array(self, attr: str) -> np.ndarray:
+        """Attribute ``attr`` of each component's accelerator (e.g. ``memory_bytes``)."""
         return np.array([getattr(self.accelerators[h], attr) for h in self.component_hardware])
 
 
@@ -213,7 +215,7 @@ def _accelerators(data: Dataset, hyp: Hypothesis) -> tuple[list[forward.Accelera
     return accs, np.array(mus)
 
 
-def build_design(data: Dataset, hyp: Hypothesis) -> Design:
+def build_design(data: Dataset, hyp: Hypothesis) -> Design:  # noqa: C901, PLR0912, PLR0915 (named steps, as build_model, with the next calibration rerun)
     """Assemble the design of a fit, leaving out rows the model cannot use."""
     notes: list[str] = []
     prices = data.prices.copy()

@@ -153,7 +153,8 @@ def pipeline_share(n_replica, width):
 
 def kv_batch_limit(n_gpus, memory_bytes, total, bits, *, context_tokens, kv_bytes_per_token):
     """Most sequences a replica can hold: the memory its weights leave, over one
-    sequence's KV cache (``context_tokens`` tokens of ``kv_bytes_per_token``)."""
+    sequence's KV cache (``context_tokens`` tokens of ``kv_bytes_per_token``).
+    """
     free = n_gpus * memory_bytes - bytes_per_weight(bits) * total
     return free / (context_tokens * kv_bytes_per_token)
 
@@ -168,7 +169,7 @@ def capped_batch(batch, limit, sharpness=SMOOTH_MAX_SHARPNESS):
     return 1.0 / smooth_max(1.0 / batch, 1.0 / limit, sharpness)
 
 
-def decode_step_time(
+def decode_step_time(  # noqa: PLR0913 (one keyword per physical input of the roofline)
     total,
     active,
     bits,
@@ -256,7 +257,7 @@ def mmlu_from_compute(log10_compute, slope, midpoint, *, floor=25.0, ceiling=100
     return floor + (ceiling - floor) / (1.0 + xp.exp(-slope * (log10_compute - midpoint)))
 
 
-def serving_prediction(
+def serving_prediction(  # noqa: PLR0913 (one keyword per physical input of the roofline)
     total,
     active,
     bits,

@@ -109,10 +109,12 @@ class Holdout:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def to_json(self) -> str:
+        """The hold-out as JSON, as it travels to a calibration worker."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Holdout:
+        """The hold-out of :meth:`to_json`'s ``text``."""
         raw = json.loads(text)
         for key in ("families", "held_out", "first_party_only"):
             raw[key] = tuple(raw.get(key, ()))
@@ -193,7 +195,8 @@ def family_holdouts(data: Dataset, design: Design) -> list[Holdout]:
 
 def lab_ladders(data: Dataset, design: Design) -> dict[str, list[str]]:
     """Per lab, its known-size models with a first-party price in the fit, earliest
-    first-party price first (ties by model name)."""
+    first-party price first (ties by model name).
+    """
     known = set(data.known_models["model"])
     ep = design.epochs
     first: dict[str, dict[str, object]] = {}
@@ -244,7 +247,8 @@ def split_of(name: str) -> str:
 def assign_splits(holdouts: Iterable[Holdout], prior_families: Iterable[str] = ()) -> list[Holdout]:
     """Each hold-out with its split (see the module docstring for the rule); a
     hold-out of a family in ``prior_families`` (one that shaped a prior of the
-    hypothesis, ``[calibration] prior_families``) is always in ``choose``."""
+    hypothesis, ``[calibration] prior_families``) is always in ``choose``.
+    """
     holdouts = list(holdouts)
     shaped = set(prior_families)
     n_ladders = sum(h.kind == "ladder" for h in holdouts)
@@ -267,7 +271,8 @@ def build_holdouts(
     prior_families: Iterable[str] = (),
 ) -> list[Holdout]:
     """Every hold-out of the given kinds, with its split (``prior_families``:
-    see :func:`assign_splits`)."""
+    see :func:`assign_splits`).
+    """
     kinds = tuple(kinds)
     bad = sorted(set(kinds) - set(KINDS))
     if bad:
@@ -325,7 +330,8 @@ def holdout_prices(data: Dataset, holdout: Holdout | str) -> pd.DataFrame:
 
 def holdout_dataset(data: Dataset, holdout: Holdout | str, variant: str = "full") -> Dataset:
     """``data`` as one refit sees it: the held-out sizes and the removed prices gone
-    (and every speed, for ``no_speed``)."""
+    (and every speed, for ``no_speed``).
+    """
     h = as_holdout(data, holdout)
     held = set(h.held_out)
     known = data.known_models[~data.known_models["model"].isin(held)]

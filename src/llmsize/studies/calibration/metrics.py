@@ -128,7 +128,7 @@ def targets(m: pd.Series) -> list[tuple[str, bool, str]]:
 # --------------------------------------------------------------------------- classes
 
 
-def _class_row(method, split, grouping, cls, quantity, t: pd.DataFrame) -> dict:
+def _class_row(method, split, grouping, cls, quantity, t: pd.DataFrame) -> dict:  # noqa: PLR0917 (keyword-only with the next calibration rerun)
     q50 = t[f"{quantity}_q50"]
     err = np.abs(np.log10(q50) - np.log10(t[f"true_{quantity}_b"]))
     row = {

@@ -53,7 +53,8 @@ def fit_holdout(
     data_dir: str, hyp_json: str, holdout: Holdout | str, variant: str, settings: dict
 ) -> list[dict]:
     """Refit with ``holdout`` (a :class:`Holdout`, its JSON, or one family's name)
-    withheld and score its models (runs in a worker)."""
+    withheld and score its models (runs in a worker).
+    """
     import warnings
 
     from llmsize.inference.model import build_model
@@ -119,7 +120,8 @@ def collect(
 ) -> pd.DataFrame:
     """Gather the written fits and the baselines into one table: one row per (held-out
     model, hold-out, method), with the hold-out's kind and split and the model's
-    family, lab and classes (architecture, price regime, era)."""
+    family, lab and classes (architecture, price regime, era).
+    """
     fam = model_families(data)
     known = data.known_models.set_index("model")
     rows = []

@@ -37,7 +37,8 @@ SPLIT_RULE = (
 
 def cell(v, fmt: str) -> str:
     """A table cell: numbers formatted (``"metric"``: counts whole, rates to 2 places),
-    missing values empty."""
+    missing values empty.
+    """
     if not isinstance(v, float):
         return str(v)
     if not np.isfinite(v):
@@ -49,7 +50,8 @@ def cell(v, fmt: str) -> str:
 
 def sentence(m: pd.Series) -> str:
     """One sentence a reader can trust: hold-outs, coverage, error and width
-    (``templates/prose.md.j2``)."""
+    (``templates/prose.md.j2``).
+    """
     return prose(
         "calibration_sentence",
         int(m["families"]),
@@ -117,7 +119,8 @@ def render_markdown(
     table: pd.DataFrame, mets: pd.DataFrame, classes: pd.DataFrame | None = None
 ) -> str:
     """The calibration report (``outputs/templates/calibration.md.j2``): targets,
-    hold-outs, classes per split, methods, rows."""
+    hold-outs, classes per split, methods, rows.
+    """
     full_label = VARIANT_LABELS["full"]
     full = mets[mets["method"] == full_label]
     checks: list = []
@@ -181,7 +184,7 @@ def plot_calibration(table: pd.DataFrame):
             )
         else:
             ax.plot(x, y, "x", ms=5, color=f"C{i}", label=method)
-    lims = [0.5, 1000]
+    lims = (0.5, 1000)
     ax.plot(lims, lims, color="k", lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -253,7 +256,8 @@ def write_outputs(
 ) -> None:
     """calibration.csv (with each row's hold-out, split and classes), metrics.csv,
     class_metrics.csv (per split and class, :func:`class_metrics` of ``table`` unless
-    given), the plots, SBC results and README.md."""
+    given), the plots, SBC results and README.md.
+    """
     import matplotlib.pyplot as plt
 
     if classes is None:

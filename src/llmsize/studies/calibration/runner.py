@@ -31,7 +31,7 @@ class CalibrationResult:
     sbc: tuple[pd.DataFrame, pd.DataFrame] | None
 
 
-def calibrate(
+def calibrate(  # noqa: PLR0913 (one keyword per option of `llmsize calibrate`)
     *,
     data_dir: Path,
     hypothesis_path: Path,

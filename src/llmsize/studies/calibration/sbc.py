@@ -136,7 +136,7 @@ def sbc_uniformity(ranks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def sbc_tasks(
+def sbc_tasks(  # noqa: PLR0917 (keyword-only with the next calibration rerun)
     data_dir: Path,
     hyp_json: str,
     data_digest: str,

@@ -20,7 +20,8 @@ from llmsize.studies.calibration.holdouts import Holdout
 def run_key(hyp_json: str, data_digest: str, settings: dict) -> str:
     """Short hash of everything a stored fit depends on, so a resume never mixes
     fits of another hypothesis, dataset, sampler setting, llmsize version or model
-    code (:func:`llmsize.outputs.provenance.model_code_digest`)."""
+    code (:func:`llmsize.outputs.provenance.model_code_digest`).
+    """
     import hashlib
 
     from llmsize.outputs.provenance import model_code_digest
@@ -34,7 +35,8 @@ def run_key(hyp_json: str, data_digest: str, settings: dict) -> str:
 
 def result_path(out_dir: Path, holdout: Holdout | str, variant: str, key: str = "") -> Path:
     """Where one refit is stored: named by the hold-out and a hash of its definition,
-    in a folder named by ``key`` (:func:`run_key`)."""
+    in a folder named by ``key`` (:func:`run_key`).
+    """
     name = holdout.name if isinstance(holdout, Holdout) else holdout
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
     tag = f"__{holdout.digest()[:10]}" if isinstance(holdout, Holdout) else ""

@@ -36,6 +36,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -153,7 +154,8 @@ class CompareSettings:
     """Settings of a comparison. NUTS draws, tuning steps, chains and seed left
     ``None`` come from each hypothesis' own ``[sampler]`` table, as ``infer``
     takes them (so the reference's row is the reference report's fit); given,
-    they apply to every hypothesis."""
+    they apply to every hypothesis.
+    """
 
     draws: int | None = None
     tune: int | None = None
@@ -177,7 +179,7 @@ class HypothesisFit:
     tree: xr.DataTree
     diagnostics: Diagnostics
     seconds: float
-    loo: object | None = None
+    loo: Any = None
     psense: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: The NUTS settings of its fit (its ``[sampler]``, or what ``compare`` was given).
     sample: SampleSettings | None = None
@@ -271,7 +273,7 @@ def size_table(fits: list[HypothesisFit]) -> pd.DataFrame:
 
 
 def reweighted_evidence(fit: HypothesisFit, ref: HypothesisFit) -> ReweightedEvidence | str:
-    """log B(fit vs ref) by reweighting the reference fit's draws, or why it cannot be.
+    """Log B(fit vs ref) by reweighting the reference fit's draws, or why it cannot be.
 
     Only for a hypothesis with the reference's compiled structure whose prior
     values differ only in prior densities (:func:`llmsize.inference.evidence.reweightable`).
@@ -299,7 +301,8 @@ def evidence_table(
 ) -> pd.DataFrame:
     """Bayes factors (by reweighting, where they apply) and PSIS-LOO against the
     reference, with flags. ``reweighted``: :func:`reweighted_evidence` of each
-    hypothesis by name (left out: no reweighted column)."""
+    hypothesis by name (left out: no reweighted column).
+    """
     ref = next(f for f in fits if f.name == reference)
     rows = []
     for f in fits:
@@ -393,6 +396,7 @@ def _claim_probability(ds: xr.Dataset, claim: Claim) -> float:
     if claim.about_b is not None:
         lo, hi = claim.about_b / ABOUT_FACTOR, claim.about_b * ABOUT_FACTOR
         return float(np.mean((x >= lo) & (x <= hi)))
+    assert claim.smaller_than is not None  # a claim is either about a size or a comparison
     y = _sizes(ds, claim.smaller_than)
     return float(np.mean(x < y))
 
@@ -495,7 +499,8 @@ def plot_sizes(sizes: pd.DataFrame):
 
 def plot_evidence(evidence: pd.DataFrame, reference: str):
     """Reweighted log Bayes factors (where they apply) and ELPD differences
-    (PSIS-LOO) against the reference."""
+    (PSIS-LOO) against the reference.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -536,7 +541,8 @@ def _fmt_p(p: float) -> str:
 
 def claim_sentences(claims: pd.DataFrame, reference: str) -> list[str]:
     """One quotable paragraph per claim, from the reference hypothesis where it applies
-    (macro ``claim_reading`` of ``outputs/templates/prose.md.j2``)."""
+    (macro ``claim_reading`` of ``outputs/templates/prose.md.j2``).
+    """
     out = []
     for claim in CLAIMS:
         t = claims[claims["claim"] == claim.text]
@@ -801,7 +807,8 @@ def compare(
     progress=None,
 ) -> CompareResult:
     """Check everything (:func:`check_compare`), fit every hypothesis
-    (:func:`run_compare`) and write ``out_dir`` (:func:`write_compare`)."""
+    (:func:`run_compare`) and write ``out_dir`` (:func:`write_compare`).
+    """
     _, data, reference = check_compare(
         paths,
         data_dir=data_dir,
