@@ -287,7 +287,7 @@ def tiny_infer_runner(tmp_path_factory, tiny_infer_subprocess, tiny_subprocess_c
     Same data, hypothesis, settings and seed as ``tiny_infer_subprocess``, so
     the two reports should agree. It loads the model the subprocess compiled,
     from a copy of that cache (a cold compile costs half a minute, and the cold
-    and warm paths are compared in test_cache.py). Returns
+    and warm paths are compared in tests/inference/test_compiled.py). Returns
     ``(click_result, out_dir)``.
     """
     import shutil

@@ -513,3 +513,46 @@ def test_architecture_problems_are_found(tmp_path: Path) -> None:
 )
 def test_named_paths(text: str, expected: set[str]) -> None:
     assert named_paths(text) == expected
+
+
+# --- tests mirror the package -----------------------------------------------------
+
+TESTS = REPO / "tests"
+
+#: Test files that check more than one module, each with what it checks.
+CROSS_CUTTING = {
+    "test_api.py": "the Python API, llmsize/__init__.py",
+    "test_architecture.py": "the package's layout",
+    "test_bad_input.py": "every command's contract for bad input and output paths",
+    "test_properties.py": "property-based tests of the inputs through every entry point",
+    "inference/test_recovery.py": "parameter recovery: model, sampling and summary together",
+}
+
+
+def mirror_problems(tests: Path, package: Path, cross: dict[str, str]) -> list[str]:
+    """Test files ``tests/<dir>/test_<name>.py`` with no module ``<dir>/<name>.py`` in
+    ``package``, unless listed in ``cross``."""
+    out = []
+    for path in sorted(tests.rglob("test_*.py")):
+        rel = path.relative_to(tests)
+        if rel.parts[0] == "fixtures" or rel.as_posix() in cross:
+            continue
+        module = rel.with_name(rel.name.removeprefix("test_"))
+        if not (package / module).is_file():
+            out.append(f"tests/{rel.as_posix()}: no module {module.as_posix()} to mirror")
+    return out
+
+
+def test_tests_mirror_the_package() -> None:
+    assert mirror_problems(TESTS, PACKAGE, CROSS_CUTTING) == []
+
+
+def test_mirror_problems_finds_a_stray_test(tmp_path: Path) -> None:
+    package = write_package(tmp_path, {"sub/a.py": "", "b.py": ""})
+    tests = tmp_path / "tests"
+    for name in ("sub/test_a.py", "test_b.py", "sub/test_gone.py", "test_all.py"):
+        (tests / name).parent.mkdir(parents=True, exist_ok=True)
+        (tests / name).write_text("")
+    assert mirror_problems(tests, package, {"test_all.py": "everything"}) == [
+        "tests/sub/test_gone.py: no module sub/gone.py to mirror"
+    ]

@@ -179,10 +179,9 @@ def compare(
     from llmsize.studies.compare.runner import compare as run
 
     paths = [Path(h) for h in ([hypotheses] if isinstance(hypotheses, str | Path) else hypotheses)]
-    settings = CompareSettings(
-        draws=draws, tune=tune, chains=chains, seed=seed, progress=progress,
-        **({} if cores is None else {"cores": cores}),
-    )  # fmt: skip
+    settings = CompareSettings.from_options(
+        draws=draws, tune=tune, chains=chains, seed=seed, cores=cores, progress=progress
+    )
     shown: dict[str, Any] = {
         "hypotheses": [str(p) for p in paths],
         "data": data,

@@ -503,14 +503,10 @@ def compare(  # click passes one keyword per option
     start = time.perf_counter()
     ctx = click.get_current_context()
     command = " ".join(shlex.quote(a) for a in ["llmsize", str(ctx.info_name), *_given_args(ctx)])
-    settings = CompareSettings(
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        seed=seed,
+    settings = CompareSettings.from_options(
+        draws=draws, tune=tune, chains=chains, seed=seed, cores=cores,
         progress=_show_progress(quiet),
-        **({} if cores is None else {"cores": cores}),
-    )
+    )  # fmt: skip
     evidence = run(
         list(files),
         data_dir=data_dir,

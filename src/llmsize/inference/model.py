@@ -212,7 +212,7 @@ def _markups(design: Design, hyp: Hypothesis, mfu_prefill):
     (for the providers, also scaled) by quantities sampled before it, with the
     Jacobian in its density. So the joint prior of the markups, GPU-hour
     prices, MFU, :math:`\sigma_P` and offsets is exactly the hypothesis' own
-    (``tests/test_design_model.py`` checks it by drawing from it). The physical
+    (``tests/inference/test_model.py`` checks it by drawing from it). The physical
     quantities are recorded under their usual names (``usd_per_gpu_hour``,
     ``gpu_hour_z``, ``log_markup_in_mu``, ``provider_out_z``, ``provider_in_z``).
     On the bundled data the smallest bulk ESS over all parameters rose from 669

@@ -161,6 +161,16 @@ def render_markdown(
     )
 
 
+def _finish(fig, ax, *, xlabel: str, ylabel: str, title: str):
+    """Label, title and legend of a calibration figure, laid out; returns ``fig``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def plot_calibration(table: pd.DataFrame):
     """Predicted against true size; coverage against nominal; log error against size."""
     import matplotlib
@@ -190,12 +200,13 @@ def plot_calibration(table: pd.DataFrame):
     ax.set_yscale("log")
     ax.set_xlim(lims)
     ax.set_ylim(0.1, 5000)
-    ax.set_xlabel("true total parameters (B)")
-    ax.set_ylabel("estimate (B): median and 90% interval")
-    ax.set_title("Held-out families: estimate against truth", fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    figs["calibration_pred_vs_true.png"] = fig
+    figs["calibration_pred_vs_true.png"] = _finish(
+        fig,
+        ax,
+        xlabel="true total parameters (B)",
+        ylabel="estimate (B): median and 90% interval",
+        title="Held-out families: estimate against truth",
+    )
 
     fig, ax = plt.subplots(figsize=(5, 5))
     for i, method in enumerate(methods):
@@ -215,12 +226,13 @@ def plot_calibration(table: pd.DataFrame):
         lv = np.linspace(0.01, 0.99, 50)
         band = 1.96 * np.sqrt(lv * (1 - lv) / n)
         ax.fill_between(lv, lv - band, lv + band, color="0.85", label=f"95% band for {n} models")
-    ax.set_xlabel("nominal coverage of the central interval")
-    ax.set_ylabel("empirical coverage")
-    ax.set_title("Coverage of held-out true sizes", fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    figs["calibration_coverage.png"] = fig
+    figs["calibration_coverage.png"] = _finish(
+        fig,
+        ax,
+        xlabel="nominal coverage of the central interval",
+        ylabel="empirical coverage",
+        title="Coverage of held-out true sizes",
+    )
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, method in enumerate(methods):
@@ -238,12 +250,13 @@ def plot_calibration(table: pd.DataFrame):
     for s in (-0.3, 0.3):
         ax.axhline(s, color="0.6", lw=0.8, ls="--")
     ax.set_xscale("log")
-    ax.set_xlabel("true total parameters (B)")
-    ax.set_ylabel("log10(estimate / truth)")
-    ax.set_title("Error against size (dashed: a factor of 2)", fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    figs["calibration_error.png"] = fig
+    figs["calibration_error.png"] = _finish(
+        fig,
+        ax,
+        xlabel="true total parameters (B)",
+        ylabel="log10(estimate / truth)",
+        title="Error against size (dashed: a factor of 2)",
+    )
     return figs
 
 

@@ -167,6 +167,23 @@ class CompareSettings:
     #: nutpie's progress bar during each fit.
     progress: bool = False
 
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        draws: int | None,
+        tune: int | None,
+        chains: int | None,
+        seed: int | None,
+        cores: int | None,
+        progress: bool,
+    ) -> CompareSettings:
+        """The settings of the command's or the API's options (``cores`` ``None``: the default)."""
+        return cls(
+            draws=draws, tune=tune, chains=chains, seed=seed, progress=progress,
+            **({} if cores is None else {"cores": cores}),
+        )  # fmt: skip
+
 
 @dataclass
 class HypothesisFit:

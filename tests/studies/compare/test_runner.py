@@ -15,7 +15,7 @@ from llmsize.cli import EXIT_INPUT, cli
 from llmsize.inference.evidence import ReweightedEvidence
 from llmsize.studies.compare import runner as cmp
 
-from .conftest import DEFAULT_HYPOTHESIS, HYPOTHESIS_FIXTURES, SEED, TINY_DIR
+from ...conftest import DEFAULT_HYPOTHESIS, HYPOTHESIS_FIXTURES, SEED, TINY_DIR
 
 
 def _fake_fit(name, elpd_i, k, divergences=0, r_hat=1.001, ess=900.0):

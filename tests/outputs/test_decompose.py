@@ -18,7 +18,7 @@ from llmsize.outputs.decompose import (
 from llmsize.outputs.families import report_families
 from llmsize.physics import forward
 
-from .outputs.test_markdown import stand_in_run
+from .test_markdown import stand_in_run
 
 
 def test_shapley_of_an_additive_game_is_each_players_own_effect():

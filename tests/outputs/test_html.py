@@ -24,7 +24,7 @@ import pytest  # noqa: E402
 from llmsize.outputs import html as report_html  # noqa: E402
 from llmsize.outputs.html import render_html, write_html, write_pages  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REPORT = REPO_ROOT / "reports" / "default"
 DATA_DIR = REPO_ROOT / "data"
 CHROMIUM = Path("/usr/bin/chromium")

@@ -12,7 +12,7 @@ import pytest
 from llmsize.exceptions import DataError
 from llmsize.inputs.data import KEYS, SCHEMAS, data_digest, load_dataset
 
-from .conftest import DATA_DIR, TINY_DIR
+from ..conftest import DATA_DIR, TINY_DIR
 
 # --- helpers ----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from llmsize.inputs.hypothesis import load_hypothesis, validate
 from llmsize.physics import forward
 from llmsize.physics.design import build_design, years_since_2024
 
-from .conftest import MODELS_DIR, SEED
+from ..conftest import MODELS_DIR, SEED
 
 # --- design on the tiny fixture ------------------------------------------------------
 

@@ -22,7 +22,7 @@ from llmsize.inputs.hypothesis import (
     validate,
 )
 
-from .conftest import DEFAULT_HYPOTHESIS, HYPOTHESIS_FIXTURES, MODELS_DIR
+from ..conftest import DEFAULT_HYPOTHESIS, HYPOTHESIS_FIXTURES, MODELS_DIR
 
 
 def test_default_validates(default_hypothesis):

@@ -21,7 +21,7 @@ import pytest
 
 from llmsize.inference import compiled as cache
 
-from .conftest import SEED, TINY_CHAINS, TINY_DRAWS, TINY_TUNE
+from ..conftest import SEED, TINY_CHAINS, TINY_DRAWS, TINY_TUNE
 
 Y = (0.3, -0.5, 1.2, 0.8, 0.1)
 

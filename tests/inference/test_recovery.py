@@ -22,7 +22,7 @@ from llmsize.outputs.summary import ESS_BULK_MIN, RHAT_MAX
 from llmsize.physics.design import build_design
 from llmsize.pipeline import run_inference
 
-from .conftest import DATA_DIR, DEFAULT_HYPOTHESIS, HYPOTHESIS_FIXTURES, SEED, TINY_DIR
+from ..conftest import DATA_DIR, DEFAULT_HYPOTHESIS, HYPOTHESIS_FIXTURES, SEED, TINY_DIR
 
 N_DATASETS = 8
 MIN_COVERED = 5

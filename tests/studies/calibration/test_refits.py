@@ -23,27 +23,13 @@ from click.testing import CliRunner
 
 from llmsize.cli import cli
 from llmsize.inputs.data import load_dataset
-from llmsize.physics.design import build_design
 from llmsize.studies.calibration import baselines, refits, report, store
 from llmsize.studies.calibration import holdouts as ho
 from llmsize.studies.calibration import sbc as sbc_module
 from llmsize.studies.calibration.metrics import class_metrics
 
-from .conftest import DEFAULT_HYPOTHESIS, FIXTURES_DIR, TINY_DIR, subprocess_env
-
-#: The tiny data plus LabM, a lab with its own API (see its README.md).
-CAL_DIR = FIXTURES_DIR / "calibration"
-
-
-@pytest.fixture(scope="module")
-def cal_data():
-    return load_dataset(CAL_DIR)
-
-
-@pytest.fixture(scope="module")
-def cal_design(cal_data, default_hypothesis):
-    return build_design(cal_data, default_hypothesis)
-
+from ...conftest import DEFAULT_HYPOTHESIS, TINY_DIR, subprocess_env
+from .conftest import CAL_DIR
 
 # --------------------------------------------------------------------------- baselines
 
