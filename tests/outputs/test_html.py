@@ -21,7 +21,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from llmsize.outputs import html as report_html  # noqa: E402
 from llmsize.outputs.html import render_html, write_html, write_pages  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -208,13 +207,6 @@ def test_missing_diagnostic_fields_are_not_passed(tmp_path: Path) -> None:
     diag = {k: v for k, v in PASSING.items() if k != "min_ess_bulk"}
     report, data = _make_report(tmp_path, diag)
     assert _badges(render_html(report, data))[:4] == ["N/A", "PASS", "N/A", "PASS"]
-
-
-def test_thresholds_match_the_sampler_checks() -> None:
-    from llmsize.outputs.summary import ESS_BULK_MIN, RHAT_MAX
-
-    assert report_html.RHAT_MAX == RHAT_MAX
-    assert report_html.ESS_BULK_MIN == ESS_BULK_MIN
 
 
 def test_optional_inputs_and_missing_readme(tmp_path: Path) -> None:

@@ -30,9 +30,7 @@ import contextlib
 import csv
 import json
 import math
-import os
 import re
-import tempfile
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -41,14 +39,12 @@ from urllib.parse import unquote, urlsplit
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from llmsize.outputs.io import write_text_atomic
+from llmsize.outputs.summary import ESS_BULK_MIN, RHAT_MAX
 from llmsize.outputs.templating import render
 from llmsize.version import __version__
 
 __all__ = ["render_html", "write_html", "write_pages"]
-
-#: Convergence thresholds; the same as ``llmsize.outputs.summary`` (a test checks).
-RHAT_MAX = 1.01
-ESS_BULK_MIN = 400
 
 #: Image types that are embedded, by file suffix.
 _IMAGE_TYPES = {
@@ -134,16 +130,7 @@ def write_html(
     if dest is None:
         dest = report_dir / _html_name(page)
     dest = Path(dest)
-    text = render_html(report_dir, data_dir, page=page)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, dest)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_text_atomic(dest, render_html(report_dir, data_dir, page=page))
     return dest
 
 

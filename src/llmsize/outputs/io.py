@@ -181,6 +181,21 @@ def write_summary(table: pd.DataFrame, path: Path) -> None:
     out.to_csv(path, index=False, lineterminator="\n")
 
 
+def write_text_atomic(dest: Path, text: str) -> None:
+    """Replace file ``dest`` with ``text`` (UTF-8, Unix line ends, mode 644) at once:
+    written beside it, then renamed, so a reader never sees half a file.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, dest)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
 def write_json(obj: dict, path: Path) -> None:
     """``obj`` as indented JSON with sorted keys (values JSON cannot hold as strings)."""
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
