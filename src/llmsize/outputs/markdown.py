@@ -182,11 +182,15 @@ class Baseline:
     """A baseline of ``llmsize calibrate`` against llmsize on the same hold-outs."""
 
     method: str
-    name: str
     error: float
     models: int
     ours_error: float
     ours_models: int
+
+    @property
+    def name(self) -> str:
+        """The baseline's label without its ``baseline: `` prefix."""
+        return self.method.removeprefix("baseline: ")
 
 
 def baselines(mets: pd.DataFrame) -> list[Baseline]:
@@ -197,7 +201,6 @@ def baselines(mets: pd.DataFrame) -> list[Baseline]:
     return [
         Baseline(
             method=r.method,
-            name=r.method.removeprefix("baseline: "),
             error=r.median_abs_log10_error,
             models=r.models,
             ours_error=ours.median_abs_log10_error,
