@@ -583,7 +583,7 @@ def _register_locator() -> None:
             path = _FUNCTION_DIRS.get(py_func)
             return None if path is None else cls(py_func, py_file, path)
 
-    CacheImpl._locator_classes.insert(0, _EntryLocator)
+    CacheImpl._locator_classes.insert(0, _EntryLocator)  # type: ignore[arg-type]  # Numba types the list by its base
     _LOCATOR_REGISTERED = True
 
 
@@ -786,16 +786,16 @@ def _shared_arrays(outputs, specs: list[SharedSpec]) -> dict[str, np.ndarray]:
     from pytensor.compile.sharedvalue import SharedVariable
     from pytensor.graph.traversal import ancestors
 
-    found = {}
+    found: dict[str, SharedVariable] = {}
     for var in ancestors(outputs):
         if isinstance(var, SharedVariable) and var.name is not None:
             found.setdefault(var.name, var)
     arrays = {}
     for spec in specs:
-        var = found.get(spec.name)
-        if var is None:
+        shared = found.get(spec.name)
+        if shared is None:
             raise Uncacheable(f"shared input {spec.name!r} not in the model")
-        arr = np.array(var.get_value(), order="C", copy=True)
+        arr = np.array(shared.get_value(), order="C", copy=True)
         if arr.dtype.name != spec.dtype or arr.ndim != spec.ndim:
             raise Uncacheable(f"shared input {spec.name!r} changed type")
         arr.flags.writeable = False
@@ -1066,7 +1066,7 @@ def compile_model(model, *, cache_dir: Path | str | None = None, use_cache: bool
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
             raise
-        if staging is not None:
+        if staging is not None and entry is not None:
             _publish(staging, entry, meta)
         return compiled
 

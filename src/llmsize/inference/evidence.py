@@ -133,7 +133,7 @@ def log_prior_ratio(new: xr.Dataset, reference: xr.Dataset) -> xr.DataArray:
     """
     if set(new.data_vars) != set(reference.data_vars):
         raise ValueError("the two hypotheses do not have the same priors")
-    total = 0
+    total = xr.DataArray(0.0)
     for name in reference.data_vars:
         diff = new[name] - reference[name]
         extra = [d for d in diff.dims if d not in ("chain", "draw")]

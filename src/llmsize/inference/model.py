@@ -46,6 +46,7 @@ from typing import Literal
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+from pytensor.tensor.variable import TensorVariable
 
 from llmsize.inputs.hypothesis import (
     ConstantPrior,
@@ -243,14 +244,14 @@ def _markups(design: Design, hyp: Hypothesis, mfu_prefill):
 class _MarkupValues:
     """The hypothesis' values :func:`_markups` reads, as data containers."""
 
-    sigma_g: object  # prior sd of the log GPU-hour prices
-    mu_g: object  # (H,) prior means of the log GPU-hour prices
-    d_mu: object  # their difference, newer over older
-    w_all: object  # prior chance of the newer generation, over all epochs
-    w_provider: object  # (P,) the same over each provider's epochs
-    m_out: object  # centre of the output markup's prior
-    m_in: object  # centre of the input markup's prior
-    log_mfu0: object  # log of the centre of the prefill MFU's prior
+    sigma_g: TensorVariable  # prior sd of the log GPU-hour prices
+    mu_g: TensorVariable  # (H,) prior means of the log GPU-hour prices
+    d_mu: TensorVariable  # their difference, newer over older
+    w_all: TensorVariable  # prior chance of the newer generation, over all epochs
+    w_provider: TensorVariable  # (P,) the same over each provider's epochs
+    m_out: TensorVariable  # centre of the output markup's prior
+    m_in: TensorVariable  # centre of the input markup's prior
+    log_mfu0: TensorVariable  # log of the centre of the prefill MFU's prior
 
 
 def _markup_values(design: Design, hyp: Hypothesis) -> _MarkupValues:
@@ -331,10 +332,10 @@ def _provider_markups(hyp: Hypothesis, v: _MarkupValues, mk_out_mu, log_g_provid
 class PricingTerms:
     """The pricing layer's terms at each serving epoch (see :mod:`llmsize.physics.pricing`)."""
 
-    elasticity: object  # (E,) elasticity of price in work
-    offset: object  # (E,) per-model and first-party log offsets
-    log_floor: object  # (P,) each provider's log price floor
-    trend: object  # scalar: change of the log GPU-hour price per year
+    elasticity: TensorVariable  # (E,) elasticity of price in work
+    offset: TensorVariable  # (E,) per-model and first-party log offsets
+    log_floor: TensorVariable  # (P,) each provider's log price floor
+    trend: TensorVariable  # scalar: change of the log GPU-hour price per year
     log_pivot: float
 
 
@@ -385,7 +386,7 @@ def _pricing(design: Design, hyp: Hypothesis) -> PricingTerms:
     )
 
 
-def _cost_statements(design: Design, hyp: Hypothesis, joint, log_cost, epoch_loglik, post):  # noqa: PLR0917 (keyword-only with the next calibration rerun)
+def _cost_statements(design: Design, hyp: Hypothesis, *, joint, log_cost, epoch_loglik, post):
     r"""Add a provider's stated serving-cost ratios to the serving likelihood.
 
     A statement ties two epochs: the modelled blended serving cost (GPU-hours
@@ -465,50 +466,56 @@ class _Sizes:
     models, whose fraction, size and training tokens are kept for the quality terms).
     """
 
-    total: object  # (M,) parameters
-    active: object  # (M,)
-    frac: object = None  # (U,) active fraction of the unknown models
-    n_unknown: object = None  # (U,) their total parameters
-    tokens: object = None  # (U,) their training tokens
+    total: TensorVariable  # (M,) parameters
+    active: TensorVariable  # (M,)
+    frac: TensorVariable | None = None  # (U,) active fraction of the unknown models
+    n_unknown: TensorVariable | None = None  # (U,) their total parameters
+    tokens: TensorVariable | None = None  # (U,) their training tokens
+
+    def unknown_active(self) -> TensorVariable:
+        """(U,) active parameters of the unknown models."""
+        if self.frac is None or self.n_unknown is None:
+            raise ValueError("the fit has no model of unknown size")
+        return self.frac * self.n_unknown
 
 
 @dataclass(frozen=True)
 class _Setup:
     """The serving setup shared by every epoch: batch, utilisations, markups, pricing."""
 
-    batch: object  # (E, K) decode batch before the memory cap
-    mbu: object
-    mfu_prefill: object
-    gpu_hour: object  # (H,) GPU-hour price per hardware generation
-    markup_out: object  # (P,) log output markup per provider
-    markup_in: object  # (P,)
+    batch: TensorVariable  # (E, K) decode batch before the memory cap
+    mbu: TensorVariable
+    mfu_prefill: TensorVariable
+    gpu_hour: TensorVariable  # (H,) GPU-hour price per hardware generation
+    markup_out: TensorVariable  # (P,) log output markup per provider
+    markup_in: TensorVariable  # (P,)
     pricing: PricingTerms
-    price_sigma: object
+    price_sigma: TensorVariable
 
 
 @dataclass(frozen=True)
 class _Decode:
     """The forward model on the (epoch, component) grid."""
 
-    n_act: object  # (E, 1) active parameters of the epoch's model
+    n_act: TensorVariable  # (E, 1) active parameters of the epoch's model
     flops: np.ndarray  # (1, K) peak FLOP/s of the component's accelerator
-    width: object  # (E, K) accelerators that split a decode step
-    batch: object  # (E, K) decode batch after the memory cap
-    t_step: object  # (E, K) seconds per decode step
-    log_work_out: object  # (E, K) log GPU-hours per 1M output tokens
-    log_work_in: object  # (E, K) log GPU-hours per 1M input tokens
+    width: TensorVariable  # (E, K) accelerators that split a decode step
+    batch: TensorVariable  # (E, K) decode batch after the memory cap
+    t_step: TensorVariable  # (E, K) seconds per decode step
+    log_work_out: TensorVariable  # (E, K) log GPU-hours per 1M output tokens
+    log_work_in: TensorVariable  # (E, K) log GPU-hours per 1M input tokens
 
 
 @dataclass(frozen=True)
 class _Measures:
     """The speed and first-token-time terms of each measurement and component."""
 
-    ll: object  # (Msr, K) log-likelihood of each measurement on each component
-    log_transition: object = None  # (Msr, K, K) prior log chance of its component
-    log_speed_mu: object = None
-    speed_sigma: object = None
-    log_ttft_mu: object = None
-    ttft_sigma: object = None
+    ll: TensorVariable  # (Msr, K) log-likelihood of each measurement on each component
+    log_transition: TensorVariable | None = None  # (Msr, K, K) prior log chance of its component
+    log_speed_mu: TensorVariable | None = None
+    speed_sigma: TensorVariable | None = None
+    log_ttft_mu: TensorVariable | None = None
+    ttft_sigma: TensorVariable | None = None
 
 
 def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise: bool) -> None:
@@ -522,15 +529,19 @@ def _build(design: Design, hyp: Hypothesis, *, predictive: Predictive, pointwise
     loglik = _price_loglik(design, setup, mu_out, mu_in)
     measures = _measurements(design, hyp, setup, decode)
     log_weights, post = _serving_likelihood(
-        design, hyp, loglik, measures, log_g, decode, pointwise=pointwise
-    )
+        design, hyp, loglik=loglik, measures=measures, log_g=log_g, decode=decode,
+        pointwise=pointwise,
+    )  # fmt: skip
     if len(design.mmlu_score):
         _quality(design, hyp, sizes, pointwise=pointwise)
     if hyp.evidence.hidden_size and len(design.unknown) and len(design.hidden_size):
         _hidden_size(design, hyp, sizes, pointwise=pointwise)
     if predictive is not None:
         probs = pt.exp(log_weights) if predictive == "prior" else post
-        _predictive(design, predictive, probs, mu_out, mu_in, setup.price_sigma, measures)
+        _predictive(
+            design, predictive, probs=probs, mu_out=mu_out, mu_in=mu_in,
+            price_sigma=setup.price_sigma, m=measures,
+        )  # fmt: skip
 
 
 def _sizes(design: Design, hyp: Hypothesis) -> _Sizes:
@@ -579,7 +590,7 @@ def _serving_setup(design: Design, hyp: Hypothesis) -> _Setup:
     return _Setup(batch_ek, mbu, mfu_prefill, gpu_hour, mk_out, mk_in, pricing_terms, price_sigma)
 
 
-def _kv_per_token(design: Design, hyp: Hypothesis, active) -> object:
+def _kv_per_token(design: Design, hyp: Hypothesis, active) -> TensorVariable:
     """KV cache per token of each model: a known model's published value, else the
     GQA fit (times the model's own multiplier for a model of unknown size).
     """
@@ -729,9 +740,9 @@ def _measurements(design: Design, hyp: Hypothesis, setup: _Setup, decode: _Decod
     return _Measures(ll, log_transition, **speed, **ttft)
 
 
-def _serving_likelihood(  # noqa: PLR0917 (keyword-only with the next calibration rerun)
-    design: Design, hyp: Hypothesis, loglik, measures: _Measures, log_g, decode: _Decode,
-    *, pointwise: bool,
+def _serving_likelihood(
+    design: Design, hyp: Hypothesis, *, loglik, measures: _Measures, log_g, decode: _Decode,
+    pointwise: bool,
 ):  # fmt: skip
     """Sum the serving component out of each epoch's likelihood; record the batch and
     the components' posterior probabilities. Returns (prior log weights, posterior
@@ -755,7 +766,9 @@ def _serving_likelihood(  # noqa: PLR0917 (keyword-only with the next calibratio
             np.log(pricing.INPUT_SHARE) + log_g + decode.log_work_in,
             np.log(1.0 - pricing.INPUT_SHARE) + log_g + decode.log_work_out,
         )
-        epoch_loglik, post = _cost_statements(design, hyp, joint, log_cost, epoch_loglik, post)
+        epoch_loglik, post = _cost_statements(
+            design, hyp, joint=joint, log_cost=log_cost, epoch_loglik=epoch_loglik, post=post
+        )
     pm.Potential("serving_loglik", epoch_loglik.sum())
     if pointwise:
         pm.Deterministic("loglik_serving", epoch_loglik, dims="epoch")
@@ -782,7 +795,7 @@ def _quality(design: Design, hyp: Hypothesis, sizes: _Sizes, *, pointwise: bool)
         u_index = {pos: i for i, pos in enumerate(design.unknown_pos)}
         rows = np.flatnonzero(latent)
         ui = np.array([u_index[design.mmlu_model[r]] for r in rows])
-        c_u = pt.log10(forward.training_compute(sizes.frac * sizes.n_unknown, sizes.tokens))
+        c_u = pt.log10(forward.training_compute(sizes.unknown_active(), sizes.tokens))
         log10c = pt.set_subtensor(log10c[rows], c_u[ui])
     mmlu_mu = forward.mmlu_from_compute(log10c, slope, midpoint, xp=pt)
     obs_mmlu = pm.Data("obs_mmlu", design.mmlu_score, dims="mmlu_obs")
@@ -803,7 +816,7 @@ def _hidden_size(design: Design, hyp: Hypothesis, sizes: _Sizes, *, pointwise: b
     )
     d = design.hidden_size
     # Active parameters = coef * depth * d^2 + embedding and unembedding.
-    n_act_h = (sizes.frac * sizes.n_unknown)[design.hidden_unknown]
+    n_act_h = sizes.unknown_active()[design.hidden_unknown]
     core = pt.maximum(n_act_h - 2.0 * ev.vocab_size * d, 1e6)
     mu_d = 0.5 * (pt.log(core) - log_coef - log_depth)
     pm.Normal(
@@ -821,8 +834,8 @@ def _hidden_size(design: Design, hyp: Hypothesis, sizes: _Sizes, *, pointwise: b
         )
 
 
-def _predictive(  # noqa: PLR0917 (keyword-only with the next calibration rerun)
-    design: Design, predictive: Predictive, probs, mu_out, mu_in, price_sigma, m: _Measures
+def _predictive(
+    design: Design, predictive: Predictive, *, probs, mu_out, mu_in, price_sigma, m: _Measures
 ) -> None:
     """Unobserved copies of the observations, on a serving component drawn with ``probs``
     (its prior weights or its posterior probabilities), for predictive checks.
@@ -842,19 +855,11 @@ def _predictive(  # noqa: PLR0917 (keyword-only with the next calibration rerun)
         mcomp = pm.Categorical(
             "measure_component", p=pt.special.softmax(step, axis=1), dims="measurement"
         )
-    if m.log_speed_mu is not None:
-        sc = mcomp[design.speed_measure]
-        pm.LogNormal(
-            "output_speed",
-            mu=m.log_speed_mu[pt.arange(len(design.speed_epoch)), sc],
-            sigma=m.speed_sigma,
-            dims="speed_obs",
-        )
-    if m.log_ttft_mu is not None:
-        tc = mcomp[design.ttft_measure]
-        pm.LogNormal(
-            "ttft",
-            mu=m.log_ttft_mu[pt.arange(len(design.ttft_epoch)), tc],
-            sigma=m.ttft_sigma,
-            dims="ttft_obs",
-        )
+    for name, mu, sigma, measure, dims in (
+        ("output_speed", m.log_speed_mu, m.speed_sigma, design.speed_measure, "speed_obs"),
+        ("ttft", m.log_ttft_mu, m.ttft_sigma, design.ttft_measure, "ttft_obs"),
+    ):
+        if mu is not None:
+            # Each observation on the component its measurement was drawn on.
+            rows = pt.arange(len(measure))
+            pm.LogNormal(name, mu=mu[rows, mcomp[measure]], sigma=sigma, dims=dims)

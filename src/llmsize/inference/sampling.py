@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import nutpie
@@ -65,7 +66,7 @@ class SampleSettings:
         :class:`~llmsize.exceptions.HypothesisError` (:func:`check_sampler_options`).
         """
         check_sampler_options(**{k: v for k, v in overrides.items() if k in SAMPLER_LIMITS})
-        values = {
+        values: dict[str, Any] = {
             "draws": sampler.draws,
             "tune": sampler.tune,
             "chains": sampler.chains,

@@ -17,6 +17,7 @@ import io
 import logging
 import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,82 +198,61 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
-def _parse(value: str, col: Column, *, file: str, row: int) -> object:  # noqa: C901, PLR0911, PLR0912 (one branch per column type)
+def _parse(value: str, col: Column, *, file: str, row: int) -> object:  # noqa: PLR0911 (one return per column type)
     value = value.strip()
+
+    def bad(message: str) -> DataError:
+        return DataError(message, file=file, row=row, field=col.name)
+
     if value == "":
         if col.required:
-            raise DataError("empty but required", file=file, row=row, field=col.name)
+            raise bad("empty but required")
         return None
-    if col.kind == "text":
-        return value
-    if col.kind == "name":
-        bad = next((c for c in value if not c.isprintable()), None)
-        if bad is not None:
-            raise DataError(
-                f"holds the unprintable character {one_line(repr(bad))} (U+{ord(bad):04X}); a name is "
-                f"printable text, got {one_line(repr(value))}",
-                file=file,
-                row=row,
-                field=col.name,
-            )
-        return value
-    if col.kind == "slug":
-        if not _SLUG.fullmatch(value):
-            raise DataError(
-                "must be 1-64 letters, digits, '.', '_' or '-' (it names a report page), "
-                f"got {value!r}",
-                file=file,
-                row=row,
-                field=col.name,
-            )
-        return value
-    if col.kind in CHOICES:
-        if value not in CHOICES[col.kind]:
-            raise DataError(
-                f"must be one of {', '.join(CHOICES[col.kind])}, got {value!r}",
-                file=file,
-                row=row,
-                field=col.name,
-            )
-        return value
+    if col.kind in ("text", "name", "slug") or col.kind in CHOICES:
+        return _parse_text(value, col.kind, bad)
     if col.kind == "date":
+        if not _DATE.fullmatch(value):
+            raise bad(f"not a date in YYYY-MM-DD form: {one_line(repr(value))}")
         try:
-            if not _DATE.fullmatch(value):
-                raise ValueError(value)
             return dt.date.fromisoformat(value)
         except ValueError:
-            raise DataError(
-                f"not a date in YYYY-MM-DD form: {one_line(repr(value))}",
-                file=file,
-                row=row,
-                field=col.name,
-            ) from None
+            raise bad(f"not a date in YYYY-MM-DD form: {one_line(repr(value))}") from None
     if value.lower().lstrip("+-") in ("inf", "infinity", "nan"):
-        raise DataError(f"not a finite number: {value!r}", file=file, row=row, field=col.name)
+        raise bad(f"not a finite number: {value!r}")
     if not _NUMBER.fullmatch(value):
-        raise DataError(
-            f"not a number (plain decimal digits, e.g. 0.5 or 12): {one_line(repr(value))}",
-            file=file,
-            row=row,
-            field=col.name,
-        )
+        raise bad(f"not a number (plain decimal digits, e.g. 0.5 or 12): {one_line(repr(value))}")
     number = float(value)
     if not math.isfinite(number):
-        raise DataError(f"not a finite number: {value!r}", file=file, row=row, field=col.name)
+        raise bad(f"not a finite number: {value!r}")
     if col.kind == "bits":
         if number not in (4.0, 8.0, 16.0):
-            raise DataError(
-                f"serving bits must be 4, 8 or 16, got {value!r}",
-                file=file,
-                row=row,
-                field=col.name,
-            )
+            raise bad(f"serving bits must be 4, 8 or 16, got {value!r}")
         return int(number)
     if col.kind == "positive" and number <= 0:
-        raise DataError(f"must be > 0, got {value!r}", file=file, row=row, field=col.name)
+        raise bad(f"must be > 0, got {value!r}")
     if col.kind == "nonnegative" and number < 0:
-        raise DataError(f"must be >= 0, got {value!r}", file=file, row=row, field=col.name)
+        raise bad(f"must be >= 0, got {value!r}")
     return number
+
+
+def _parse_text(value: str, kind: str, bad: Callable[[str], DataError]) -> str:
+    """A text cell of kind ``text``, ``name``, ``slug`` or one of :data:`CHOICES`, checked."""
+    if kind == "name":
+        char = next((c for c in value if not c.isprintable()), None)
+        if char is not None:
+            raise bad(
+                f"holds the unprintable character {one_line(repr(char))} (U+{ord(char):04X}); "
+                f"a name is printable text, got {one_line(repr(value))}"
+            )
+    elif kind == "slug":
+        if not _SLUG.fullmatch(value):
+            raise bad(
+                "must be 1-64 letters, digits, '.', '_' or '-' (it names a report page), "
+                f"got {value!r}"
+            )
+    elif kind in CHOICES and value not in CHOICES[kind]:
+        raise bad(f"must be one of {', '.join(CHOICES[kind])}, got {value!r}")
+    return value
 
 
 def decode_csv(path: Path, blob: bytes) -> str:
@@ -290,7 +270,7 @@ def decode_csv(path: Path, blob: bytes) -> str:
         ) from None
 
 
-def read_table(path: Path, columns: list[Column], blob: bytes | None = None) -> pd.DataFrame:  # noqa: C901, PLR0912 (split with the next calibration rerun)
+def read_table(path: Path, columns: list[Column], blob: bytes | None = None) -> pd.DataFrame:
     """Read one CSV file, checking its header, every cell and its key.
 
     ``blob``: the file's bytes, if already read (by :func:`read_input_bytes`,
@@ -303,56 +283,77 @@ def read_table(path: Path, columns: list[Column], blob: bytes | None = None) -> 
     try:
         with io.StringIO(text, newline="") as handle:
             reader = csv.reader(handle, strict=True)
-            try:
-                header = [h.strip() for h in next(reader)]
-            except StopIteration:
-                raise DataError("empty file, expected a header row", file=file) from None
-            missing = [c.name for c in columns if c.name not in header and not c.may_be_absent]
-            if missing:
-                raise DataError(f"missing column '{missing[0]}'", file=file, field=missing[0])
-            if len(set(header)) != len(header):
-                dup = next(h for h in header if header.count(h) > 1)
-                # A header cell may hold a line break: escape it to keep the error one line.
-                raise DataError("column appears twice", file=file, field=one_line(dup))
-            if "_row" in header:
-                raise DataError("column name reserved for the row number", file=file, field="_row")
-            index = {name: i for i, name in enumerate(header)}
-            records = []
-            for n, cells in enumerate(reader, start=1):
-                if n > MAX_ROWS:
-                    raise DataError(f"more than {MAX_ROWS} rows", file=file)
-                if not any(c.strip() for c in cells):
-                    continue
-                if len(cells) != len(header):
-                    raise DataError(
-                        f"has {len(cells)} cells, the header has {len(header)}", file=file, row=n
-                    )
-                rec: dict[str, object] = {"_row": n}
-                for col in columns:
-                    if col.name not in index:  # a column that may be absent
-                        rec[col.name] = None
-                        continue
-                    rec[col.name] = _parse(cells[index[col.name]], col, file=file, row=n)
-                for extra in header:
-                    if extra not in rec:
-                        rec[extra] = cells[index[extra]].strip()
-                records.append(rec)
+            header = _header(reader, columns, file)
+            records = _records(reader, header, columns, file)
     except csv.Error as exc:
         raise DataError(one_line(f"not a readable CSV file: {exc}"), file=file) from None
     absent = [c.name for c in columns if c.name not in header]
     frame = pd.DataFrame.from_records(records, columns=["_row", *header, *absent])
-    key = KEYS.get(path.name)
-    if key and len(frame):
-        dup = frame.duplicated(subset=list(key), keep="first")
-        if dup.any():
-            first = frame[dup].iloc[0]
-            raise DataError(
-                "duplicate of an earlier row with the same " + ", ".join(key),
-                file=file,
-                row=int(first["_row"]),
-                field=key[-1],
-            )
+    _check_key(frame, KEYS.get(path.name), file)
     return frame
+
+
+def _header(reader: Iterator[list[str]], columns: list[Column], file: str) -> list[str]:
+    """The header row: every required column present, none twice, none reserved."""
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise DataError("empty file, expected a header row", file=file) from None
+    missing = [c.name for c in columns if c.name not in header and not c.may_be_absent]
+    if missing:
+        raise DataError(f"missing column '{missing[0]}'", file=file, field=missing[0])
+    if len(set(header)) != len(header):
+        dup = next(h for h in header if header.count(h) > 1)
+        # A header cell may hold a line break: escape it to keep the error one line.
+        raise DataError("column appears twice", file=file, field=one_line(dup))
+    if "_row" in header:
+        raise DataError("column name reserved for the row number", file=file, field="_row")
+    return header
+
+
+def _records(
+    reader: Iterator[list[str]], header: list[str], columns: list[Column], file: str
+) -> list[dict[str, object]]:
+    """Each non-blank row's cells, parsed by column (a column of the header the
+    schema does not know is kept as text), with its row number in ``_row``.
+    """
+    index = {name: i for i, name in enumerate(header)}
+    records = []
+    for n, cells in enumerate(reader, start=1):
+        if n > MAX_ROWS:
+            raise DataError(f"more than {MAX_ROWS} rows", file=file)
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            raise DataError(
+                f"has {len(cells)} cells, the header has {len(header)}", file=file, row=n
+            )
+        rec: dict[str, object] = {"_row": n}
+        for col in columns:
+            if col.name not in index:  # a column that may be absent
+                rec[col.name] = None
+                continue
+            rec[col.name] = _parse(cells[index[col.name]], col, file=file, row=n)
+        for extra in header:
+            if extra not in rec:
+                rec[extra] = cells[index[extra]].strip()
+        records.append(rec)
+    return records
+
+
+def _check_key(frame: pd.DataFrame, key: tuple[str, ...] | None, file: str) -> None:
+    """Refuse a row whose key columns repeat an earlier row's."""
+    if not key or not len(frame):
+        return
+    dup = frame.duplicated(subset=list(key), keep="first")
+    if dup.any():
+        first = frame[dup].iloc[0]
+        raise DataError(
+            "duplicate of an earlier row with the same " + ", ".join(key),
+            file=file,
+            row=int(first["_row"]),
+            field=key[-1],
+        )
 
 
 @dataclass
@@ -494,7 +495,7 @@ def _check_price_pairs(path: Path, table: pd.DataFrame, price_points: set) -> No
             )
 
 
-def load_dataset(root: str | Path) -> Dataset:  # noqa: C901, PLR0912 (split into named checks with the next calibration rerun)
+def load_dataset(root: str | Path) -> Dataset:
     """Load, check and cross-check every file of a data directory."""
     root = Path(root)
     try:
@@ -504,93 +505,12 @@ def load_dataset(root: str | Path) -> Dataset:  # noqa: C901, PLR0912 (split int
     if not is_dir:
         raise DataError("no such data directory", file=str(root))
     files = read_csv_files(root)
-    tables: dict[str, pd.DataFrame] = {}
-    for name, columns in SCHEMAS.items():
-        path = root / name
-        if name not in files:
-            if path.is_dir():
-                raise DataError("is a directory, not a regular file", file=str(path))
-            if name in REQUIRED_FILES:
-                raise DataError("required file is missing", file=str(path))
-            tables[name] = pd.DataFrame(columns=["_row", *(c.name for c in columns)])
-            continue
-        tables[name] = read_table(path, columns, files[name])
-
-    prices = tables["prices.csv"]
-    if prices.empty:
-        raise DataError("no price rows", file=str(root / "prices.csv"))
-    known = tables["known_models.csv"]
-    for _, r in known.iterrows():
-        if r["active_params_b"] > r["total_params_b"]:
-            raise DataError(
-                "active parameters exceed total parameters",
-                file=str(root / "known_models.csv"),
-                row=int(r["_row"]),
-                field="active_params_b",
-            )
-    hardware = tables["hardware.csv"]
-    gpu_keys = set(hardware["gpu"])
-    gpu_prices = tables["gpu_prices.csv"]
-    for _, r in gpu_prices.iterrows():
-        if r["gpu"] not in gpu_keys:
-            raise DataError(
-                f"GPU {r['gpu']!r} is not in hardware.csv",
-                file=str(root / "gpu_prices.csv"),
-                row=int(r["_row"]),
-                field="gpu",
-            )
-    priced_models = set(prices["model"]) | set(known["model"])
-    for name in ("speed.csv", "quality.csv", "hidden_size.csv"):
-        for _, r in tables[name].iterrows():
-            if r["model"] not in priced_models:
-                raise DataError(
-                    f"model {r['model']!r} is neither in prices.csv nor in known_models.csv",
-                    file=str(root / name),
-                    row=int(r["_row"]),
-                    field="model",
-                )
-    speed = tables["speed.csv"]
-    for _, r in speed.iterrows():
-        if pd.isna(r["output_tokens_per_s"]) and pd.isna(r["ttft_s"]):
-            raise DataError(
-                "needs output_tokens_per_s or ttft_s",
-                file=str(root / "speed.csv"),
-                row=int(r["_row"]),
-                field="output_tokens_per_s",
-            )
-    quality = tables["quality.csv"]
-    for _, r in quality.iterrows():
-        if r["score_pct"] > 100:
-            raise DataError(
-                f"a percentage above 100: {r['score_pct']}",
-                file=str(root / "quality.csv"),
-                row=int(r["_row"]),
-                field="score_pct",
-            )
-    families = tables["families.csv"]
-    titles: dict[str, str] = {}
-    for _, r in families.iterrows():
-        if titles.setdefault(r["family"], r["title"]) != r["title"]:
-            raise DataError(
-                f"family {r['family']!r} has another title in an earlier row",
-                file=str(root / "families.csv"),
-                row=int(r["_row"]),
-                field="title",
-            )
-    cuts = tables["cuts.csv"]
-    price_points = set(zip(prices["provider"], prices["model"], prices["date"], strict=True))
-    statements = tables["cost_statements.csv"]
-    for name, table in (("cuts.csv", cuts), ("cost_statements.csv", statements)):
-        _check_price_pairs(root / name, table, price_points)
-    labs = tables["labs.csv"]
-    for _, r in labs.iterrows():
-        if not any(fnmatch.fnmatchcase(m, r["pattern"]) for m in priced_models):
-            raise DataError(
-                f"pattern {r['pattern']!r} matches no model in prices.csv or known_models.csv",
-                file=str(root / "labs.csv"),
-                row=int(r["_row"]),
-                field="pattern",
-            )
+    tables = _read_tables(root, files)
+    _cross_check(root, tables)
+    prices, known = tables["prices.csv"], tables["known_models.csv"]
+    statements, cuts, labs = tables["cost_statements.csv"], tables["cuts.csv"], tables["labs.csv"]
+    hardware, gpu_prices = tables["hardware.csv"], tables["gpu_prices.csv"]
+    speed, quality = tables["speed.csv"], tables["quality.csv"]
     digest = files_digest(files)
     return Dataset(
         root=root,
@@ -609,3 +529,78 @@ def load_dataset(root: str | Path) -> Dataset:  # noqa: C901, PLR0912 (split int
         labs=labs,
         cost_statements=statements,
     )
+
+
+def _read_tables(root: Path, files: dict[str, bytes]) -> dict[str, pd.DataFrame]:
+    """Every file of :data:`SCHEMAS`, read and checked (an empty table for an optional one absent)."""
+    tables: dict[str, pd.DataFrame] = {}
+    for name, columns in SCHEMAS.items():
+        path = root / name
+        if name not in files:
+            if path.is_dir():
+                raise DataError("is a directory, not a regular file", file=str(path))
+            if name in REQUIRED_FILES:
+                raise DataError("required file is missing", file=str(path))
+            tables[name] = pd.DataFrame(columns=["_row", *(c.name for c in columns)])
+            continue
+        tables[name] = read_table(path, columns, files[name])
+    if tables["prices.csv"].empty:
+        raise DataError("no price rows", file=str(root / "prices.csv"))
+    return tables
+
+
+def _refuse_rows(
+    path: Path, table: pd.DataFrame, field: str, check: Callable[[pd.Series], str | None]
+) -> None:
+    """Raise the :class:`DataError` of the first row of ``table`` that ``check`` finds
+    wrong (it returns the message), naming ``path``, the row and ``field``.
+    """
+    for _, r in table.iterrows():
+        message = check(r)
+        if message is not None:
+            raise DataError(message, file=str(path), row=int(r["_row"]), field=field)
+
+
+def _cross_check(root: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """The checks that read more than one cell: across columns, rows and files."""
+    prices, known = tables["prices.csv"], tables["known_models.csv"]
+    _refuse_rows(
+        root / "known_models.csv", known, "active_params_b",
+        lambda r: "active parameters exceed total parameters"
+        if r["active_params_b"] > r["total_params_b"] else None,
+    )  # fmt: skip
+    gpu_keys = set(tables["hardware.csv"]["gpu"])
+    _refuse_rows(
+        root / "gpu_prices.csv", tables["gpu_prices.csv"], "gpu",
+        lambda r: f"GPU {r['gpu']!r} is not in hardware.csv" if r["gpu"] not in gpu_keys else None,
+    )  # fmt: skip
+    priced_models = set(prices["model"]) | set(known["model"])
+    for name in ("speed.csv", "quality.csv", "hidden_size.csv"):
+        _refuse_rows(
+            root / name, tables[name], "model",
+            lambda r: f"model {r['model']!r} is neither in prices.csv nor in known_models.csv"
+            if r["model"] not in priced_models else None,
+        )  # fmt: skip
+    _refuse_rows(
+        root / "speed.csv", tables["speed.csv"], "output_tokens_per_s",
+        lambda r: "needs output_tokens_per_s or ttft_s"
+        if pd.isna(r["output_tokens_per_s"]) and pd.isna(r["ttft_s"]) else None,
+    )  # fmt: skip
+    _refuse_rows(
+        root / "quality.csv", tables["quality.csv"], "score_pct",
+        lambda r: f"a percentage above 100: {r['score_pct']}" if r["score_pct"] > 100 else None,
+    )  # fmt: skip
+    titles: dict[str, str] = {}
+    _refuse_rows(
+        root / "families.csv", tables["families.csv"], "title",
+        lambda r: f"family {r['family']!r} has another title in an earlier row"
+        if titles.setdefault(r["family"], r["title"]) != r["title"] else None,
+    )  # fmt: skip
+    price_points = set(zip(prices["provider"], prices["model"], prices["date"], strict=True))
+    for name in ("cuts.csv", "cost_statements.csv"):
+        _check_price_pairs(root / name, tables[name], price_points)
+    _refuse_rows(
+        root / "labs.csv", tables["labs.csv"], "pattern",
+        lambda r: f"pattern {r['pattern']!r} matches no model in prices.csv or known_models.csv"
+        if not any(fnmatch.fnmatchcase(m, r["pattern"]) for m in priced_models) else None,
+    )  # fmt: skip

@@ -21,6 +21,7 @@ import math
 import os
 import stat
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -189,7 +190,7 @@ def prior_centre(spec) -> float:
     return min(max(spec.mu, lower), upper)
 
 
-DISTRIBUTIONS = {
+DISTRIBUTIONS: dict[str, type[BaseModel]] = {
     "Normal": NormalPrior,
     "HalfNormal": HalfNormalPrior,
     "LogNormal": LogNormalPrior,
@@ -398,8 +399,8 @@ def check_prior(name: str, spec) -> str | None:  # noqa: PLR0911 (one return per
     what = f"{name} ({rng.meaning})"
     if isinstance(spec, ConstantPrior):
         if spec.value not in rng.values or spec.value not in rng.centre:
-            inside = rng.values if spec.value not in rng.values else rng.centre
-            return f"Constant value {spec.value:g} is outside {inside}, the valid range of {what}"
+            bounds = rng.values if spec.value not in rng.values else rng.centre
+            return f"Constant value {spec.value:g} is outside {bounds}, the valid range of {what}"
         return None
     low, high = _support(spec)
     if not rng.values.covers(low, high):
@@ -873,7 +874,7 @@ def _hint(word: str, options: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _explain(err: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:  # noqa: PLR0911 (one return per kind of validation error)
+def _explain(err: Mapping[str, Any], raw: dict[str, Any]) -> tuple[str, str]:  # noqa: PLR0911 (one return per kind of validation error)
     """Turn one pydantic error into (dotted location, message) with hints."""
     loc = [str(p) for p in err["loc"] if not str(p).endswith("Prior")]
     # pydantic puts the union tag into the location; drop it.
@@ -895,7 +896,7 @@ def _explain(err: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:  # no
                 f"unknown parameter '{loc[-1]}' for {node.get('distribution')}"
                 f"{_hint(loc[-1], names)}; it takes {', '.join(names)}"
             )
-        section = {
+        sections: dict[str, type[BaseModel]] = {
             "": Hypothesis,
             "precision": Precision,
             "hardware": Hardware,
@@ -903,7 +904,8 @@ def _explain(err: dict[str, Any], raw: dict[str, Any]) -> tuple[str, str]:  # no
             "constants": Constants,
             "sampler": Sampler,
             "evidence": Evidence,
-        }.get(".".join(loc[:-1]))
+        }
+        section = sections.get(".".join(loc[:-1]))
         if loc[:1] == ["model_priors"] and len(loc) == 3:
             section = ModelPriors
         names = list(section.model_fields) if section else []

@@ -71,7 +71,7 @@ def hardware_transition(p_price, p_measure) -> np.ndarray:
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class Design:
     """Index arrays and constants of one fit. Shapes: E epochs, K components."""
 
@@ -104,49 +104,32 @@ class Design:
     mmlu_model: np.ndarray  # index into ``models`` (-1 for a known model)
     mmlu_score: np.ndarray
     mmlu_known_log10_compute: np.ndarray  # NaN when the model's compute is latent
-    #: Measured d_model of models of unknown size: index into ``unknown``, value.
-    hidden_unknown: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
-    hidden_size: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    notes: list[str] = field(default_factory=list)
-    #: Stated serving-cost ratios (``cost_statements.csv``): the two epochs of each
-    #: (from, to) and the log of the stated ratio, to over from.
-    statement_epochs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=int))
-    statement_log_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: 1 where the epoch's provider is the lab that made the model (its own API).
-    epoch_first_party: np.ndarray | None = None
+    epoch_first_party: np.ndarray
     #: 1 where the epoch's provider serves on GPUs (or does not say); prices of
     #: custom silicon enter through the pricing layer alone, and their speeds not at all.
-    epoch_gpu: np.ndarray | None = None
-    #: 1 where an epoch's prices enter the likelihood, 0 where they are withheld
-    #: (calibration with prices removed). Speeds and MMLU are unaffected.
-    price_mask: np.ndarray | None = None
+    epoch_gpu: np.ndarray
     #: Speed and first-token-time measurements: the speed and TTFT rows of one
     #: (price epoch, date) are one measurement, served on one component. Per
     #: measurement, its epoch and the prior log chance of its component given the
     #: epoch's (``(M, K, K)``: the hardware at the measurement's own date, see
     #: :func:`hardware_transition`; the precision is the epoch's); per speed and
-    #: TTFT row, its measurement. ``None``: one measurement per epoch, same component.
-    measure_epoch: np.ndarray | None = None
-    measure_log_transition: np.ndarray | None = None
-    speed_measure: np.ndarray | None = None
-    ttft_measure: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if self.measure_epoch is None:
-            self.measure_epoch = np.unique(np.concatenate([self.speed_epoch, self.ttft_epoch]))
-            self.measure_epoch = self.measure_epoch.astype(int)
-            where = {int(e): i for i, e in enumerate(self.measure_epoch)}
-            self.speed_measure = np.array([where[int(e)] for e in self.speed_epoch], dtype=int)
-            self.ttft_measure = np.array([where[int(e)] for e in self.ttft_epoch], dtype=int)
-            k = len(self.component_bits)
-            eye = np.log(np.clip(np.eye(k), 1e-300, None))
-            self.measure_log_transition = np.tile(eye, (len(self.measure_epoch), 1, 1))
-        if self.price_mask is None:
-            self.price_mask = np.ones(len(self.epochs))
-        if self.epoch_first_party is None:
-            self.epoch_first_party = np.zeros(len(self.epochs))
-        if self.epoch_gpu is None:
-            self.epoch_gpu = np.ones(len(self.epochs))
+    #: TTFT row, its measurement.
+    measure_epoch: np.ndarray
+    measure_log_transition: np.ndarray
+    speed_measure: np.ndarray
+    ttft_measure: np.ndarray
+    #: 1 where an epoch's prices enter the likelihood, 0 where they are withheld
+    #: (calibration with prices removed). Speeds and MMLU are unaffected.
+    price_mask: np.ndarray
+    #: Measured d_model of models of unknown size: index into ``unknown``, value.
+    hidden_unknown: np.ndarray
+    hidden_size: np.ndarray
+    #: Stated serving-cost ratios (``cost_statements.csv``): the two epochs of each
+    #: (from, to) and the log of the stated ratio, to over from.
+    statement_epochs: np.ndarray
+    statement_log_ratio: np.ndarray
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_epochs(self) -> int:
@@ -215,9 +198,81 @@ def _accelerators(data: Dataset, hyp: Hypothesis) -> tuple[list[forward.Accelera
     return accs, np.array(mus)
 
 
-def build_design(data: Dataset, hyp: Hypothesis) -> Design:  # noqa: C901, PLR0912, PLR0915 (named steps, as build_model, with the next calibration rerun)
+def build_design(data: Dataset, hyp: Hypothesis) -> Design:
     """Assemble the design of a fit, leaving out rows the model cannot use."""
     notes: list[str] = []
+    epochs = _epochs(data, notes)
+    known = data.known_models.set_index("model")
+    models = list(dict.fromkeys(epochs["model"]))
+    unknown = [m for m in models if m not in known.index]
+    providers = sorted(set(epochs["provider"]))
+    m_index = {m: i for i, m in enumerate(models)}
+    p_index = {p: i for i, p in enumerate(providers)}
+    accs, log_gpu_mu = _accelerators(data, hyp)
+    comp_bits, comp_hw = _components(hyp)
+    year = np.array([years_since_2024(d) for d in epochs["date"]])
+    p_newer = _p_newer(hyp, year)
+    epoch_gpu = epochs["provider"].map(data.is_gpu_like).to_numpy(bool)
+    measures = _speed_measures(data, epochs, epoch_gpu, notes)
+    hw_step = hardware_transition(p_newer[measures.epoch], _p_newer(hyp, measures.years))
+    same_bits = (comp_bits[:, None] == comp_bits[None, :]).astype(float)  # (K, K)
+    m_transition = same_bits[None] * hw_step[:, comp_hw[:, None], comp_hw[None, :]]
+    q_m, q_s, q_c = _mmlu(data, known, m_index, notes)
+    st_e, st_r = _cost_statements(data, epochs, hyp)
+    hid = data.hidden_size[data.hidden_size["model"].isin(unknown)]
+    return Design(
+        statement_epochs=np.array(st_e, dtype=int).reshape(-1, 2),
+        statement_log_ratio=np.array(st_r),
+        hidden_unknown=np.array([unknown.index(m) for m in hid["model"]], dtype=int),
+        hidden_size=hid["hidden_size"].to_numpy(float),
+        models=models,
+        unknown=unknown,
+        providers=providers,
+        epochs=epochs,
+        epoch_model=epochs["model"].map(m_index).to_numpy(int),
+        epoch_provider=epochs["provider"].map(p_index).to_numpy(int),
+        epoch_year=year,
+        log_price_out=np.log(epochs["output_usd_per_mtok"].astype(float).to_numpy()),
+        log_price_in=np.log(epochs["input_usd_per_mtok"].astype(float).to_numpy()),
+        known_total=_known_column(known, models, "total_params_b", 1e9),
+        known_active=_known_column(known, models, "active_params_b", 1e9),
+        known_kv=_known_column(known, models, "kv_bytes_per_token", 1.0),
+        unknown_pos=np.array([m_index[m] for m in unknown], dtype=int),
+        component_bits=comp_bits,
+        component_hardware=comp_hw,
+        component_labels=[
+            f"{b}-bit {accs[h].name}" for b, h in zip(comp_bits, comp_hw, strict=True)
+        ],
+        hardware=[a.name for a in accs],
+        accelerators=accs,
+        log_gpu_hour_mu=log_gpu_mu,
+        log_weights=_log_weights(epochs, hyp, p_newer),
+        speed_epoch=np.array(measures.speed_epoch, dtype=int),
+        log_speed=np.array(measures.log_speed),
+        ttft_epoch=np.array(measures.ttft_epoch, dtype=int),
+        log_ttft=np.array(measures.log_ttft),
+        mmlu_model=np.array(q_m, dtype=int),
+        mmlu_score=np.array(q_s),
+        mmlu_known_log10_compute=np.array(q_c),
+        epoch_first_party=np.array(
+            [
+                data.is_first_party(m, p)
+                for m, p in zip(epochs["model"], epochs["provider"], strict=True)
+            ],
+            dtype=float,
+        ),
+        epoch_gpu=epoch_gpu.astype(float),
+        measure_epoch=measures.epoch,
+        measure_log_transition=np.log(np.clip(m_transition, 1e-300, None)),
+        speed_measure=np.array(measures.speed_measure, dtype=int),
+        ttft_measure=np.array(measures.ttft_measure, dtype=int),
+        price_mask=np.ones(len(epochs)),
+        notes=notes + data.notes,
+    )
+
+
+def _epochs(data: Dataset, notes: list[str]) -> pd.DataFrame:
+    """The price rows, one serving epoch each, sorted by model, provider and date."""
     prices = data.prices.copy()
     gpu_mask = prices["provider"].map(data.is_gpu_like)
     if (~gpu_mask).any():
@@ -228,51 +283,41 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:  # noqa: C901, PLR09
             "the GPU roofline's and the provider's own markup and elasticity absorb the "
             "difference; their speeds are not used"
         )
-    epochs = prices.sort_values(["model", "provider", "date"]).reset_index(drop=True)
-    known = data.known_models.set_index("model")
-    models = list(dict.fromkeys(epochs["model"]))
-    unknown = [m for m in models if m not in known.index]
-    providers = sorted(set(epochs["provider"]))
-    m_index = {m: i for i, m in enumerate(models)}
-    p_index = {p: i for i, p in enumerate(providers)}
+    return prices.sort_values(["model", "provider", "date"]).reset_index(drop=True)
 
-    known_total = np.array(
-        [
-            float(known.loc[m, "total_params_b"]) * 1e9 if m in known.index else np.nan
-            for m in models
-        ]
+
+def _known_column(known: pd.DataFrame, models: list[str], column: str, scale: float) -> np.ndarray:
+    """A column of ``known_models.csv`` per model, times ``scale`` (NaN where unknown or empty)."""
+
+    def value(m: str) -> float:
+        v = known.loc[m, column] if m in known.index else None
+        return np.nan if v is None or pd.isna(v) else float(v) * scale
+
+    return np.array([value(m) for m in models])
+
+
+def _components(hyp: Hypothesis) -> tuple[np.ndarray, np.ndarray]:
+    """Bits and hardware index of each serving component (every precision on each generation)."""
+    bits = np.array(hyp.precision.bits)
+    return np.repeat(bits, 2), np.tile([0, 1], len(bits))
+
+
+def _p_newer(hyp: Hypothesis, years) -> np.ndarray:
+    """The ``[hardware]`` prior chance of the newer generation at each date (in years)."""
+    return newer_share(
+        years,
+        midpoint_year=years_since_2024(hyp.hardware.newer_midpoint),
+        width_years=hyp.hardware.newer_width_years,
+        cap=hyp.hardware.newer_max,
     )
-    known_active = np.array(
-        [
-            float(known.loc[m, "active_params_b"]) * 1e9 if m in known.index else np.nan
-            for m in models
-        ]
-    )
 
-    def kv_of(m: str) -> float:
-        v = known.loc[m, "kv_bytes_per_token"] if m in known.index else None
-        return np.nan if v is None or pd.isna(v) else float(v)
 
-    known_kv = np.array([kv_of(m) for m in models])
-
-    accs, log_gpu_mu = _accelerators(data, hyp)
+def _log_weights(epochs: pd.DataFrame, hyp: Hypothesis, p_newer: np.ndarray) -> np.ndarray:
+    """Prior log weight of each epoch's components: precision (fixed where the data
+    fixes the serving bits) times the chance of each hardware generation at its date.
+    """
     bits = np.array(hyp.precision.bits)
     w_bits = np.array(hyp.precision.weights) / np.sum(hyp.precision.weights)
-    comp_bits = np.repeat(bits, 2)
-    comp_hw = np.tile([0, 1], len(bits))
-    labels = [f"{b}-bit {accs[h].name}" for b, h in zip(comp_bits, comp_hw, strict=True)]
-
-    year = np.array([years_since_2024(d) for d in epochs["date"]])
-
-    def p_newer_at(years):
-        return newer_share(
-            years,
-            midpoint_year=years_since_2024(hyp.hardware.newer_midpoint),
-            width_years=hyp.hardware.newer_width_years,
-            cap=hyp.hardware.newer_max,
-        )
-
-    p_newer = p_newer_at(year)
     p_hw = np.stack([1.0 - p_newer, p_newer], axis=1)  # (E, 2)
     wb = np.tile(w_bits, (len(epochs), 1))  # (E, n_bits)
     for i, sb in enumerate(epochs.get("serving_bits", pd.Series([None] * len(epochs)))):
@@ -286,19 +331,46 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:  # noqa: C901, PLR09
                 )
             wb[i] = (bits == int(sb)).astype(float)
     weights = np.repeat(wb, 2, axis=1) * np.tile(p_hw, (1, len(bits)))
-    log_weights = np.log(np.clip(weights, 1e-12, None))
+    return np.log(np.clip(weights, 1e-12, None))
 
-    # Speeds and first-token times, each mapped to the price epoch in force (the
-    # first one when measured before any price); the rows of one (epoch, date)
-    # form a measurement, whose hardware is drawn at its own date.
-    epoch_gpu = epochs["provider"].map(data.is_gpu_like).to_numpy(bool)
-    ep_key = {}
+
+@dataclass
+class _SpeedMeasures:
+    """Speed and first-token-time rows mapped to their price epochs and measurements."""
+
+    speed_epoch: list[int] = field(default_factory=list)
+    speed_measure: list[int] = field(default_factory=list)
+    log_speed: list[float] = field(default_factory=list)
+    ttft_epoch: list[int] = field(default_factory=list)
+    ttft_measure: list[int] = field(default_factory=list)
+    log_ttft: list[float] = field(default_factory=list)
+    #: per measurement, its (epoch, date)
+    keys: dict[tuple[int, dt.date], int] = field(default_factory=dict)
+
+    @property
+    def epoch(self) -> np.ndarray:
+        """Each measurement's price epoch."""
+        return np.array([e for e, _ in self.keys], dtype=int)
+
+    @property
+    def years(self) -> list[float]:
+        """Each measurement's date, in years since 2024."""
+        return [years_since_2024(d) for _, d in self.keys]
+
+
+def _speed_measures(
+    data: Dataset, epochs: pd.DataFrame, epoch_gpu: np.ndarray, notes: list[str]
+) -> _SpeedMeasures:
+    """Speeds and first-token times, each mapped to the price epoch in force (the
+    first one when measured before any price); the rows of one (epoch, date)
+    form a measurement, whose hardware is drawn at its own date.
+    """
+    ep_key: dict[tuple[str, str], list[tuple[dt.date, int]]] = {}
     for i, r in epochs.iterrows():
         if not epoch_gpu[i]:
             continue
         ep_key.setdefault((r["model"], r["provider"]), []).append((r["date"], i))
-    sp_e, sp_v, tt_e, tt_v, sp_m, tt_m = [], [], [], [], [], []
-    measures: dict[tuple[int, dt.date], int] = {}
+    out = _SpeedMeasures()
     unmatched = 0
     for _, r in data.speed.iterrows():
         cands = ep_key.get((r["model"], r["provider"]))
@@ -311,31 +383,34 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:  # noqa: C901, PLR09
         has_ttft = r["ttft_s"] is not None and not pd.isna(r["ttft_s"])
         if not (has_speed or has_ttft):
             continue
-        m = measures.setdefault((int(e), r["date"]), len(measures))
+        m = out.keys.setdefault((int(e), r["date"]), len(out.keys))
         if has_speed:
-            sp_e.append(e)
-            sp_m.append(m)
-            sp_v.append(math.log(float(r["output_tokens_per_s"])))
+            out.speed_epoch.append(e)
+            out.speed_measure.append(m)
+            out.log_speed.append(math.log(float(r["output_tokens_per_s"])))
         if has_ttft:
-            tt_e.append(e)
-            tt_m.append(m)
-            tt_v.append(math.log(float(r["ttft_s"])))
-    m_epoch = np.array([e for e, _ in measures], dtype=int)
-    hw_step = hardware_transition(
-        p_newer[m_epoch], p_newer_at([years_since_2024(d) for _, d in measures])
-    )
-    same_bits = (comp_bits[:, None] == comp_bits[None, :]).astype(float)  # (K, K)
-    m_transition = same_bits[None] * hw_step[:, comp_hw[:, None], comp_hw[None, :]]
+            out.ttft_epoch.append(e)
+            out.ttft_measure.append(m)
+            out.log_ttft.append(math.log(float(r["ttft_s"])))
     if unmatched:
         notes.append(
             f"{unmatched} speed rows have no price epoch at a GPU provider "
             "(same model and provider) and are not used"
         )
+    return out
 
-    # MMLU against training compute: every known model with training tokens
-    # (priced or not, e.g. a base checkpoint) fixes a point of the curve; an
-    # unknown model's score depends on its latent compute.
-    q_m, q_s, q_c = [], [], []
+
+def _mmlu(
+    data: Dataset, known: pd.DataFrame, m_index: dict[str, int], notes: list[str]
+) -> tuple[list[int], list[float], list[float]]:
+    """MMLU against training compute: every known model with training tokens
+    (priced or not, e.g. a base checkpoint) fixes a point of the curve; an
+    unknown model's score depends on its latent compute. Returns each row's
+    model (-1 when known), score and known log10 compute (NaN when latent).
+    """
+    q_m: list[int] = []
+    q_s: list[float] = []
+    q_c: list[float] = []
     skipped = 0
     for _, r in data.quality.iterrows():
         if r["benchmark"].strip().upper() != MMLU:
@@ -361,72 +436,35 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:  # noqa: C901, PLR09
             f"{skipped} MMLU rows not used (known model without training tokens, "
             "or model of unknown size not priced at a GPU provider)"
         )
+    return q_m, q_s, q_c
 
-    st_e, st_r = [], []
-    if hyp.evidence.cost_statements:
-        where = {(r.provider, r.model, r.date): i for i, r in enumerate(epochs.itertuples())}
-        used: set[int] = set()
-        for r in data.cost_statements.itertuples():
-            pair = [
-                where[(r.provider, getattr(r, f"{end}_model"), getattr(r, f"{end}_date"))]
-                for end in ("from", "to")
-            ]
-            if used & set(pair) or pair[0] == pair[1]:
-                raise DataError(
-                    "a price point may be in one cost statement only, and a statement "
-                    "needs two price points",
-                    file=str(data.root / "cost_statements.csv"),
-                    row=int(r._1),
-                    field="to_model",
-                )
-            used |= set(pair)
-            st_e.append(pair)
-            st_r.append(math.log(float(r.cost_ratio)))
 
-    hid = data.hidden_size[data.hidden_size["model"].isin(unknown)]
-    return Design(
-        statement_epochs=np.array(st_e, dtype=int).reshape(-1, 2),
-        statement_log_ratio=np.array(st_r),
-        hidden_unknown=np.array([unknown.index(m) for m in hid["model"]], dtype=int),
-        hidden_size=hid["hidden_size"].to_numpy(float),
-        models=models,
-        unknown=unknown,
-        providers=providers,
-        epochs=epochs,
-        epoch_model=epochs["model"].map(m_index).to_numpy(int),
-        epoch_provider=epochs["provider"].map(p_index).to_numpy(int),
-        epoch_year=year,
-        log_price_out=np.log(epochs["output_usd_per_mtok"].astype(float).to_numpy()),
-        log_price_in=np.log(epochs["input_usd_per_mtok"].astype(float).to_numpy()),
-        known_total=known_total,
-        known_active=known_active,
-        known_kv=known_kv,
-        unknown_pos=np.array([m_index[m] for m in unknown], dtype=int),
-        component_bits=comp_bits,
-        component_hardware=comp_hw,
-        component_labels=labels,
-        hardware=[a.name for a in accs],
-        accelerators=accs,
-        log_gpu_hour_mu=log_gpu_mu,
-        log_weights=log_weights,
-        speed_epoch=np.array(sp_e, dtype=int),
-        log_speed=np.array(sp_v),
-        ttft_epoch=np.array(tt_e, dtype=int),
-        log_ttft=np.array(tt_v),
-        mmlu_model=np.array(q_m, dtype=int),
-        mmlu_score=np.array(q_s),
-        mmlu_known_log10_compute=np.array(q_c),
-        epoch_first_party=np.array(
-            [
-                data.is_first_party(m, p)
-                for m, p in zip(epochs["model"], epochs["provider"], strict=True)
-            ],
-            dtype=float,
-        ),
-        epoch_gpu=epoch_gpu.astype(float),
-        measure_epoch=m_epoch,
-        measure_log_transition=np.log(np.clip(m_transition, 1e-300, None)),
-        speed_measure=np.array(sp_m, dtype=int),
-        ttft_measure=np.array(tt_m, dtype=int),
-        notes=notes + data.notes,
-    )
+def _cost_statements(
+    data: Dataset, epochs: pd.DataFrame, hyp: Hypothesis
+) -> tuple[list[list[int]], list[float]]:
+    """The two epochs and the log stated ratio of each serving-cost statement
+    (none unless ``[evidence] cost_statements``).
+    """
+    st_e: list[list[int]] = []
+    st_r: list[float] = []
+    if not hyp.evidence.cost_statements:
+        return st_e, st_r
+    where = {(r.provider, r.model, r.date): i for i, r in enumerate(epochs.itertuples())}
+    used: set[int] = set()
+    for r in data.cost_statements.itertuples():
+        pair = [
+            where[(r.provider, getattr(r, f"{end}_model"), getattr(r, f"{end}_date"))]
+            for end in ("from", "to")
+        ]
+        if used & set(pair) or pair[0] == pair[1]:
+            raise DataError(
+                "a price point may be in one cost statement only, and a statement "
+                "needs two price points",
+                file=str(data.root / "cost_statements.csv"),
+                row=int(r._1),
+                field="to_model",
+            )
+        used |= set(pair)
+        st_e.append(pair)
+        st_r.append(math.log(float(r.cost_ratio)))
+    return st_e, st_r

@@ -38,7 +38,7 @@ def price_ratio_baseline(
     known = data.known_models.set_index("model")
     ep = design.epochs if epochs is None else epochs
     out: dict[str, float] = {}
-    for m in members:
+    for m in sorted(members):
         logs = []
         for _, r in ep[ep["model"] == m].iterrows():
             refs = ep[(ep["provider"] == r["provider"]) & ~ep["model"].isin(members)]
@@ -77,7 +77,7 @@ def size_tier_baseline(data: Dataset, members: Iterable[str]) -> dict[str, float
     )
     known = data.known_models.set_index("model")
     out: dict[str, float] = {}
-    for m in members:
+    for m in sorted(members):
         moe = float(known.loc[m, "active_params_b"]) < float(known.loc[m, "total_params_b"])
         kind = "moe" if moe else "dense"
         est = []

@@ -40,6 +40,7 @@ like a family.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable
@@ -199,13 +200,16 @@ def lab_ladders(data: Dataset, design: Design) -> dict[str, list[str]]:
     """
     known = set(data.known_models["model"])
     ep = design.epochs
-    first: dict[str, dict[str, object]] = {}
+    first: dict[str, dict[str, dt.date]] = {}
     for m, p, d in zip(ep["model"], ep["provider"], ep["date"], strict=True):
         if m in known and data.is_first_party(m, p):
             lab = str(data.lab_of(m))
             seen = first.setdefault(lab, {})
             seen[m] = min(seen.get(m, d), d)
-    return {lab: sorted(dates, key=lambda m, _d=dates: (_d[m], m)) for lab, dates in first.items()}
+    return {
+        lab: [m for _, m in sorted((d, m) for m, d in dates.items())]
+        for lab, dates in first.items()
+    }
 
 
 def ladder_holdouts(data: Dataset, design: Design) -> list[Holdout]:

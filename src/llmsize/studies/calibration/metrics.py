@@ -128,7 +128,7 @@ def targets(m: pd.Series) -> list[tuple[str, bool, str]]:
 # --------------------------------------------------------------------------- classes
 
 
-def _class_row(method, split, grouping, cls, quantity, t: pd.DataFrame) -> dict:  # noqa: PLR0917 (keyword-only with the next calibration rerun)
+def _class_row(method, split, *, grouping, cls, quantity, t: pd.DataFrame) -> dict:
     q50 = t[f"{quantity}_q50"]
     err = np.abs(np.log10(q50) - np.log10(t[f"true_{quantity}_b"]))
     row = {
@@ -193,14 +193,22 @@ def class_metrics(table: pd.DataFrame) -> pd.DataFrame:
                     sub = s if grouping == "overall" else s[s[grouping] == cls]
                     if sub.empty:
                         continue
-                    rows.append(_class_row(method, split, grouping, cls, "total", sub))
+                    rows.append(
+                        _class_row(
+                            method, split, grouping=grouping, cls=cls, quantity="total", t=sub
+                        )
+                    )
                     if (
                         grouping == "architecture"
                         and cls == "moe"
                         and "active_q50" in sub
                         and sub["active_q50"].notna().all()
                     ):
-                        rows.append(_class_row(method, split, grouping, cls, "active", sub))
+                        rows.append(
+                            _class_row(
+                                method, split, grouping=grouping, cls=cls, quantity="active", t=sub
+                            )
+                        )
     return pd.DataFrame(rows)
 
 

@@ -288,7 +288,10 @@ def run_calibration(
     sbc_todo: list[tuple[Callable, tuple, Path]] = []
     if simulations:
         sbc_settings = {**settings, **(sbc_settings or SBC_SETTINGS)}
-        sbc_todo = sbc_tasks(data_dir, hyp_json, data.digest, out_dir, simulations, sbc_settings)
+        sbc_todo = sbc_tasks(
+            data_dir, hyp_json, data_digest=data.digest, out_dir=out_dir,
+            simulations=simulations, settings=sbc_settings,
+        )  # fmt: skip
     run_parallel(sbc_todo + tasks, scheduler=scheduler, workers=workers, progress=progress)
     table = collect(out_dir, data, design, holdouts, key)
     sbc = sbc_collect(sbc_todo, simulations) if simulations else None

@@ -136,9 +136,10 @@ def sbc_uniformity(ranks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def sbc_tasks(  # noqa: PLR0917 (keyword-only with the next calibration rerun)
+def sbc_tasks(
     data_dir: Path,
     hyp_json: str,
+    *,
     data_digest: str,
     out_dir: Path,
     simulations: int,

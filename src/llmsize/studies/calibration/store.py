@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from llmsize.outputs.io import write_text_atomic
 from llmsize.studies.calibration.holdouts import Holdout
 
 
@@ -81,9 +82,7 @@ def run_parallel(
             path = futures[fut]
             result = fut.result()
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(result), encoding="utf-8")
-            tmp.replace(path)
+            write_text_atomic(path, json.dumps(result))
             bar.update(1)
         bar.close()
     finally:
