@@ -19,6 +19,7 @@ Heavy imports wait for the first call, so ``import llmsize`` stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,19 +85,15 @@ def infer(
     written (:func:`report` writes it later).
     """
     from llmsize.inputs.bundled import default_data_dir, default_hypothesis
+    from llmsize.inputs.checks import RunRequest
     from llmsize.pipeline import fit_only, run_inference
 
-    args: dict[str, Any] = {
-        "data_dir": Path(data) if data is not None else default_data_dir(),
-        "hypothesis_path": Path(hypothesis) if hypothesis is not None else default_hypothesis(),
-        "draws": draws,
-        "tune": tune,
-        "chains": chains,
-        "seed": seed,
-        "overrides": _override_list(overrides),
-        "cores": cores,
-        "progress": progress,
-    }
+    request = RunRequest(
+        data_dir=Path(data) if data is not None else default_data_dir(),
+        hypothesis_path=Path(hypothesis) if hypothesis is not None else default_hypothesis(),
+        draws=draws, tune=tune, chains=chains, seed=seed,
+        overrides=_override_list(overrides), cores=cores,
+    )  # fmt: skip
     shown: dict[str, Any] = {
         "hypothesis": hypothesis,
         "data": data,
@@ -106,8 +103,10 @@ def infer(
     shown |= {"draws": draws, "tune": tune, "chains": chains, "seed": seed}
     command = _command("infer", shown)
     if out is None:
-        return fit_only(**args, command=command)
-    result = run_inference(**args, out_dir=Path(out), command=command)
+        return fit_only(request, command=command, progress=progress)
+    result = run_inference(
+        **dataclasses.asdict(request), out_dir=Path(out), command=command, progress=progress
+    )
     return result.tree
 
 

@@ -141,6 +141,41 @@ CORES_OPTION = click.option(
 )
 
 
+def sampler_options(*, whose: str, draws: str, tune: str, chains: str):
+    """``--draws``, ``--tune``, ``--chains`` and ``--seed``, which default to the
+    hypothesis' ``[sampler]`` table, and ``--set``: ``whose`` names that table in
+    the help and ``draws``, ``tune`` and ``chains`` describe each option.
+    """
+    options = [
+        click.option("--draws", type=int, default=None, help=f"{draws} [{whose}]."),
+        click.option("--tune", type=int, default=None, help=f"{tune} [{whose}]."),
+        click.option("--chains", type=int, default=None, help=f"{chains} [{whose}]."),
+        click.option(
+            "--seed", type=int, default=None, help=f"Random seed, 0 to 4294967295 [{whose}]."
+        ),
+        click.option(
+            "--set",
+            "overrides",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Override a setting of the hypothesis, e.g. --set log10_overtrain.mu=1.0 "
+            "(repeatable).",
+        ),
+    ]
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+QUIET_OPTION = click.option(
+    "-q", "--quiet", is_flag=True, help="Only errors (and no progress bar)."
+)
+
+
 def _show_progress(quiet: bool) -> bool:
     """Progress bars only on a terminal (a log file or pipe gets the log lines)."""
     return not quiet and sys.stderr.isatty()
@@ -162,30 +197,15 @@ def cli() -> None:
     type=click.Path(path_type=Path),
     help="Output folder [default: reports/<hypothesis name>/].",
 )
-@click.option(
-    "--draws",
-    type=int,
-    default=None,
-    help="Posterior draws per chain [hypothesis: 4000].",
-)
-@click.option(
-    "--tune",
-    type=int,
-    default=None,
-    help="Tuning steps per chain [hypothesis: 300].",
-)
-@click.option("--chains", type=int, default=None, help="Chains [hypothesis: 4].")
-@click.option("--seed", type=int, default=None, help="Random seed, 0 to 4294967295 [hypothesis].")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override one setting of the hypothesis, e.g. --set log10_overtrain.mu=1.0 (repeatable).",
+@sampler_options(
+    whose="the hypothesis' [sampler]",
+    draws="Posterior draws per chain",
+    tune="Tuning steps per chain",
+    chains="Chains",
 )
 @click.option("--strict", is_flag=True, help="Exit with status 3 when a diagnostic fails.")
 @CORES_OPTION
-@click.option("-q", "--quiet", is_flag=True, help="Only errors (and no progress bar).")
+@QUIET_OPTION
 def infer(  # click passes one keyword per option
     *, data_dir, hypothesis, out_dir, draws, tune, chains, seed, overrides, strict, cores, quiet
 ) -> None:
@@ -270,10 +290,10 @@ def report(posterior, out_dir, data_dir, quiet) -> None:
 def validate(data_dir, hypothesis, overrides) -> None:
     """Check the data and the hypothesis without sampling, as every command does first."""
     _setup_logging(True)
-    from llmsize.inputs.checks import load_inputs
+    from llmsize.inputs.checks import RunRequest, load_inputs
 
     hyp, _, design = load_inputs(
-        data_dir=data_dir, hypothesis_path=hypothesis, overrides=list(overrides)
+        RunRequest(data_dir=data_dir, hypothesis_path=hypothesis, overrides=list(overrides))
     )
     click.echo(
         f"ok: hypothesis '{hyp.name}'; {design.n_epochs} serving epochs, "
@@ -452,29 +472,14 @@ def calibrate(  # noqa: PLR0913 (click passes one keyword per option)
     help="Hypothesis name the others are compared against [default: 'default' if given, "
     "else the first file].",
 )
-@click.option(
-    "--draws",
-    type=int,
-    default=None,
-    help="NUTS draws per chain of every fit [each hypothesis' [sampler]].",
-)
-@click.option(
-    "--tune",
-    type=int,
-    default=None,
-    help="NUTS tuning steps per chain [each hypothesis' [sampler]].",
-)
-@click.option("--chains", type=int, default=None, help="NUTS chains [each hypothesis' [sampler]].")
-@click.option("--seed", type=int, default=None, help="Random seed [each hypothesis' [sampler]].")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a setting in every hypothesis (repeatable).",
+@sampler_options(
+    whose="each hypothesis' [sampler]",
+    draws="NUTS draws per chain of every fit",
+    tune="NUTS tuning steps per chain",
+    chains="NUTS chains",
 )
 @CORES_OPTION
-@click.option("-q", "--quiet", is_flag=True, help="Only errors (and no progress bar).")
+@QUIET_OPTION
 def compare(  # click passes one keyword per option
     *,
     files,

@@ -19,7 +19,7 @@ from typing import Any
 
 from llmsize import interrupts
 from llmsize.inference.sampling import SampleSettings, fit
-from llmsize.inputs.checks import load_inputs
+from llmsize.inputs.checks import RunRequest, load_inputs
 from llmsize.inputs.data import Dataset
 from llmsize.inputs.hypothesis import Hypothesis, hypothesis_files
 from llmsize.outputs import io, plots
@@ -94,21 +94,12 @@ def statistics_worker():
     pool.shutdown()
 
 
-def _inputs_and_settings(
-    *, data_dir, hypothesis_path, draws, tune, chains, seed, overrides, cores
-) -> tuple[Hypothesis, Dataset, Design, SampleSettings]:
+def _inputs_and_settings(request: RunRequest) -> tuple[Hypothesis, Dataset, Design, SampleSettings]:
     """:func:`~llmsize.inputs.checks.load_inputs` and the sampler settings of the run."""
-    hyp, data, design = load_inputs(
-        data_dir=data_dir,
-        hypothesis_path=hypothesis_path,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        seed=seed,
-        overrides=overrides,
-    )
+    hyp, data, design = load_inputs(request)
+    r = request
     settings = SampleSettings.from_hypothesis(
-        hyp.sampler, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores
+        hyp.sampler, draws=r.draws, tune=r.tune, chains=r.chains, seed=r.seed, cores=r.cores
     )
     return hyp, data, design, settings
 
@@ -123,16 +114,7 @@ def _fit_run(*, hyp, data, data_dir, design, settings, command, progress):
 
 
 def check_inputs(
-    *,
-    data_dir: Path,
-    hypothesis_path: Path,
-    out_dir: Path | None = None,
-    draws: int | None = None,
-    tune: int | None = None,
-    chains: int | None = None,
-    seed: int | None = None,
-    overrides: list[str] | None = None,
-    cores: int | None = None,
+    request: RunRequest, out_dir: Path | None = None
 ) -> tuple[Hypothesis, Dataset, Design, SampleSettings, Path]:
     """:func:`~llmsize.inputs.checks.load_inputs` (what ``validate`` checks), and the
     output folder: everything ``infer`` needs, checked before anything is compiled.
@@ -142,12 +124,13 @@ def check_inputs(
     data; writable; a name the file system can hold. Returns the hypothesis,
     data, design, settings and output folder of the run.
     """
-    hyp, data, design, settings = _inputs_and_settings(
-        data_dir=data_dir, hypothesis_path=hypothesis_path, draws=draws, tune=tune,
-        chains=chains, seed=seed, overrides=overrides, cores=cores,
-    )  # fmt: skip
+    hyp, data, design, settings = _inputs_and_settings(request)
     out_dir = Path(out_dir) if out_dir is not None else Path("reports") / hyp.name
-    check_output_dir(out_dir, data_dir=data_dir, hypothesis_files=hypothesis_files(hypothesis_path))
+    check_output_dir(
+        out_dir,
+        data_dir=request.data_dir,
+        hypothesis_files=hypothesis_files(request.hypothesis_path),
+    )
     return hyp, data, design, settings, out_dir
 
 
@@ -173,17 +156,11 @@ def run_inference(
     sample on (default one per chain, at most two); ``progress``: nutpie's
     progress bar while the chains run (the CLI shows it on a terminal only).
     """
-    hyp, data, design, settings, out_dir = check_inputs(
-        data_dir=data_dir,
-        hypothesis_path=hypothesis_path,
-        out_dir=out_dir,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        seed=seed,
-        overrides=overrides,
-        cores=cores,
-    )
+    request = RunRequest(
+        data_dir=data_dir, hypothesis_path=hypothesis_path, draws=draws, tune=tune,
+        chains=chains, seed=seed, overrides=overrides, cores=cores,
+    )  # fmt: skip
+    hyp, data, design, settings, out_dir = check_inputs(request, out_dir)
     log.info(
         "hypothesis '%s'; %d serving epochs; %d models of unknown size",
         hyp.name,
@@ -195,12 +172,9 @@ def run_inference(
             hyp=hyp, data=data, data_dir=data_dir, design=design, settings=settings,
             command=command, progress=progress,
         )  # fmt: skip
-        parameters = worker.submit(parameter_diagnostics, parameter_draws(tree))
-        sense = worker.submit(psense_of_groups, sensitivity_groups(tree))
         return _report(
-            tree, parameters, sense, data=data, data_dir=data_dir, design=design, hyp=hyp,
-            out_dir=out_dir,
-        )  # fmt: skip
+            tree, worker, data=data, data_dir=data_dir, design=design, hyp=hyp, out_dir=out_dir
+        )
 
 
 def run_attributes(
@@ -230,28 +204,13 @@ def run_attributes(
     }
 
 
-def fit_only(
-    *,
-    data_dir: Path,
-    hypothesis_path: Path,
-    draws: int | None = None,
-    tune: int | None = None,
-    chains: int | None = None,
-    seed: int | None = None,
-    overrides: list[str] | None = None,
-    command: str = "llmsize.infer()",
-    cores: int | None = None,
-    progress: bool = False,
-):
+def fit_only(request: RunRequest, *, command: str = "llmsize.infer()", progress: bool = False):
     """Check the inputs (:func:`~llmsize.inputs.checks.load_inputs`), fit, and return the
     run's DataTree with :func:`run_attributes` on its root; no report is written.
     """
-    hyp, data, design, settings = _inputs_and_settings(
-        data_dir=data_dir, hypothesis_path=hypothesis_path, draws=draws, tune=tune,
-        chains=chains, seed=seed, overrides=overrides, cores=cores,
-    )  # fmt: skip
+    hyp, data, design, settings = _inputs_and_settings(request)
     return _fit_run(
-        hyp=hyp, data=data, data_dir=data_dir, design=design, settings=settings,
+        hyp=hyp, data=data, data_dir=request.data_dir, design=design, settings=settings,
         command=command, progress=progress,
     )  # fmt: skip
 
@@ -321,12 +280,9 @@ def render_report(tree, out_dir: Path, *, data_dir: Path | None = None, source: 
     out_dir = Path(out_dir)
     check_output_dir(out_dir, data_dir=data_dir, hypothesis_files=())
     with statistics_worker() as worker:
-        parameters = worker.submit(parameter_diagnostics, parameter_draws(tree))
-        sense = worker.submit(psense_of_groups, sensitivity_groups(tree))
         return _report(
-            tree, parameters, sense, data=data, data_dir=data_dir, design=design, hyp=hyp,
-            out_dir=out_dir,
-        )  # fmt: skip
+            tree, worker, data=data, data_dir=data_dir, design=design, hyp=hyp, out_dir=out_dir
+        )
 
 
 @contextlib.contextmanager
@@ -372,13 +328,15 @@ def _calibration_metrics(calib_dir: Path, hyp: Hypothesis, data: Dataset):
         return None
 
 
-def _report(tree, parameters, sense, *, data, data_dir, design, hyp, out_dir):
+def _report(tree, worker, *, data, data_dir, design, hyp, out_dir):
     """Summaries, figures and pages of a fit, written to ``out_dir`` at once.
 
     The run's attributes (:func:`run_attributes`) are the tree's root attributes.
-    ``parameters`` and ``sense`` are futures of the worker's statistics
-    (:func:`statistics_worker`), awaited only after the figures.
+    The parameter diagnostics and prior sensitivity are computed by ``worker``
+    (:func:`statistics_worker`) while the figures are drawn, and awaited after them.
     """
+    parameters = worker.submit(parameter_diagnostics, parameter_draws(tree))
+    sense = worker.submit(psense_of_groups, sensitivity_groups(tree))
     log.info("writing the report to %s", out_dir)
     attrs = {str(k): v for k, v in tree.attrs.items()}
     command = attrs.pop("command")

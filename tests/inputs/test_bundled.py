@@ -121,10 +121,11 @@ def test_a_missing_file_the_user_names_is_still_an_error(elsewhere, args, messag
 
 def test_the_report_goes_to_the_working_folder(elsewhere):
     """``infer``'s inputs from the bundled copies, its report to ./reports/<name>."""
+    from llmsize.inputs.checks import RunRequest
     from llmsize.pipeline import check_inputs
 
     hyp, data, _, _, out = check_inputs(
-        data_dir=default_data_dir(), hypothesis_path=default_hypothesis()
+        RunRequest(data_dir=default_data_dir(), hypothesis_path=default_hypothesis())
     )
     assert hyp.name == "default"
     assert data.digest == data_digest(DATA_DIR)

@@ -7,6 +7,7 @@ imports no sampler, so ``validate`` stays quick.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from llmsize.inputs.data import Dataset, check_unknown_models, load_dataset
@@ -14,16 +15,24 @@ from llmsize.inputs.hypothesis import Hypothesis, check_sampler_options, load_hy
 from llmsize.physics.design import Design, build_design
 
 
-def load_inputs(
-    *,
-    data_dir: Path,
-    hypothesis_path: Path,
-    draws: int | None = None,
-    tune: int | None = None,
-    chains: int | None = None,
-    seed: int | None = None,
-    overrides: list[str] | None = None,
-) -> tuple[Hypothesis, Dataset, Design]:
+@dataclass(frozen=True)
+class RunRequest:
+    """What a fit is asked for: its data, its hypothesis with ``--set`` overrides, and
+    the sampler settings given (``None``: the hypothesis' ``[sampler]``).
+    """
+
+    data_dir: Path
+    hypothesis_path: Path
+    draws: int | None = None
+    tune: int | None = None
+    chains: int | None = None
+    seed: int | None = None
+    overrides: list[str] | None = None
+    #: threads the chains sample on (``None``: one per chain, at most two)
+    cores: int | None = None
+
+
+def load_inputs(request: RunRequest) -> tuple[Hypothesis, Dataset, Design]:
     """The hypothesis, data and design of a fit, every one checked.
 
     The sampler settings given (seed, chains, draws and tuning steps in range:
@@ -32,8 +41,9 @@ def load_inputs(
     file, and at least one model of unknown size) and the design built from both.
     Raises :class:`~llmsize.exceptions.LlmsizeError` on the first problem.
     """
-    check_sampler_options(draws=draws, tune=tune, chains=chains, seed=seed)
-    hyp = load_hypothesis(hypothesis_path, overrides)
-    data = load_dataset(data_dir)
+    r = request
+    check_sampler_options(draws=r.draws, tune=r.tune, chains=r.chains, seed=r.seed)
+    hyp = load_hypothesis(r.hypothesis_path, r.overrides)
+    data = load_dataset(r.data_dir)
     check_unknown_models(data)
     return hyp, data, build_design(data, hyp)
