@@ -651,7 +651,7 @@ def test_system_error_is_one_line_naming_its_path(world, monkeypatch):
 
     from llmsize.inputs import checks
 
-    def disk_full(**kwargs):
+    def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(world.root / "x.csv"))
 
     monkeypatch.setattr(checks, "load_inputs", disk_full)
@@ -680,7 +680,7 @@ def test_system_error_while_writing_removes_the_staging_folder(world):
 def test_own_fault_is_one_line_asking_for_a_bug_report(world, monkeypatch):
     from llmsize.inputs import checks
 
-    def bug(**kwargs):
+    def bug(*args, **kwargs):
         raise ZeroDivisionError("division by zero\nsecond line")
 
     monkeypatch.setattr(checks, "load_inputs", bug)

@@ -212,6 +212,7 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
     comp_bits, comp_hw = _components(hyp)
     year = np.array([years_since_2024(d) for d in epochs["date"]])
     p_newer = _p_newer(hyp, year)
+    log_weights = _log_weights(epochs, hyp, p_newer)
     epoch_gpu = epochs["provider"].map(data.is_gpu_like).to_numpy(bool)
     measures = _speed_measures(data, epochs, epoch_gpu, notes)
     hw_step = hardware_transition(p_newer[measures.epoch], _p_newer(hyp, measures.years))
@@ -246,7 +247,7 @@ def build_design(data: Dataset, hyp: Hypothesis) -> Design:
         hardware=[a.name for a in accs],
         accelerators=accs,
         log_gpu_hour_mu=log_gpu_mu,
-        log_weights=_log_weights(epochs, hyp, p_newer),
+        log_weights=log_weights,
         speed_epoch=np.array(measures.speed_epoch, dtype=int),
         log_speed=np.array(measures.log_speed),
         ttft_epoch=np.array(measures.ttft_epoch, dtype=int),
