@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor
 import pytest
 import xarray as xr
 from matplotlib.figure import Figure
@@ -52,6 +53,13 @@ def stand_in_run(design, hyp) -> xr.DataTree:
 
 
 def _make_stand_in_run(design, hyp) -> xr.DataTree:
+    # PyTensor's Python backend: the draws are made once, and compiling their graphs
+    # to C would cost far more than drawing them in numpy.
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        return _draw_stand_in_run(design, hyp)
+
+
+def _draw_stand_in_run(design, hyp) -> xr.DataTree:
     model = build_model(design, hyp)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The effect of Potentials")
