@@ -19,7 +19,6 @@ Heavy imports wait for the first call, so ``import llmsize`` stays fast.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,7 +85,7 @@ def infer(
     """
     from llmsize.inputs.bundled import default_data_dir, default_hypothesis
     from llmsize.inputs.checks import RunRequest
-    from llmsize.pipeline import fit_only, run_inference
+    from llmsize.pipeline import fit_only, run_request
 
     request = RunRequest(
         data_dir=Path(data) if data is not None else default_data_dir(),
@@ -104,9 +103,7 @@ def infer(
     command = _command("infer", shown)
     if out is None:
         return fit_only(request, command=command, progress=progress)
-    result = run_inference(
-        **dataclasses.asdict(request), out_dir=Path(out), command=command, progress=progress
-    )
+    result = run_request(request, out_dir=Path(out), command=command, progress=progress)
     return result.tree
 
 

@@ -141,10 +141,11 @@ CORES_OPTION = click.option(
 )
 
 
-def sampler_options(*, whose: str, draws: str, tune: str, chains: str):
+def sampler_options(*, whose: str, draws: str, tune: str, chains: str, overrides: str):
     """``--draws``, ``--tune``, ``--chains`` and ``--seed``, which default to the
     hypothesis' ``[sampler]`` table, and ``--set``: ``whose`` names that table in
-    the help and ``draws``, ``tune`` and ``chains`` describe each option.
+    the help, ``draws``, ``tune`` and ``chains`` describe each option and
+    ``overrides`` says which hypotheses ``--set`` changes.
     """
     options = [
         click.option("--draws", type=int, default=None, help=f"{draws} [{whose}]."),
@@ -158,7 +159,7 @@ def sampler_options(*, whose: str, draws: str, tune: str, chains: str):
             "overrides",
             multiple=True,
             metavar="KEY=VALUE",
-            help="Override a setting of the hypothesis, e.g. --set log10_overtrain.mu=1.0 "
+            help=f"Override a setting of {overrides}, e.g. --set log10_overtrain.mu=1.0 "
             "(repeatable).",
         ),
     ]
@@ -202,6 +203,7 @@ def cli() -> None:
     draws="Posterior draws per chain",
     tune="Tuning steps per chain",
     chains="Chains",
+    overrides="the hypothesis",
 )
 @click.option("--strict", is_flag=True, help="Exit with status 3 when a diagnostic fails.")
 @CORES_OPTION
@@ -477,6 +479,7 @@ def calibrate(  # noqa: PLR0913 (click passes one keyword per option)
     draws="NUTS draws per chain of every fit",
     tune="NUTS tuning steps per chain",
     chains="NUTS chains",
+    overrides="every hypothesis",
 )
 @CORES_OPTION
 @QUIET_OPTION

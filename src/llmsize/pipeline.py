@@ -160,6 +160,18 @@ def run_inference(
         data_dir=data_dir, hypothesis_path=hypothesis_path, draws=draws, tune=tune,
         chains=chains, seed=seed, overrides=overrides, cores=cores,
     )  # fmt: skip
+    return run_request(request, out_dir=out_dir, command=command, progress=progress)
+
+
+def run_request(
+    request: RunRequest,
+    *,
+    out_dir: Path | None = None,
+    command: str = "llmsize infer",
+    progress: bool = False,
+) -> InferenceResult:
+    """:func:`run_inference` of a :class:`~llmsize.inputs.checks.RunRequest`."""
+    data_dir = request.data_dir
     hyp, data, design, settings, out_dir = check_inputs(request, out_dir)
     log.info(
         "hypothesis '%s'; %d serving epochs; %d models of unknown size",
