@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from llmsize.cli import EXIT_INPUT, cli
 from llmsize.inference.evidence import ReweightedEvidence
 from llmsize.studies.compare import runner as cmp
+from llmsize.studies.compare.bridge import BridgedEvidence
 
 from ...conftest import DEFAULT_HYPOTHESIS, HYPOTHESIS_FIXTURES, SEED, TINY_DIR
 
@@ -22,7 +23,7 @@ def _fake_fit(name, elpd_i, k, divergences=0, r_hat=1.001, ess=900.0):
     elpd_i = np.asarray(elpd_i, dtype=float)
     return SimpleNamespace(
         name=name,
-        loo=SimpleNamespace(
+        loo=cmp.LooResult(
             elpd=elpd_i.sum(), se=1.0, p=2.0, elpd_i=elpd_i, pareto_k=np.asarray(k, dtype=float)
         ),
         diagnostics=SimpleNamespace(divergences=divergences, max_r_hat=r_hat, min_ess_bulk=ess),
@@ -41,37 +42,69 @@ def test_evidence_table_bayes_factors_and_flags():
         _fake_fit("shaky", base, np.r_[np.full(39, 0.2), 0.9], 3),
         # A fit below the R-hat and ESS thresholds, of another structure.
         _fake_fit("unmixed", base, np.full(40, 0.2), r_hat=1.05, ess=120),
+        # Both estimates usable, five nats apart.
+        _fake_fit("split", base, np.full(40, 0.2)),
     ]
     reweighted = {
         "ref": ReweightedEvidence(0.0, 0.0, float("nan"), 4000.0),
         "bf_up_loo_down": ReweightedEvidence(10.0, 0.2, 0.3, 900.0),
         "shaky": ReweightedEvidence(-3.0, 0.5, 1.4, 12.0),
         "unmixed": "another model structure",
+        "split": ReweightedEvidence(-1.0, 0.1, 0.5, 900.0),
     }
-    t = cmp.evidence_table(fits, "ref", reweighted).set_index("hypothesis")
+    bridged = {
+        "ref": BridgedEvidence(0.0, 0.0, 4000.0, 4000.0),
+        "bf_up_loo_down": BridgedEvidence(9.9, 0.1, 900.0, 900.0),
+        # Where reweighting fails, the bridge still holds: it is the figure to read.
+        "shaky": BridgedEvidence(-2.5, 0.2, 500.0, 800.0),
+        "unmixed": "another model structure",
+        "split": BridgedEvidence(4.0, 0.1, 900.0, 900.0),
+    }
+    t = cmp.evidence_table(fits, "ref", reweighted, bridged).set_index("hypothesis")
     assert t.loc["ref", "log_bf_reweighted"] == 0
+    assert t.loc["ref", "log_bf_bridged"] == 0
     assert t.loc["ref", "notes"] == "reference"
     assert t.loc["bf_up_loo_down", "log_bf_reweighted"] == pytest.approx(10.0)
+    assert t.loc["bf_up_loo_down", "log_bf_bridged"] == pytest.approx(9.9)
     assert t.loc["bf_up_loo_down", "elpd_diff_vs_ref"] == pytest.approx(-20.0)
     assert "evidence and LOO disagree" in t.loc["bf_up_loo_down", "notes"]
     notes = t.loc["shaky", "notes"]
+    assert t.loc["shaky", "log_bf_bridged_reliable"]
+    assert not t.loc["shaky", "log_bf_reweighted_reliable"]
     assert "reweighting unreliable (Pareto k 1.40 > 0.7)" in notes
+    assert "bridged estimate unreliable" not in notes
     assert "evidence and LOO disagree" not in notes
     assert "1 Pareto k > 0.7" in notes
     assert "3 divergences" in notes
     notes = t.loc["unmixed", "notes"]
-    assert "not reweighted: another model structure" in notes
+    assert "no Bayes factor: another model structure" in notes
     assert not np.isfinite(t.loc["unmixed", "log_bf_reweighted"])
+    assert not np.isfinite(t.loc["unmixed", "log_bf_bridged"])
     assert "R-hat 1.050 > 1.01" in notes
     assert "bulk ESS 120 < 400" in notes
     assert "R-hat" not in t.loc["ref", "notes"]
+    assert "bridged and reweighted estimates disagree" in t.loc["split", "notes"]
+    assert "bridged and reweighted" not in t.loc["bf_up_loo_down", "notes"]
     # No estimator of a structural hypothesis' marginal likelihood is left in the table.
-    assert not [c for c in t.columns if "smc" in c or "bridge" in c]
+    assert not [c for c in t.columns if "smc" in c]
+
+
+def test_an_unreliable_bridge_is_flagged():
+    fits = [_fake_fit("ref", np.zeros(5), np.zeros(5)), _fake_fit("far", np.zeros(5), np.zeros(5))]
+    bridged = {
+        "ref": BridgedEvidence(0.0, 0.0, 100.0, 100.0),
+        "far": BridgedEvidence(-40.0, 1.3, 100.0, 100.0),
+    }
+    t = cmp.evidence_table(fits, "ref", None, bridged).set_index("hypothesis")
+    assert not t.loc["far", "log_bf_bridged_reliable"]
+    assert "bridged estimate unreliable (se 1.30 > 0.5)" in t.loc["far", "notes"]
 
 
 def test_structural_evidence_estimators_are_gone():
-    """SMC and bridge sampling disagreed by 17-74 nats on the bundled data and were
-    removed (README, Compare hypotheses); neither the module nor the command offers them."""
+    """SMC and bridge sampling of each fit's marginal likelihood disagreed by 17-74
+    nats on the bundled data and were removed (README, Compare hypotheses); neither
+    the module nor the command offers them. The bridge left is between two fits of
+    prior-only hypotheses, where the likelihood cancels."""
     for name in ("run_smc", "bridge_evidence", "SmcEvidence", "BridgeEvidence"):
         assert not hasattr(cmp, name), name
     res = CliRunner().invoke(cli, ["compare", "--help"])
@@ -183,6 +216,13 @@ def test_compare_of_one_model_under_two_names(
     # exactly 1, trusted, with no tail to fit.
     assert (ev["log_bf_reweighted"] == 0).all()
     assert ev["log_bf_reweighted_reliable"].all()
+    # Bridged between two fits with the same draws: exactly 1 too, no error.
+    assert (ev["log_bf_bridged"] == 0).all()
+    assert (ev["log_bf_bridged_se"] == 0).all()
+    assert ev["log_bf_bridged_reliable"].all()
+    # Each fit keeps its tables, not its draws: the prior quantities alone.
+    assert all("batch_z" not in f.prior_quantities for f in got.fits)
+    assert "log10_params_total_b" in got.fits[0].prior_quantities
     assert ev["elpd_loo"].nunique() == 1
     sizes = pd.read_csv(out / "comparison.csv")
     assert set(sizes["model"]) == {"closed-x", "closed-y"}
@@ -219,6 +259,8 @@ def test_compare_end_to_end_on_tiny_data(tmp_path, hypothesis_dir):
     assert list(ev.index) == ["default", "good_override_size"]
     assert ev.loc["default", "log_bf_reweighted"] == 0
     assert np.isfinite(ev["log_bf_reweighted"]).all()
+    assert ev.loc["default", "log_bf_bridged"] == 0
+    assert np.isfinite(ev["log_bf_bridged"]).all()
     assert np.isfinite(ev["elpd_loo"]).all()
     sizes = pd.read_csv(out / "comparison.csv")
     # The tiny data's models of unknown size stand in for gpt-3.5-turbo's snapshots.

@@ -6,20 +6,26 @@ Every hypothesis file is fitted to the same data twice over:
   date, the probability of each public claim, PSIS-LOO on the price and speed
   observations (one serving epoch is one observation: its prices, speeds and
   TTFTs) and power-scaling sensitivity (psense) of each size.
-- **Importance reweighting** of the reference fit's draws gives the Bayes
-  factor of a hypothesis that changes only prior densities
-  (:mod:`llmsize.inference.evidence`), with a Pareto k on its weights.
+- **Bayes factors** of a hypothesis that changes only prior densities, from
+  the log prior ratio at the draws (the likelihood cancels): bridged between
+  the reference's fit and the hypothesis' own (:mod:`llmsize.studies.compare.bridge`,
+  with a standard error that flags little overlap), and by importance
+  reweighting of the reference's draws alone (:mod:`llmsize.inference.evidence`,
+  with a Pareto k on its weights), which fails where the hypothesis' prior is
+  narrow and lies in the reference posterior's tail.
 
-The two answer different questions. A Bayes factor weighs each hypothesis'
+The two kinds answer different questions. A Bayes factor weighs each hypothesis'
 priors against all the data, so a prior that puts its mass where the data are
 not is penalised even if its posterior predicts well; PSIS-LOO asks how well
 each posterior predicts one held-out serving epoch from the rest. The table
-says where they disagree and where an estimate is unreliable (Pareto k above
-0.7).
+says where they disagree and where an estimate is unreliable.
+
+Each fit is reduced to its tables as soon as it ends (:class:`HypothesisFit`),
+so the comparison holds one fit's draws at a time.
 
 Marginal likelihoods of structural hypotheses (another model, not only other
-priors) are not estimated. Sequential Monte Carlo and bridge sampling on the
-NUTS draws were tried and removed: on the bundled data SMC's estimates lay 17
+priors) are not estimated. Sequential Monte Carlo, and bridge sampling of each
+fit's marginal likelihood against a Gaussian proposal, were tried and removed: on the bundled data SMC's estimates lay 17
 to 74 nats below bridge sampling's and its chains spread by 7 to 22 nats
 (reports/compare of 2026-11-28), and bridge sampling's repeats over random
 splits spread by 0.5 to 4.4 nats, over a nat for 11 of 13 hypotheses
@@ -36,7 +42,6 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,6 +79,7 @@ from llmsize.outputs.summary import (
 from llmsize.outputs.tables import billions, markdown_table
 from llmsize.outputs.templating import prose, render
 from llmsize.physics.design import Design, build_design
+from llmsize.studies.compare.bridge import SE_MAX, BridgedEvidence, bridged_log_bf
 from llmsize.version import __version__
 
 log = logging.getLogger(__name__)
@@ -185,21 +191,53 @@ class CompareSettings:
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class LooResult:
+    """PSIS-LOO of one fit: what the evidence table reads (not the pointwise draws)."""
+
+    elpd: float
+    se: float
+    p: float
+    elpd_i: np.ndarray
+    pareto_k: np.ndarray
+
+    @classmethod
+    def of(cls, elpd) -> LooResult:
+        """The numbers of an arviz-stats ``ELPDData``."""
+        return cls(
+            elpd=float(elpd.elpd),
+            se=float(elpd.se),
+            p=float(elpd.p),
+            elpd_i=np.asarray(elpd.elpd_i, dtype=np.float64).reshape(-1),
+            pareto_k=np.asarray(elpd.pareto_k, dtype=np.float64).reshape(-1),
+        )
+
+
 @dataclass
 class HypothesisFit:
-    """Everything ``compare`` keeps of one hypothesis."""
+    """Everything ``compare`` keeps of one hypothesis.
+
+    Not its draws: a fit's DataTree (about 600 MB on the bundled data) is reduced
+    to its tables as soon as the fit ends, so a comparison of many hypotheses
+    holds one fit at a time. Only the posterior of the quantities the hypothesis
+    files give priors to (``prior_quantities``, the input of
+    :func:`llmsize.inference.sampling.log_prior`) is kept, for the Bayes factors.
+    """
 
     name: str
     path: str
     hyp: Hypothesis
     design: Design
-    tree: xr.DataTree
     diagnostics: Diagnostics
     seconds: float
-    loo: Any = None
+    loo: LooResult
     psense: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: The NUTS settings of its fit (its ``[sampler]``, or what ``compare`` was given).
     sample: SampleSettings | None = None
+    #: Its rows of ``comparison.csv`` and ``claims.csv`` (:func:`size_rows`, :func:`claim_rows`).
+    sizes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    claims: pd.DataFrame = field(default_factory=pd.DataFrame)
+    prior_quantities: xr.Dataset = field(default_factory=xr.Dataset)
 
 
 def fit_hypothesis(
@@ -209,7 +247,7 @@ def fit_hypothesis(
     *,
     overrides: list[str] | None = None,
 ) -> HypothesisFit:
-    """Fit one hypothesis with NUTS; compute LOO and psense."""
+    """Fit one hypothesis with NUTS; compute LOO, psense, its sizes and claims."""
     from arviz_stats import loo
 
     hyp = load_hypothesis(path, overrides)
@@ -221,17 +259,22 @@ def fit_hypothesis(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         elpd = loo(tree, var_name="serving", pointwise=True)
+    psense = psense_table(tree, ("params_total_b",))
+    post = tree["posterior"].to_dataset()
+    names = [n for n in type(hyp.priors).model_fields if n in post]
     return HypothesisFit(
         name=hyp.name,
         path=str(path),
         hyp=hyp,
         design=design,
-        tree=tree,
         diagnostics=diag,
         seconds=time.perf_counter() - t0,
-        loo=elpd,
-        psense=psense_table(tree, ("params_total_b",)),
+        loo=LooResult.of(elpd),
+        psense=psense,
         sample=sample,
+        sizes=size_rows(hyp.name, design, post),
+        claims=claim_rows(hyp, design, tree, psense),
+        prior_quantities=post[names].load(),
     )
 
 
@@ -251,11 +294,24 @@ def sample_settings(hyp: Hypothesis, settings: CompareSettings) -> SampleSetting
 # --------------------------------------------------------------------------- tables
 
 
-def _headline(fit: HypothesisFit) -> list[tuple[str, str]]:
+#: Columns of ``comparison.csv``.
+SIZE_COLUMNS = [
+    "hypothesis",
+    "date",
+    "model",
+    "median_b",
+    "q05_b",
+    "q95_b",
+    "p_le_20b",
+    "p_ge_100b",
+]
+
+
+def _headline(design: Design) -> list[tuple[str, str]]:
     """(model, date) of each headline price point, one row per model and date."""
     seen = []
-    for e in headline_epochs(fit.design):
-        r = fit.design.epochs.iloc[e]
+    for e in headline_epochs(design):
+        r = design.epochs.iloc[e]
         key = (r["model"], r["date"].isoformat())
         if key not in seen:
             seen.append(key)
@@ -266,35 +322,34 @@ def _sizes(ds: xr.Dataset, model: str) -> np.ndarray:
     return ds["params_total_b"].sel(unknown_model=model).values.reshape(-1)
 
 
+def size_rows(name: str, design: Design, post: xr.Dataset) -> pd.DataFrame:
+    """One hypothesis' size quantiles and claim probabilities at each headline price date."""
+    rows = []
+    for model, date in _headline(design):
+        x = _sizes(post, model)
+        q05, q50, q95 = np.quantile(x, [0.05, 0.5, 0.95])
+        rows.append(
+            {
+                "hypothesis": name,
+                "date": date,
+                "model": model,
+                "median_b": q50,
+                "q05_b": q05,
+                "q95_b": q95,
+                "p_le_20b": float(np.mean(x <= 20)),
+                "p_ge_100b": float(np.mean(x >= 100)),
+            }
+        )
+    return pd.DataFrame(rows, columns=SIZE_COLUMNS)
+
+
 def size_table(fits: list[HypothesisFit]) -> pd.DataFrame:
     """Per hypothesis and headline price date: size quantiles and claim probabilities."""
-    rows = []
-    for f in fits:
-        post = f.tree["posterior"].to_dataset()
-        for model, date in _headline(f):
-            x = _sizes(post, model)
-            q05, q50, q95 = np.quantile(x, [0.05, 0.5, 0.95])
-            rows.append(
-                {
-                    "hypothesis": f.name,
-                    "date": date,
-                    "model": model,
-                    "median_b": q50,
-                    "q05_b": q05,
-                    "q95_b": q95,
-                    "p_le_20b": float(np.mean(x <= 20)),
-                    "p_ge_100b": float(np.mean(x >= 100)),
-                }
-            )
-    return pd.DataFrame(rows)
+    return pd.concat([f.sizes for f in fits], ignore_index=True)
 
 
-def reweighted_evidence(fit: HypothesisFit, ref: HypothesisFit) -> ReweightedEvidence | str:
-    """Log B(fit vs ref) by reweighting the reference fit's draws, or why it cannot be.
-
-    Only for a hypothesis with the reference's compiled structure whose prior
-    values differ only in prior densities (:func:`llmsize.inference.evidence.reweightable`).
-    """
+def _why_not_prior_only(fit: HypothesisFit, ref: HypothesisFit) -> str | None:
+    """Why ``fit`` differs from the reference by more than prior densities (None: it does not)."""
     from llmsize.inference.compiled import Uncacheable, model_key
 
     model_ref, model = build_model(ref.design, ref.hyp), build_model(fit.design, fit.hyp)
@@ -304,56 +359,84 @@ def reweighted_evidence(fit: HypothesisFit, ref: HypothesisFit) -> ReweightedEvi
         return f"structure not comparable ({exc})"
     if not same:
         return "another model structure"
-    why = reweightable(model_ref, model)
+    return reweightable(model_ref, model)
+
+
+def prior_ratio_evidence(
+    fit: HypothesisFit, ref: HypothesisFit
+) -> tuple[ReweightedEvidence | str, BridgedEvidence | str]:
+    """Log B(fit vs ref) by reweighting the reference's draws and by bridging the two
+    fits' draws, or why neither can be.
+
+    Only for a hypothesis with the reference's compiled structure whose prior
+    values differ only in prior densities (:func:`llmsize.inference.evidence.reweightable`):
+    then the likelihood cancels and the log prior ratio at each draw is all either needs.
+    """
+    why = _why_not_prior_only(fit, ref)
     if why is not None:
-        return why
-    post = ref.tree["posterior"].to_dataset()
-    return reweighted_log_bf(log_prior_ratio(log_prior(post, fit.hyp), log_prior(post, ref.hyp)))
+        return why, why
+    at_ref, at_fit = (
+        log_prior_ratio(log_prior(q, fit.hyp), log_prior(q, ref.hyp)).transpose("chain", "draw")
+        for q in (ref.prior_quantities, fit.prior_quantities)
+    )
+    return reweighted_log_bf(at_ref), bridged_log_bf(at_ref.values, at_fit.values)
+
+
+def _estimate_columns(prefix: str, est, k: float | None = None) -> dict[str, object]:
+    """The columns of one Bayes-factor estimate (or of the reason it was refused)."""
+    if isinstance(est, str):
+        row: dict[str, object] = {
+            f"log_bf_{prefix}": float("nan"),
+            f"log_bf_{prefix}_se": float("nan"),
+            f"log_bf_{prefix}_reliable": False,
+        }
+    else:
+        row = {
+            f"log_bf_{prefix}": est.log_bf,
+            f"log_bf_{prefix}_se": est.se,
+            f"log_bf_{prefix}_reliable": est.reliable,
+        }
+    if k is not None:
+        row["reweighted_pareto_k"] = k
+    return row
 
 
 def evidence_table(
     fits: list[HypothesisFit],
     reference: str,
     reweighted: dict[str, ReweightedEvidence | str] | None = None,
+    bridged: dict[str, BridgedEvidence | str] | None = None,
 ) -> pd.DataFrame:
-    """Bayes factors (by reweighting, where they apply) and PSIS-LOO against the
-    reference, with flags. ``reweighted``: :func:`reweighted_evidence` of each
-    hypothesis by name (left out: no reweighted column).
+    """Bayes factors (bridged and reweighted, where they apply) and PSIS-LOO against the
+    reference, with flags. ``reweighted`` and ``bridged``: the two estimates of
+    :func:`prior_ratio_evidence` by hypothesis name (left out: no such columns).
     """
     ref = next(f for f in fits if f.name == reference)
     rows = []
     for f in fits:
         row: dict[str, object] = {"hypothesis": f.name}
+        br = None if bridged is None else bridged.get(f.name)
+        if br is not None:
+            row.update(_estimate_columns("bridged", br))
         rw = None if reweighted is None else reweighted.get(f.name)
-        if rw is None:
-            pass
-        elif isinstance(rw, ReweightedEvidence):
-            row.update(
-                log_bf_reweighted=rw.log_bf,
-                log_bf_reweighted_se=rw.se,
-                reweighted_pareto_k=rw.pareto_k,
-                log_bf_reweighted_reliable=rw.reliable,
-                reweighted_refused="",
-            )
-        else:
-            row.update(
-                log_bf_reweighted=float("nan"),
-                log_bf_reweighted_se=float("nan"),
-                reweighted_pareto_k=float("nan"),
-                log_bf_reweighted_reliable=False,
-                reweighted_refused=rw,
-            )
-        elpd = f.loo
-        k = np.asarray(elpd.pareto_k).reshape(-1)
-        diff = np.asarray(elpd.elpd_i).reshape(-1) - np.asarray(ref.loo.elpd_i).reshape(-1)
+        if rw is not None:
+            k = float("nan") if isinstance(rw, str) else rw.pareto_k
+            row.update(_estimate_columns("reweighted", rw, k))
+        refused = next((e for e in (br, rw) if isinstance(e, str)), None)
+        if br is not None or rw is not None:
+            row["reweighted_refused"] = refused or ""
+        pareto_k = f.loo.pareto_k
+        diff = f.loo.elpd_i - ref.loo.elpd_i
         row.update(
-            elpd_loo=float(elpd.elpd),
-            elpd_se=float(elpd.se),
-            p_loo=float(elpd.p),
+            elpd_loo=f.loo.elpd,
+            elpd_se=f.loo.se,
+            p_loo=f.loo.p,
             elpd_diff_vs_ref=float(diff.sum()),
             elpd_diff_se=float(math.sqrt(len(diff)) * diff.std(ddof=1)) if f is not ref else 0.0,
-            max_pareto_k=float(np.nanmax(k)) if np.isfinite(k).any() else float("nan"),
-            n_pareto_k_bad=int(np.sum(k > PARETO_K_MAX)),
+            max_pareto_k=(
+                float(np.nanmax(pareto_k)) if np.isfinite(pareto_k).any() else float("nan")
+            ),
+            n_pareto_k_bad=int(np.sum(pareto_k > PARETO_K_MAX)),
             divergences=f.diagnostics.divergences,
             max_r_hat=f.diagnostics.max_r_hat,
             min_ess_bulk=f.diagnostics.min_ess_bulk,
@@ -382,14 +465,27 @@ def _significant_sign(value: float, se: float) -> int:
     return int(np.sign(value)) if abs(value) > max(1.0, 2 * se) else 0
 
 
+def _best_evidence(row: dict) -> tuple[float, float] | None:
+    """The log Bayes factor to read and its standard error: bridged, else reweighted."""
+    for prefix in ("bridged", "reweighted"):
+        if row.get(f"log_bf_{prefix}_reliable"):
+            return float(row[f"log_bf_{prefix}"]), float(row[f"log_bf_{prefix}_se"])
+    return None
+
+
 def _evidence_notes(row: dict, is_ref: bool) -> list[str]:
     notes = ["reference"] if is_ref else []
     if not is_ref and row.get("reweighted_refused"):
-        notes.append(f"not reweighted: {row['reweighted_refused']}")
-    elif not is_ref and not row.get("log_bf_reweighted_reliable", True):
-        notes.append(
-            f"reweighting unreliable (Pareto k {row['reweighted_pareto_k']:.2f} > {K_MAX})"
-        )
+        notes.append(f"no Bayes factor: {row['reweighted_refused']}")
+    elif not is_ref:
+        if "log_bf_bridged" in row and not row["log_bf_bridged_reliable"]:
+            notes.append(
+                f"bridged estimate unreliable (se {row['log_bf_bridged_se']:.2f} > {SE_MAX})"
+            )
+        if "log_bf_reweighted" in row and not row["log_bf_reweighted_reliable"]:
+            notes.append(
+                f"reweighting unreliable (Pareto k {row['reweighted_pareto_k']:.2f} > {K_MAX})"
+            )
     if row["n_pareto_k_bad"]:
         notes.append(f"LOO unreliable ({row['n_pareto_k_bad']} Pareto k > {PARETO_K_MAX})")
     if row["divergences"]:
@@ -400,8 +496,14 @@ def _evidence_notes(row: dict, is_ref: bool) -> list[str]:
         notes.append(f"bulk ESS {row['min_ess_bulk']:.0f} < {ESS_BULK_MIN}")
     if is_ref:
         return notes
-    if row.get("log_bf_reweighted_reliable"):
-        bf_sign = _significant_sign(row["log_bf_reweighted"], row["log_bf_reweighted_se"])
+    if row.get("log_bf_bridged_reliable") and row.get("log_bf_reweighted_reliable"):
+        gap = float(row["log_bf_bridged"]) - float(row["log_bf_reweighted"])
+        se = math.hypot(float(row["log_bf_bridged_se"]), float(row["log_bf_reweighted_se"]))
+        if _significant_sign(gap, se):
+            notes.append("bridged and reweighted estimates disagree")
+    best = _best_evidence(row)
+    if best is not None:
+        bf_sign = _significant_sign(*best)
         loo_sign = _significant_sign(row["elpd_diff_vs_ref"], row["elpd_diff_se"])
         if bf_sign and loo_sign and bf_sign != loo_sign:
             notes.append("evidence and LOO disagree")
@@ -418,51 +520,61 @@ def _claim_probability(ds: xr.Dataset, claim: Claim) -> float:
     return float(np.mean(x < y))
 
 
-def claims_table(fits: list[HypothesisFit]) -> pd.DataFrame:
-    """Each public claim under each hypothesis: posterior and prior probability."""
+#: Columns of ``claims.csv``.
+CLAIM_COLUMNS = [
+    "claim",
+    "hypothesis",
+    "model",
+    "posterior_p",
+    "prior_p",
+    "odds_ratio",
+    "prior_sensitivity",
+    "psense",
+    "rests_on",
+]
+
+
+def claim_rows(
+    hyp: Hypothesis, design: Design, tree: xr.DataTree, psense: pd.DataFrame
+) -> pd.DataFrame:
+    """Each public claim one hypothesis can answer: posterior and prior probability."""
     rows = []
+    models = set(design.unknown)
     for claim in CLAIMS:
-        for f in fits:
-            needed = claim.needs_evidence
-            models = set(f.design.unknown)
-            if claim.model not in models or (
-                claim.smaller_than and claim.smaller_than not in models
-            ):
-                continue
-            if needed and not getattr(f.hyp.evidence, needed):
-                continue
-            post = _claim_probability(f.tree["posterior"].to_dataset(), claim)
-            prior = _claim_probability(f.tree["prior"].to_dataset(), claim)
-            sens = f.psense[
-                (f.psense["model"] == claim.model) & (f.psense["quantity"] == "params_total_b")
-            ]
-            rows.append(
-                {
-                    "claim": claim.text,
-                    "hypothesis": f.name,
-                    "model": claim.model,
-                    "posterior_p": post,
-                    "prior_p": prior,
-                    "odds_ratio": _odds(post) / _odds(prior) if 0 < prior < 1 else float("nan"),
-                    "prior_sensitivity": float(sens["prior"].iloc[0]) if len(sens) else np.nan,
-                    "psense": str(sens["diagnosis"].iloc[0]) if len(sens) else "-",
-                    "rests_on": "; ".join(
-                        f"{label} ({r:+.2f})" for label, r in drivers(f.tree, f.design, claim.model)
-                    ),
-                }
-            )
-    columns = [
-        "claim",
-        "hypothesis",
-        "model",
-        "posterior_p",
-        "prior_p",
-        "odds_ratio",
-        "prior_sensitivity",
-        "psense",
-        "rests_on",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+        if claim.model not in models or (claim.smaller_than and claim.smaller_than not in models):
+            continue
+        if claim.needs_evidence and not getattr(hyp.evidence, claim.needs_evidence):
+            continue
+        post = _claim_probability(tree["posterior"].to_dataset(), claim)
+        prior = _claim_probability(tree["prior"].to_dataset(), claim)
+        sens = psense[(psense["model"] == claim.model) & (psense["quantity"] == "params_total_b")]
+        rows.append(
+            {
+                "claim": claim.text,
+                "hypothesis": hyp.name,
+                "model": claim.model,
+                "posterior_p": post,
+                "prior_p": prior,
+                "odds_ratio": _odds(post) / _odds(prior) if 0 < prior < 1 else float("nan"),
+                "prior_sensitivity": float(sens["prior"].iloc[0]) if len(sens) else np.nan,
+                "psense": str(sens["diagnosis"].iloc[0]) if len(sens) else "-",
+                "rests_on": "; ".join(
+                    f"{label} ({r:+.2f})" for label, r in drivers(tree, design, claim.model)
+                ),
+            }
+        )
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+
+def claims_table(fits: list[HypothesisFit]) -> pd.DataFrame:
+    """Each public claim under each hypothesis, claim by claim in :data:`CLAIMS`' order."""
+    table = pd.concat([f.claims for f in fits], ignore_index=True)
+    if table.empty:
+        return pd.DataFrame(columns=CLAIM_COLUMNS)
+    order = {c.text: i for i, c in enumerate(CLAIMS)}
+    return table.sort_values("claim", key=lambda c: c.map(order), kind="stable").reset_index(
+        drop=True
+    )
 
 
 def _odds(p: float) -> float:
@@ -526,17 +638,24 @@ def plot_evidence(evidence: pd.DataFrame, reference: str):
     hyps = list(evidence["hypothesis"])
     y = np.arange(len(hyps))
     panels = []
-    if "log_bf_reweighted" in evidence and np.isfinite(evidence["log_bf_reweighted"]).any():
-        panels.append(
-            ("log_bf_reweighted", "log_bf_reweighted_se", "log Bayes factor (reweighted)")
-        )
+    for prefix in ("bridged", "reweighted"):
+        col = f"log_bf_{prefix}"
+        if col in evidence and np.isfinite(evidence[col]).any():
+            panels.append((col, f"{col}_se", f"log Bayes factor ({prefix})"))
     panels.append(("elpd_diff_vs_ref", "elpd_diff_se", "ELPD-LOO difference (prices, speeds)"))
     fig, axes = plt.subplots(
         1, len(panels), figsize=(4.2 * len(panels) + 1.5, 0.32 * len(hyps) + 1.6), sharey=True
     )
     axes = np.atleast_1d(axes)
     for ax, (col, se, title) in zip(axes, panels, strict=True):
-        ax.errorbar(evidence[col], y, xerr=2 * evidence[se].fillna(0), fmt="o", ms=4, lw=1.2)
+        # An estimate flagged unreliable is drawn hollow and grey.
+        rel = f"{col}_reliable"
+        ok = evidence[rel].to_numpy(dtype=bool) if rel in evidence else np.ones(len(y), bool)
+        for mask, style in ((ok, {"color": "C0"}), (~ok, {"color": "0.6", "mfc": "none"})):
+            ax.errorbar(
+                evidence[col][mask], y[mask], xerr=2 * evidence[se][mask].fillna(0).clip(upper=50),
+                fmt="o", ms=4, lw=1.2, **style,
+            )  # fmt: skip
         ax.axvline(0, color="0.5", lw=0.8)
         ax.set_title(f"{title}\nagainst {reference} (bars: 2 se)", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -616,6 +735,13 @@ def render_markdown(
             )
         body.append(row)
     ev = pd.DataFrame({"hypothesis": evidence["hypothesis"].map(lambda h: f"`{h}`")})
+    if "log_bf_bridged" in evidence:
+        ev["log BF, bridged (se)"] = [
+            "-" if not np.isfinite(r.log_bf_bridged) else
+            f"{r.log_bf_bridged:+.2f} ({r.log_bf_bridged_se:.2f})"
+            f"{'' if r.log_bf_bridged_reliable else ' unreliable'}"
+            for r in evidence.itertuples()
+        ]  # fmt: skip
     if "log_bf_reweighted" in evidence:
         ev["log BF, reweighted (se; Pareto k)"] = [
             "-" if not np.isfinite(r.log_bf_reweighted) else
@@ -663,6 +789,7 @@ def render_markdown(
         headline_prefix=HEADLINE_PREFIX,
         sizes=markdown_table(pd.DataFrame(body, columns=head)),
         k_max=K_MAX,
+        se_max=SE_MAX,
         evidence=markdown_table(ev),
         psense_threshold=PSENSE_THRESHOLD,
         psense=markdown_table(pd.DataFrame(ps, columns=ps_columns)),
@@ -763,7 +890,13 @@ def write_compare(
 
     sizes = size_table(fits)
     ref = next(f for f in fits if f.name == reference)
-    evidence = evidence_table(fits, reference, {f.name: reweighted_evidence(f, ref) for f in fits})
+    estimates = {f.name: prior_ratio_evidence(f, ref) for f in fits}
+    evidence = evidence_table(
+        fits,
+        reference,
+        {name: rw for name, (rw, _) in estimates.items()},
+        {name: br for name, (_, br) in estimates.items()},
+    )
     claims = claims_table(fits)
     psense = pd.concat([f.psense.assign(hypothesis=f.name) for f in fits], ignore_index=True)
     with llmsize_io.staged_output(out_dir) as tmp:
