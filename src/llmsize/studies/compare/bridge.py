@@ -1,12 +1,15 @@
-r"""Bayes factors between two fitted hypotheses that differ only in prior densities.
+r"""Bayes factors between two fitted hypotheses of one compiled structure.
 
-Two hypotheses :math:`H_0` (the reference) and :math:`H_1` with the same
-likelihood and priors :math:`p_0(\theta)`, :math:`p_1(\theta)` have unnormalised
-posteriors :math:`q_i = L(\theta)\, p_i(\theta)` whose ratio is the prior ratio
-:math:`\ell(\theta) = p_1(\theta) / p_0(\theta)`: the likelihood cancels. With
-draws from both posteriors (``compare`` fits every hypothesis anyway), the
-ratio of their normalising constants, the Bayes factor :math:`B_{10} = Z_1 /
-Z_0`, is Meng and Wong's (1996) optimal bridge estimate, the fixed point of
+Two hypotheses :math:`H_0` (the reference) and :math:`H_1` of one compiled
+structure differ only in the values the graph reads (prior parameters, the
+serving components' prior weights, price levels): their unnormalised
+posteriors :math:`q_i(\theta)` over the same variables are the same compiled
+log density under two sets of values (:class:`LogDensity`), and where only
+prior densities differ their ratio :math:`\ell(\theta) = q_1 / q_0` is the
+prior ratio: the likelihood cancels. With draws from both posteriors
+(``compare`` fits every hypothesis anyway), the ratio of their normalising
+constants, the Bayes factor :math:`B_{10} = Z_1 / Z_0`, is Meng and Wong's
+(1996) optimal bridge estimate, the fixed point of
 
 .. math::
 
@@ -84,8 +87,9 @@ def _ess(values: np.ndarray) -> float:
 
 
 def bridged_log_bf(ratio_reference: np.ndarray, ratio_hypothesis: np.ndarray) -> BridgedEvidence:
-    r"""Log :math:`B_{10}` from the log prior ratio :math:`\log p_1 - \log p_0` at each draw
-    of the reference's posterior and of the hypothesis' own.
+    r"""Log :math:`B_{10}` from the log ratio :math:`\log q_1 - \log q_0` of the two
+    unnormalised posteriors (the log prior ratio where only priors differ) at each
+    draw of the reference's posterior and of the hypothesis' own.
 
     Parameters
     ----------
@@ -130,3 +134,62 @@ def bridged_log_bf(ratio_reference: np.ndarray, ratio_hypothesis: np.ndarray) ->
     ess0, ess1 = _ess(f0), _ess(f1)
     re2 = f0.var() / (ess0 * f0.mean() ** 2) + f1.var() / (ess1 * f1.mean() ** 2)
     return BridgedEvidence(float(log_r), math.sqrt(re2), ess0, ess1)
+
+
+#: Most draws of each fit the bridge evaluates the model's density at (thinned
+#: evenly within each chain): the effective sizes of a fit are far fewer.
+MAX_DRAWS = 2000
+
+
+def thin(posterior: xr.Dataset, names: list[str], max_draws: int = MAX_DRAWS) -> xr.Dataset:
+    """The draws of ``names``, thinned evenly within each chain to at most ``max_draws``
+    in all, copied (so the full posterior can be freed).
+    """
+    step = max(1, math.ceil(posterior.sizes["chain"] * posterior.sizes["draw"] / max_draws))
+    return posterior[names].isel(draw=slice(None, None, step)).copy(deep=True)
+
+
+class LogDensity:
+    r"""The unnormalised log posterior density of one compiled structure, at the
+    constrained values of its free variables, under any hypothesis' values.
+
+    Hypotheses of one structure (:func:`llmsize.inference.compiled.model_key`)
+    differ only in the values of ``prior_values`` (prior parameters, component
+    weights, price levels): the density of a draw under another hypothesis is
+    the same compiled log density with that hypothesis' values set. It is taken
+    over the variables' own (constrained) values, without a Jacobian, so the two
+    densities are over one space whatever transforms the sampler used.
+    """
+
+    def __init__(self, model):
+        import pytensor
+
+        from llmsize.inference.model import PRIOR_VALUES
+
+        rvs = list(model.free_RVs)
+        self.names = [rv.name for rv in rvs]
+        xs = [rv.type(name=rv.name) for rv in rvs]
+        unconstrained = []
+        for rv, x in zip(rvs, xs, strict=True):
+            tr = model.rvs_to_transforms.get(rv)
+            unconstrained.append(x if tr is None else tr.forward(x, *rv.owner.inputs))
+        self._forward = pytensor.function(xs, unconstrained, on_unused_input="ignore")
+        values = [model.rvs_to_values[rv] for rv in rvs]
+        self._logp = pytensor.function(values, model.logp(jacobian=False), mode="FAST_RUN")
+        self._prior_values = model[PRIOR_VALUES]
+
+    def at(self, draws: xr.Dataset, prior_values: np.ndarray) -> np.ndarray:
+        """The log density at each draw ``(chain, draw)`` with ``prior_values`` set."""
+        saved = self._prior_values.get_value()
+        self._prior_values.set_value(np.asarray(prior_values, dtype=np.float64))
+        try:
+            arrays = [
+                np.asarray(draws[n].transpose("chain", "draw", ...).values) for n in self.names
+            ]
+            shape = arrays[0].shape[:2]
+            out = np.empty(shape)
+            for c, d in np.ndindex(shape):
+                out[c, d] = self._logp(*self._forward(*(a[c, d] for a in arrays)))
+        finally:
+            self._prior_values.set_value(saved)
+        return out

@@ -6,13 +6,16 @@ Every hypothesis file is fitted to the same data twice over:
   date, the probability of each public claim, PSIS-LOO on the price and speed
   observations (one serving epoch is one observation: its prices, speeds and
   TTFTs) and power-scaling sensitivity (psense) of each size.
-- **Bayes factors** of a hypothesis that changes only prior densities, from
-  the log prior ratio at the draws (the likelihood cancels): bridged between
-  the reference's fit and the hypothesis' own (:mod:`llmsize.studies.compare.bridge`,
-  with a standard error that flags little overlap), and by importance
-  reweighting of the reference's draws alone (:mod:`llmsize.inference.evidence`,
-  with a Pareto k on its weights), which fails where the hypothesis' prior is
-  narrow and lies in the reference posterior's tail.
+- **Bayes factors** of a hypothesis of the reference's compiled structure (it
+  changes prior parameters, component weights or price levels, not the model),
+  bridged between the reference's fit and the hypothesis' own
+  (:mod:`llmsize.studies.compare.bridge`: the ratio of the two unnormalised
+  posteriors at each draw is the compiled log density under the two sets of
+  values; its standard error flags little overlap). A hypothesis that changes
+  only prior densities is also scored by importance reweighting of the
+  reference's draws alone (:mod:`llmsize.inference.evidence`, with a Pareto k on
+  its weights), which fails where its prior is narrow and lies in the reference
+  posterior's tail.
 
 The two kinds answer different questions. A Bayes factor weighs each hypothesis'
 priors against all the data, so a prior that puts its mass where the data are
@@ -79,7 +82,13 @@ from llmsize.outputs.summary import (
 from llmsize.outputs.tables import billions, markdown_table
 from llmsize.outputs.templating import prose, render
 from llmsize.physics.design import Design, build_design
-from llmsize.studies.compare.bridge import SE_MAX, BridgedEvidence, bridged_log_bf
+from llmsize.studies.compare.bridge import (
+    SE_MAX,
+    BridgedEvidence,
+    LogDensity,
+    bridged_log_bf,
+    thin,
+)
 from llmsize.version import __version__
 
 log = logging.getLogger(__name__)
@@ -217,11 +226,12 @@ class LooResult:
 class HypothesisFit:
     """Everything ``compare`` keeps of one hypothesis.
 
-    Not its draws: a fit's DataTree (about 600 MB on the bundled data) is reduced
-    to its tables as soon as the fit ends, so a comparison of many hypotheses
-    holds one fit at a time. Only the posterior of the quantities the hypothesis
-    files give priors to (``prior_quantities``, the input of
-    :func:`llmsize.inference.sampling.log_prior`) is kept, for the Bayes factors.
+    Not all its draws: a fit's DataTree (about 600 MB on the bundled data) is
+    reduced to its tables as soon as the fit ends, so a comparison of many
+    hypotheses holds one fit at a time. For the Bayes factors it keeps the
+    posterior of the quantities the hypothesis files give priors to
+    (``prior_quantities``, the input of :func:`llmsize.inference.sampling.log_prior`)
+    and a thinned copy of the sampled variables' draws (``draws``).
     """
 
     name: str
@@ -238,6 +248,8 @@ class HypothesisFit:
     sizes: pd.DataFrame = field(default_factory=pd.DataFrame)
     claims: pd.DataFrame = field(default_factory=pd.DataFrame)
     prior_quantities: xr.Dataset = field(default_factory=xr.Dataset)
+    #: The sampled variables' draws, thinned (:func:`llmsize.studies.compare.bridge.thin`).
+    draws: xr.Dataset = field(default_factory=xr.Dataset)
 
 
 def fit_hypothesis(
@@ -275,6 +287,7 @@ def fit_hypothesis(
         sizes=size_rows(hyp.name, design, post),
         claims=claim_rows(hyp, design, tree, psense),
         prior_quantities=post[names].load(),
+        draws=thin(post, [rv.name for rv in build_model(design, hyp).free_RVs]),
     )
 
 
@@ -348,38 +361,75 @@ def size_table(fits: list[HypothesisFit]) -> pd.DataFrame:
     return pd.concat([f.sizes for f in fits], ignore_index=True)
 
 
-def _why_not_prior_only(fit: HypothesisFit, ref: HypothesisFit) -> str | None:
-    """Why ``fit`` differs from the reference by more than prior densities (None: it does not)."""
+def _same_structure(model, ref_model) -> str | None:
+    """Why two built models are not one compiled structure with one data set (None: they are)."""
     from llmsize.inference.compiled import Uncacheable, model_key
+    from llmsize.inference.model import PRIOR_VALUES
 
-    model_ref, model = build_model(ref.design, ref.hyp), build_model(fit.design, fit.hyp)
     try:
-        same = model_key(model_ref) == model_key(model)
+        if model_key(ref_model) != model_key(model):
+            return "another model structure"
     except Uncacheable as exc:
         return f"structure not comparable ({exc})"
-    if not same:
-        return "another model structure"
-    return reweightable(model_ref, model)
+    if model.prior_value_index != ref_model.prior_value_index:
+        return "the priors differ in kind, not only in value"
+    for a, b in zip(ref_model.data_vars, model.data_vars, strict=True):
+        if a.name != PRIOR_VALUES and not np.array_equal(a.get_value(), b.get_value()):
+            return f"the data differ ({a.name})"
+    return None
 
 
-def prior_ratio_evidence(
-    fit: HypothesisFit, ref: HypothesisFit
-) -> tuple[ReweightedEvidence | str, BridgedEvidence | str]:
-    """Log B(fit vs ref) by reweighting the reference's draws and by bridging the two
-    fits' draws, or why neither can be.
+class Evidence:
+    """Bayes factors of hypotheses against one reference fit (:meth:`of`).
 
-    Only for a hypothesis with the reference's compiled structure whose prior
-    values differ only in prior densities (:func:`llmsize.inference.evidence.reweightable`):
-    then the likelihood cancels and the log prior ratio at each draw is all either needs.
+    A hypothesis of the reference's compiled structure differs from it only in
+    the values the graph reads (prior parameters, component weights, price
+    levels), so the ratio of the two unnormalised posteriors at any draw is the
+    compiled log density under one set of values minus the other
+    (:class:`llmsize.studies.compare.bridge.LogDensity`), and the bridge between
+    the two fits' draws gives the Bayes factor. A hypothesis that changes only
+    prior densities is also scored by reweighting the reference's draws alone.
     """
-    why = _why_not_prior_only(fit, ref)
-    if why is not None:
-        return why, why
-    at_ref, at_fit = (
-        log_prior_ratio(log_prior(q, fit.hyp), log_prior(q, ref.hyp)).transpose("chain", "draw")
-        for q in (ref.prior_quantities, fit.prior_quantities)
-    )
-    return reweighted_log_bf(at_ref), bridged_log_bf(at_ref.values, at_fit.values)
+
+    def __init__(self, ref: HypothesisFit):
+        from llmsize.inference.model import PRIOR_VALUES
+
+        self.ref = ref
+        self.model = build_model(ref.design, ref.hyp)
+        self.values = self.model[PRIOR_VALUES].get_value()
+        self._density: LogDensity | None = None
+        self._at_ref: np.ndarray | None = None
+
+    def _log_density(self) -> tuple[LogDensity, np.ndarray]:
+        """The compiled density, and its values at the reference's draws (compiled once)."""
+        if self._density is None or self._at_ref is None:
+            self._density = LogDensity(self.model)
+            self._at_ref = self._density.at(self.ref.draws, self.values)
+        return self._density, self._at_ref
+
+    def of(self, fit: HypothesisFit) -> tuple[ReweightedEvidence | str, BridgedEvidence | str]:
+        """Log B(fit vs reference): reweighted and bridged, or why each cannot be."""
+        from llmsize.inference.model import PRIOR_VALUES
+
+        model = build_model(fit.design, fit.hyp)
+        why = _same_structure(model, self.model)
+        if why is not None:
+            return why, why
+        reweighted: ReweightedEvidence | str
+        why = reweightable(self.model, model)
+        if why is None:
+            prior_ratio = log_prior_ratio(
+                log_prior(self.ref.prior_quantities, fit.hyp),
+                log_prior(self.ref.prior_quantities, self.ref.hyp),
+            )
+            reweighted = reweighted_log_bf(prior_ratio.transpose("chain", "draw"))
+        else:
+            reweighted = why
+        density, ref_density = self._log_density()
+        values = model[PRIOR_VALUES].get_value()
+        ratio_ref = density.at(self.ref.draws, values) - ref_density
+        ratio_fit = density.at(fit.draws, values) - density.at(fit.draws, self.values)
+        return reweighted, bridged_log_bf(ratio_ref, ratio_fit)
 
 
 def _estimate_columns(prefix: str, est, k: float | None = None) -> dict[str, object]:
@@ -409,7 +459,7 @@ def evidence_table(
 ) -> pd.DataFrame:
     """Bayes factors (bridged and reweighted, where they apply) and PSIS-LOO against the
     reference, with flags. ``reweighted`` and ``bridged``: the two estimates of
-    :func:`prior_ratio_evidence` by hypothesis name (left out: no such columns).
+    :meth:`Evidence.of` by hypothesis name (left out: no such columns).
     """
     ref = next(f for f in fits if f.name == reference)
     rows = []
@@ -422,9 +472,10 @@ def evidence_table(
         if rw is not None:
             k = float("nan") if isinstance(rw, str) else rw.pareto_k
             row.update(_estimate_columns("reweighted", rw, k))
-        refused = next((e for e in (br, rw) if isinstance(e, str)), None)
-        if br is not None or rw is not None:
-            row["reweighted_refused"] = refused or ""
+        if br is not None:
+            row["bridge_refused"] = br if isinstance(br, str) else ""
+        if rw is not None:
+            row["reweighted_refused"] = rw if isinstance(rw, str) else ""
         pareto_k = f.loo.pareto_k
         diff = f.loo.elpd_i - ref.loo.elpd_i
         row.update(
@@ -475,14 +526,16 @@ def _best_evidence(row: dict) -> tuple[float, float] | None:
 
 def _evidence_notes(row: dict, is_ref: bool) -> list[str]:
     notes = ["reference"] if is_ref else []
-    if not is_ref and row.get("reweighted_refused"):
-        notes.append(f"no Bayes factor: {row['reweighted_refused']}")
+    if not is_ref and row.get("bridge_refused"):
+        notes.append(f"no Bayes factor: {row['bridge_refused']}")
     elif not is_ref:
         if "log_bf_bridged" in row and not row["log_bf_bridged_reliable"]:
             notes.append(
                 f"bridged estimate unreliable (se {row['log_bf_bridged_se']:.2f} > {SE_MAX})"
             )
-        if "log_bf_reweighted" in row and not row["log_bf_reweighted_reliable"]:
+        if row.get("reweighted_refused"):
+            notes.append(f"not reweighted: {row['reweighted_refused']}")
+        elif "log_bf_reweighted" in row and not row["log_bf_reweighted_reliable"]:
             notes.append(
                 f"reweighting unreliable (Pareto k {row['reweighted_pareto_k']:.2f} > {K_MAX})"
             )
@@ -890,7 +943,8 @@ def write_compare(
 
     sizes = size_table(fits)
     ref = next(f for f in fits if f.name == reference)
-    estimates = {f.name: prior_ratio_evidence(f, ref) for f in fits}
+    evidence_of = Evidence(ref)
+    estimates = {f.name: evidence_of.of(f) for f in fits}
     evidence = evidence_table(
         fits,
         reference,
