@@ -138,7 +138,7 @@ def bridged_log_bf(ratio_reference: np.ndarray, ratio_hypothesis: np.ndarray) ->
 
 #: Most draws of each fit the bridge evaluates the model's density at (thinned
 #: evenly within each chain): the effective sizes of a fit are far fewer.
-MAX_DRAWS = 2000
+MAX_DRAWS = 4000
 
 
 def thin(posterior: xr.Dataset, names: list[str], max_draws: int = MAX_DRAWS) -> xr.Dataset:

@@ -83,6 +83,7 @@ from llmsize.outputs.tables import billions, markdown_table
 from llmsize.outputs.templating import prose, render
 from llmsize.physics.design import Design, build_design
 from llmsize.studies.compare.bridge import (
+    MAX_DRAWS,
     SE_MAX,
     BridgedEvidence,
     LogDensity,
@@ -843,6 +844,7 @@ def render_markdown(
         sizes=markdown_table(pd.DataFrame(body, columns=head)),
         k_max=K_MAX,
         se_max=SE_MAX,
+        bridge_draws=f"{MAX_DRAWS:,}",
         evidence=markdown_table(ev),
         psense_threshold=PSENSE_THRESHOLD,
         psense=markdown_table(pd.DataFrame(ps, columns=ps_columns)),
