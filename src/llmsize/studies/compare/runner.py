@@ -594,13 +594,14 @@ def claim_rows(
     """Each public claim one hypothesis can answer: posterior and prior probability."""
     rows = []
     models = set(design.unknown)
+    posterior, prior_draws = tree["posterior"].to_dataset(), tree["prior"].to_dataset()
     for claim in CLAIMS:
         if claim.model not in models or (claim.smaller_than and claim.smaller_than not in models):
             continue
         if claim.needs_evidence and not getattr(hyp.evidence, claim.needs_evidence):
             continue
-        post = _claim_probability(tree["posterior"].to_dataset(), claim)
-        prior = _claim_probability(tree["prior"].to_dataset(), claim)
+        post = _claim_probability(posterior, claim)
+        prior = _claim_probability(prior_draws, claim)
         sens = psense[(psense["model"] == claim.model) & (psense["quantity"] == "params_total_b")]
         rows.append(
             {
