@@ -105,11 +105,18 @@ def bridged_log_bf(ratio_reference: np.ndarray, ratio_hypothesis: np.ndarray) ->
     n0, n1 = l0.size, l1.size
     log_s0, log_s1 = math.log(n0 / (n0 + n1)), math.log(n1 / (n0 + n1))
 
-    def step(log_r: float) -> float:
-        """The right-hand side of the fixed point, in logs."""
+    def terms(log_r: float) -> tuple[np.ndarray, np.ndarray]:
+        """The log terms of the two sums at ``log_r``: numerator (reference draws)
+        and denominator (the hypothesis' draws).
+        """
         d0 = np.logaddexp(log_s1 + l0, log_s0 + log_r)
         d1 = np.logaddexp(log_s1 + l1, log_s0 + log_r)
-        return _log_mean_exp((l0 - d0).ravel()) - _log_mean_exp(-d1.ravel())
+        return l0 - d0, -d1
+
+    def step(log_r: float) -> float:
+        """The right-hand side of the fixed point, in logs."""
+        t0, t1 = terms(log_r)
+        return _log_mean_exp(t0.ravel()) - _log_mean_exp(t1.ravel())
 
     # The fixed point is unique (Meng and Wong 1996); iterating converges slowly
     # where the posteriors barely overlap, so it is found as the root of
@@ -126,11 +133,10 @@ def bridged_log_bf(ratio_reference: np.ndarray, ratio_hypothesis: np.ndarray) ->
         hi += width
         width *= 2
     log_r = start if lo == hi else float(optimize.brentq(gap, lo, hi, xtol=TOLERANCE))
-    d0 = np.logaddexp(log_s1 + l0, log_s0 + log_r)
-    d1 = np.logaddexp(log_s1 + l1, log_s0 + log_r)
+    t0, t1 = terms(log_r)
     # The two sums' terms, scaled by their largest (the relative error is scale-free).
-    f0 = np.exp((l0 - d0) - np.max(l0 - d0))
-    f1 = np.exp(-d1 - np.max(-d1))
+    f0 = np.exp(t0 - np.max(t0))
+    f1 = np.exp(t1 - np.max(t1))
     ess0, ess1 = _ess(f0), _ess(f1)
     re2 = f0.var() / (ess0 * f0.mean() ** 2) + f1.var() / (ess1 * f1.mean() ** 2)
     return BridgedEvidence(float(log_r), math.sqrt(re2), ess0, ess1)
