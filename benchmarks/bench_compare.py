@@ -29,32 +29,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_infer import cache_env, environment  # noqa: E402
+from bench_infer import cache_env, environment, run_llmsize  # noqa: E402
 
 #: The targets of issue 15 on 2 cores.
 TARGET_SECONDS = 600
 TARGET_PEAK_MIB = 2048
-
-
-def run_compare(files: list[Path], out: Path, settings: list[str], env: dict[str, str], log: Path):
-    """One ``python -m llmsize compare`` subprocess: (wall s, peak RSS MiB, exit code)."""
-    cmd = [sys.executable, "-m", "llmsize", "compare", *map(str, files), "--out", str(out)]
-    # ru_maxrss is in KiB on Linux.
-    start = time.perf_counter()
-    with log.open("wb") as fh:
-        proc = subprocess.Popen([*cmd, *settings], env={**os.environ, **env}, stdout=fh, stderr=fh)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
 
 
 def reference_row(out: Path, report: Path, reference: str = "default") -> dict:
@@ -111,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out if args.out is not None else root / "out"
         env = cache_env(root / "caches") if args.cold else {}
         log = root / "compare.log"
-        wall, peak, code = run_compare(files, out, settings, env, log)
-        if code != 0:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-            raise SystemExit(f"llmsize compare failed (exit {code}):\n{tail}")
+        args_ = ["compare", *map(str, files), "--out", str(out), *settings]
+        try:
+            run = run_llmsize("compare", args_, env=env, log_path=log)
+        except RuntimeError as err:
+            raise SystemExit(f"llmsize {err}") from None
+        wall, peak = run.wall_s, run.peak_rss_mib
         ref = reference_row(out, args.report) if not settings else None  # same fit only
         counts = evidence_counts(out)
     result = {

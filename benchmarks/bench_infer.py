@@ -203,6 +203,35 @@ def _watch_tree_pss(pid: int, peak: list[float], stop: threading.Event) -> None:
         peak[0] = max(peak[0], _tree_pss_mib(pid))
 
 
+def run_llmsize(
+    label: str, args: list[str], *, env: dict[str, str], log_path: Path, ok=(0,)
+) -> ProcessRun:
+    """Run ``python -m llmsize <args>`` once in a subprocess and measure it: wall
+    time, peak resident memory from ``os.wait4`` of this child only
+    (``RUSAGE_CHILDREN`` would mix the runs) and the peak summed PSS of its
+    process tree. Raises ``RuntimeError``, ending with the tail of the log, when
+    the exit status is not in ``ok``.
+    """
+    cmd = [sys.executable, "-m", "llmsize", *args]
+    with log_path.open("wb") as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+        peak, stop = [0.0], threading.Event()
+        watcher = threading.Thread(target=_watch_tree_pss, args=(proc.pid, peak, stop))
+        watcher.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        stop.set()
+        watcher.join()
+    proc.returncode = returncode = os.waitstatus_to_exitcode(status)
+    if returncode not in ok:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+        raise RuntimeError(f"{label} run failed (exit {returncode}): {' '.join(cmd)}\n{tail}")
+    return ProcessRun(label, wall, _maxrss_mib(usage.ru_maxrss), returncode, peak[0])
+
+
 def run_infer(
     label: str,
     *,
@@ -241,8 +270,8 @@ def run_infer(
     RuntimeError
         If ``infer`` fails; the message ends with the tail of its log.
     """
-    cmd = [
-        sys.executable, "-m", "llmsize", "infer",
+    args = [
+        "infer",
         "--data", str(data),
         "--hypothesis", str(hypothesis),
         "--out", str(out_dir),
@@ -251,23 +280,7 @@ def run_infer(
         "--chains", str(settings.chains),
         "--seed", str(settings.seed),
     ]  # fmt: skip
-    with log_path.open("wb") as log:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
-        )
-        peak, stop = [0.0], threading.Event()
-        watcher = threading.Thread(target=_watch_tree_pss, args=(proc.pid, peak, stop))
-        watcher.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        stop.set()
-        watcher.join()
-    proc.returncode = returncode = os.waitstatus_to_exitcode(status)
-    if returncode != 0:
-        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
-        raise RuntimeError(f"{label} run failed (exit {returncode}): {' '.join(cmd)}\n{tail}")
-    return ProcessRun(label, wall, _maxrss_mib(usage.ru_maxrss), returncode, peak[0])
+    return run_llmsize(label, args, env=env, log_path=log_path)
 
 
 def same_posterior(report_a: Path, report_b: Path) -> bool:

@@ -27,16 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_infer import cache_env, environment  # noqa: E402
+from bench_infer import cache_env, environment, run_llmsize  # noqa: E402
 
 #: What a run's log says when the compiled model came from the cache.
 LOADED = "compiled model loaded from"
@@ -44,16 +41,15 @@ LOADED = "compiled model loaded from"
 
 def run(label: str, args: list[str], *, env: dict[str, str], log_path: Path) -> dict:
     """One ``python -m llmsize infer`` subprocess: wall time and whether it compiled."""
-    cmd = [sys.executable, "-m", "llmsize", "infer", *args]
-    start = time.perf_counter()
-    with log_path.open("wb") as log:
-        proc = subprocess.run(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
+    # 3: a diagnostic failed at short settings
+    proc = run_llmsize(label, ["infer", *args], env=env, log_path=log_path, ok=(0, 3))
     text = log_path.read_text(errors="replace")
-    if proc.returncode not in (0, 3):  # 3: a diagnostic failed at short settings
-        tail = "\n".join(text.splitlines()[-20:])
-        raise RuntimeError(f"{label} failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
-    return {"label": label, "wall_s": wall, "from_cache": LOADED in text, "exit": proc.returncode}
+    return {
+        "label": label,
+        "wall_s": proc.wall_s,
+        "from_cache": LOADED in text,
+        "exit": proc.returncode,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
