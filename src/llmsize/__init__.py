@@ -162,6 +162,7 @@ def compare(
     seed: int | None = None,
     cores: int | None = None,
     progress: bool = False,
+    cv_folds: int | None = None,
 ) -> CompareResult:
     """Fit several hypothesis files to the same data and compare them, as ``llmsize
     compare`` does: the report goes to ``out``, and the fits and tables come back.
@@ -169,6 +170,8 @@ def compare(
     Each hypothesis samples with its own ``[sampler]`` table unless ``draws``,
     ``tune``, ``chains`` or ``seed`` say otherwise; ``reference`` (default
     ``default`` when present, else the first) is the one Bayes factors are against.
+    Hypotheses of another model structure are cross-validated on the known sizes
+    in ``cv_folds`` folds (default 5; 0: not at all).
     """
     from llmsize.inputs.bundled import default_data_dir
     from llmsize.studies.compare.runner import CompareSettings
@@ -176,8 +179,9 @@ def compare(
 
     paths = [Path(h) for h in ([hypotheses] if isinstance(hypotheses, str | Path) else hypotheses)]
     settings = CompareSettings.from_options(
-        draws=draws, tune=tune, chains=chains, seed=seed, cores=cores, progress=progress
-    )
+        draws=draws, tune=tune, chains=chains, seed=seed, cores=cores, progress=progress,
+        cv_folds=cv_folds,
+    )  # fmt: skip
     shown: dict[str, Any] = {
         "hypotheses": [str(p) for p in paths],
         "data": data,
@@ -191,7 +195,7 @@ def compare(
         settings=settings,
         overrides=_override_list(overrides),
         reference=reference,
-        command=_command("compare", shown | {"chains": chains, "seed": seed}),
+        command=_command("compare", shown | {"chains": chains, "seed": seed, "cv_folds": cv_folds}),
     )
 
 

@@ -482,6 +482,13 @@ def calibrate(  # noqa: PLR0913 (click passes one keyword per option)
     overrides="every hypothesis",
 )
 @CORES_OPTION
+@click.option(
+    "--cv-folds",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Folds of the cross-validation on known sizes that scores hypotheses of another "
+    "model structure (no Bayes factor); 0: none [default: 5].",
+)
 @QUIET_OPTION
 def compare(  # click passes one keyword per option
     *,
@@ -495,13 +502,15 @@ def compare(  # click passes one keyword per option
     seed,
     overrides,
     cores,
+    cv_folds,
     quiet,
 ) -> None:
     """Fit several hypothesis files to the same data and compare them.
 
-    Writes sizes per price date, Bayes factors (by reweighting, for
-    hypotheses that change only priors), PSIS-LOO, prior sensitivity and
-    the public claims' probabilities.
+    Writes sizes per price date, Bayes factors (bridged and by reweighting,
+    for hypotheses of the reference's structure), grouped K-fold
+    cross-validation on the known sizes (for the others), PSIS-LOO, prior
+    sensitivity and the public claims' probabilities.
     Example: ``llmsize compare models/*.toml``
     """
     _setup_logging(not quiet)
@@ -513,7 +522,7 @@ def compare(  # click passes one keyword per option
     command = " ".join(shlex.quote(a) for a in ["llmsize", str(ctx.info_name), *_given_args(ctx)])
     settings = CompareSettings.from_options(
         draws=draws, tune=tune, chains=chains, seed=seed, cores=cores,
-        progress=_show_progress(quiet),
+        progress=_show_progress(quiet), cv_folds=cv_folds,
     )  # fmt: skip
     evidence = run(
         list(files),
@@ -529,8 +538,11 @@ def compare(  # click passes one keyword per option
         c
         for c in (
             "hypothesis",
-            "log_bf_vs_ref",
-            "log_bf_se",
+            "log_bf_bridged",
+            "log_bf_bridged_se",
+            "log_bf_reweighted",
+            "elpd_cv_diff",
+            "elpd_cv_diff_se",
             "elpd_diff_vs_ref",
             "elpd_diff_se",
             "max_pareto_k",

@@ -27,7 +27,11 @@ Each fit is reduced to its tables as soon as it ends (:class:`HypothesisFit`),
 so the comparison holds one fit's draws at a time.
 
 Marginal likelihoods of structural hypotheses (another model, not only other
-priors) are not estimated. Sequential Monte Carlo, and bridge sampling of each
+priors) are not estimated: such a hypothesis, and the reference, are scored by
+grouped K-fold cross-validation on the known sizes instead
+(:mod:`llmsize.studies.compare.crossval`: the families of known size in K folds,
+each withheld and refitted, scored by the log density of each held-out model's
+true size). Sequential Monte Carlo, and bridge sampling of each
 fit's marginal likelihood against a Gaussian proposal, were tried and removed: on the bundled data SMC's estimates lay 17
 to 74 nats below bridge sampling's and its chains spread by 7 to 22 nats
 (reports/compare of 2026-11-28), and bridge sampling's repeats over random
@@ -82,6 +86,7 @@ from llmsize.outputs.summary import (
 from llmsize.outputs.tables import billions, markdown_table
 from llmsize.outputs.templating import prose, render
 from llmsize.physics.design import Design, build_design
+from llmsize.studies.calibration.holdouts import family_holdouts
 from llmsize.studies.compare.bridge import (
     MAX_DRAWS,
     SE_MAX,
@@ -89,6 +94,13 @@ from llmsize.studies.compare.bridge import (
     LogDensity,
     bridged_log_bf,
     thin,
+)
+from llmsize.studies.compare.crossval import (
+    CV_SETTINGS,
+    DEFAULT_FOLDS,
+    cross_validate,
+    cv_table,
+    folds,
 )
 from llmsize.version import __version__
 
@@ -182,6 +194,10 @@ class CompareSettings:
     cores: int = 2
     #: nutpie's progress bar during each fit.
     progress: bool = False
+    #: Folds of the cross-validation on known sizes of hypotheses of another
+    #: structure (:mod:`llmsize.studies.compare.crossval`); 0: none; ``None``:
+    #: ``DEFAULT_FOLDS``, or one per group of families where the data have fewer.
+    cv_folds: int | None = None
 
     @classmethod
     def from_options(
@@ -193,12 +209,21 @@ class CompareSettings:
         seed: int | None,
         cores: int | None,
         progress: bool,
+        cv_folds: int | None = None,
     ) -> CompareSettings:
-        """The settings of the command's or the API's options (``cores`` ``None``: the default)."""
+        """The settings of the command's or the API's options (``None``: the default)."""
         return cls(
             draws=draws, tune=tune, chains=chains, seed=seed, progress=progress,
             **({} if cores is None else {"cores": cores}),
+            cv_folds=cv_folds,
         )  # fmt: skip
+
+    def cv_settings(self) -> dict:
+        """NUTS settings of each cross-validation refit: a calibration refit's, with
+        the draws, tuning steps and chains given to ``compare`` over them.
+        """
+        given = {"draws": self.draws, "tune": self.tune, "chains": self.chains}
+        return {**CV_SETTINGS, **{k: v for k, v in given.items() if v is not None}}
 
 
 @dataclass(frozen=True)
@@ -457,11 +482,19 @@ def evidence_table(
     reference: str,
     reweighted: dict[str, ReweightedEvidence | str] | None = None,
     bridged: dict[str, BridgedEvidence | str] | None = None,
+    crossval: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Bayes factors (bridged and reweighted, where they apply) and PSIS-LOO against the
-    reference, with flags. ``reweighted`` and ``bridged``: the two estimates of
-    :meth:`Evidence.of` by hypothesis name (left out: no such columns).
+    """Bayes factors (bridged and reweighted, where they apply), cross-validation on
+    known sizes (where it ran) and PSIS-LOO against the reference, with flags.
+    ``reweighted`` and ``bridged``: the two estimates of :meth:`Evidence.of` by
+    hypothesis name (left out: no such columns); ``crossval``: the pointwise table of
+    :func:`~llmsize.studies.compare.crossval.cross_validate`.
     """
+    cv = (
+        cv_table(crossval, reference).set_index("hypothesis")
+        if crossval is not None and len(crossval)
+        else None
+    )
     ref = next(f for f in fits if f.name == reference)
     rows = []
     for f in fits:
@@ -477,6 +510,8 @@ def evidence_table(
             row["bridge_refused"] = br if isinstance(br, str) else ""
         if rw is not None:
             row["reweighted_refused"] = rw if isinstance(rw, str) else ""
+        if cv is not None and f.name in cv.index:
+            row.update(cv.loc[f.name].to_dict())
         pareto_k = f.loo.pareto_k
         diff = f.loo.elpd_i - ref.loo.elpd_i
         row.update(
@@ -525,10 +560,30 @@ def _best_evidence(row: dict) -> tuple[float, float] | None:
     return None
 
 
+def _fit_notes(row: dict) -> list[str]:
+    """Flags of the fit itself: LOO's Pareto k, NUTS diagnostics, the cross-validation refits'."""
+    notes = []
+    if row["n_pareto_k_bad"]:
+        notes.append(f"LOO unreliable ({row['n_pareto_k_bad']} Pareto k > {PARETO_K_MAX})")
+    if row["divergences"]:
+        notes.append(f"{row['divergences']} divergences")
+    if row["max_r_hat"] > RHAT_MAX:
+        notes.append(f"R-hat {row['max_r_hat']:.3f} > {RHAT_MAX}")
+    if row["min_ess_bulk"] < ESS_BULK_MIN:
+        notes.append(f"bulk ESS {row['min_ess_bulk']:.0f} < {ESS_BULK_MIN}")
+    if row.get("cv_max_r_hat", 0.0) > RHAT_MAX:
+        notes.append(f"cross-validation fits: R-hat {row['cv_max_r_hat']:.3f} > {RHAT_MAX}")
+    if row.get("cv_divergences", 0):
+        notes.append(f"cross-validation fits: {row['cv_divergences']} divergences")
+    return notes
+
+
 def _evidence_notes(row: dict, is_ref: bool) -> list[str]:
     notes = ["reference"] if is_ref else []
     if not is_ref and row.get("bridge_refused"):
         notes.append(f"no Bayes factor: {row['bridge_refused']}")
+        if not np.isfinite(row.get("elpd_cv", math.nan)):
+            notes.append("no evidence figure: cross-validation on known sizes not run")
     elif not is_ref:
         if "log_bf_bridged" in row and not row["log_bf_bridged_reliable"]:
             notes.append(
@@ -540,14 +595,7 @@ def _evidence_notes(row: dict, is_ref: bool) -> list[str]:
             notes.append(
                 f"reweighting unreliable (Pareto k {row['reweighted_pareto_k']:.2f} > {K_MAX})"
             )
-    if row["n_pareto_k_bad"]:
-        notes.append(f"LOO unreliable ({row['n_pareto_k_bad']} Pareto k > {PARETO_K_MAX})")
-    if row["divergences"]:
-        notes.append(f"{row['divergences']} divergences")
-    if row["max_r_hat"] > RHAT_MAX:
-        notes.append(f"R-hat {row['max_r_hat']:.3f} > {RHAT_MAX}")
-    if row["min_ess_bulk"] < ESS_BULK_MIN:
-        notes.append(f"bulk ESS {row['min_ess_bulk']:.0f} < {ESS_BULK_MIN}")
+    notes += _fit_notes(row)
     if is_ref:
         return notes
     if row.get("log_bf_bridged_reliable") and row.get("log_bf_reweighted_reliable"):
@@ -805,6 +853,13 @@ def render_markdown(
             f"{'' if r.log_bf_reweighted_reliable else ' unreliable'}"
             for r in evidence.itertuples()
         ]  # fmt: skip
+    if "elpd_cv" in evidence:
+        ev["CV on known sizes: ELPD diff (se); weight; 90% covered"] = [
+            "-" if not np.isfinite(r.elpd_cv) else
+            f"{r.elpd_cv_diff:+.1f} ({r.elpd_cv_diff_se:.1f}); {r.cv_weight:.2f}; "
+            f"{r.cv_coverage_90:.0%} of {r.cv_models:.0f}"
+            for r in evidence.itertuples()
+        ]  # fmt: skip
     ev["ELPD diff (se)"] = [
         f"{d:+.1f} ({se:.1f})"
         for d, se in zip(evidence["elpd_diff_vs_ref"], evidence["elpd_diff_se"], strict=True)
@@ -903,8 +958,14 @@ def check_compare(
         )
     data = load_dataset(data_dir)
     check_unknown_models(data)
-    for hyp in hyps:
-        build_design(data, hyp)
+    designs = [build_design(data, hyp) for hyp in hyps]
+    if settings.cv_folds is not None and settings.cv_folds != 0:
+        try:
+            folds(data, designs[0], settings.cv_folds)
+        except ValueError as exc:
+            raise LlmsizeError(
+                f"--cv-folds {settings.cv_folds}: {exc}", file="--cv-folds"
+            ) from None
     check_output_dir(
         out_dir,
         data_dir=data_dir,
@@ -938,21 +999,26 @@ def write_compare(
     settings: CompareSettings,
     data: Dataset,
     command: str,
+    estimates: dict[str, tuple[ReweightedEvidence | str, BridgedEvidence | str]] | None = None,
+    crossval: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """comparison.csv, evidence.csv, claims.csv, psense.csv, hypotheses.json, plots, README.md."""
+    """comparison.csv, evidence.csv, claims.csv, psense.csv, hypotheses.json, plots,
+    README.md, and crossval.csv where cross-validation ran (``crossval``).
+    ``estimates``: :func:`estimate_evidence`'s (computed here if not given).
+    """
     import matplotlib.pyplot as plt
 
     from llmsize.outputs import io as llmsize_io
 
     sizes = size_table(fits)
-    ref = next(f for f in fits if f.name == reference)
-    evidence_of = Evidence(ref)
-    estimates = {f.name: evidence_of.of(f) for f in fits}
+    if estimates is None:
+        estimates = estimate_evidence(fits, reference)
     evidence = evidence_table(
         fits,
         reference,
         {name: rw for name, (rw, _) in estimates.items()},
         {name: br for name, (_, br) in estimates.items()},
+        crossval,
     )
     claims = claims_table(fits)
     psense = pd.concat([f.psense.assign(hypothesis=f.name) for f in fits], ignore_index=True)
@@ -961,6 +1027,10 @@ def write_compare(
         evidence.to_csv(tmp / "evidence.csv", index=False, float_format="%.4g", lineterminator="\n")
         claims.to_csv(tmp / "claims.csv", index=False, float_format="%.4g", lineterminator="\n")
         psense.to_csv(tmp / "psense.csv", index=False, float_format="%.4g", lineterminator="\n")
+        if crossval is not None and len(crossval):
+            crossval.to_csv(
+                tmp / "crossval.csv", index=False, float_format="%.4g", lineterminator="\n"
+            )
         llmsize_io.write_json({f.name: f.hyp.to_dict() for f in fits}, tmp / "hypotheses.json")
         for name, fig in (
             ("compare_sizes.png", plot_sizes(sizes)),
@@ -982,6 +1052,57 @@ def write_compare(
             encoding="utf-8",
         )
     return sizes, evidence, claims
+
+
+def estimate_evidence(
+    fits: list[HypothesisFit], reference: str
+) -> dict[str, tuple[ReweightedEvidence | str, BridgedEvidence | str]]:
+    """Each fit's Bayes factors against the reference (:meth:`Evidence.of`)."""
+    evidence_of = Evidence(next(f for f in fits if f.name == reference))
+    return {f.name: evidence_of.of(f) for f in fits}
+
+
+def structural(
+    estimates: dict[str, tuple[ReweightedEvidence | str, BridgedEvidence | str]],
+) -> list[str]:
+    """The hypotheses with no Bayes factor because they change the model's structure."""
+    return [name for name, (_, br) in estimates.items() if isinstance(br, str)]
+
+
+def run_crossval(
+    fits: list[HypothesisFit],
+    names: list[str],
+    *,
+    reference: str,
+    data: Dataset,
+    settings: CompareSettings,
+) -> pd.DataFrame | None:
+    """Grouped K-fold cross-validation of ``names`` and the reference on known sizes
+    (None: no such hypothesis, or ``settings.cv_folds`` 0).
+    """
+    k = settings.cv_folds
+    if not names or k == 0:
+        return None
+    if k is None:
+        groups = len(family_holdouts(data, fits[0].design))
+        k = min(DEFAULT_FOLDS, groups)
+        if k < 2:
+            log.warning("cross-validation skipped: %d group(s) of families of known size", groups)
+            return None
+    by_name = {f.name: f.hyp for f in fits}
+    hyps = [by_name[reference], *(by_name[n] for n in names if n != reference)]
+    log.info(
+        "cross-validation on known sizes: %d folds x %d hypotheses (%s)",
+        k, len(hyps), ", ".join(h.name for h in hyps),
+    )  # fmt: skip
+    return cross_validate(
+        data,
+        hyps,
+        k=k,
+        settings=settings.cv_settings(),
+        workers=settings.cores,
+        progress=settings.progress,
+    )
 
 
 @dataclass(frozen=True)
@@ -1025,7 +1146,18 @@ def compare(
         reference=reference,
     )
     fits = run_compare(paths, data=data, settings=settings, overrides=overrides, progress=progress)
+    estimates = estimate_evidence(fits, reference)
+    crossval = run_crossval(
+        fits, structural(estimates), reference=reference, data=data, settings=settings
+    )
     sizes, evidence, claims = write_compare(
-        out_dir, fits, reference=reference, settings=settings, data=data, command=command
+        out_dir,
+        fits,
+        reference=reference,
+        settings=settings,
+        data=data,
+        command=command,
+        estimates=estimates,
+        crossval=crossval,
     )
     return CompareResult(out_dir, reference, fits, sizes, evidence, claims)
