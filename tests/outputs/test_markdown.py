@@ -29,8 +29,10 @@ from llmsize.outputs.markdown import (
     answer_sentence,
     family_diagnostics,
     headline_table,
+    model_rows,
     page_question,
     render_readme,
+    sd_ratio,
 )
 from llmsize.outputs.summary import COLUMNS, diagnostics, summary_table
 
@@ -144,6 +146,25 @@ def test_report_and_figures(which, tiny_design, default_hypothesis):
     head = headline_table(tree, tiny_design)
     # No gpt-3.5-turbo in the fixture: the headline falls back to every unknown model.
     assert list(head["model"]) == ["closed-x", "closed-x", "closed-y"]
+
+
+def test_sd_ratio_against_hand_numbers():
+    post = np.array([0.0, 1.0, 2.0, 3.0])
+    assert sd_ratio(post, 2.0 * post + 7.0) == pytest.approx(0.5)
+    assert sd_ratio(post, post) == pytest.approx(1.0)
+    # A pinned prior has no spread to compare with.
+    assert np.isnan(sd_ratio(post, np.full(4, 1.3)))
+
+
+def test_model_rows_compare_total_and_active_with_their_priors(tiny_design, default_hypothesis):
+    # In the stand-in run the "posterior" is itself prior draws: the data have moved
+    # neither size, so both ratios sit near 1 (200 draws each: sd within ~10%).
+    tree = stand_in_run(tiny_design, default_hypothesis)
+    rows = model_rows(tree, tiny_design, tiny_design.unknown)
+    assert [r["model"] for r in rows] == list(tiny_design.unknown)
+    for r in rows:
+        for column in ("posterior/prior sd", "active: posterior/prior sd"):
+            assert 0.75 < float(r[column]) < 1.33, (r["model"], column, r[column])
 
 
 def test_summary_quantiles_match_draws(tiny_design, default_hypothesis):

@@ -430,9 +430,11 @@ def model_rows(tree: xr.DataTree, design: Design, models: list[str]) -> list[dic
         x = post["params_total_b"].sel(unknown_model=m).values.reshape(-1)
         a = post["params_active_b"].sel(unknown_model=m).values.reshape(-1)
         t = post["tokens_t"].sel(unknown_model=m).values.reshape(-1)
-        lp = post["log10_params_total_b"].sel(unknown_model=m).values.reshape(-1)
-        prior_sd = float(np.std(prior["log10_params_total_b"].sel(unknown_model=m).values))
-        ratio = float(np.std(lp)) / prior_sd if prior_sd > 0 else float("nan")
+        ratio, ratio_active = (
+            sd_ratio(np.log10(post[v].sel(unknown_model=m).values),
+                      np.log10(prior[v].sel(unknown_model=m).values))
+            for v in ("params_total_b", "params_active_b")
+        )  # fmt: skip
         q = np.quantile(x, [0.05, 0.5, 0.95])
         qa = np.quantile(a, [0.05, 0.5, 0.95])
         qt = np.quantile(t, [0.05, 0.5, 0.95])
@@ -445,12 +447,19 @@ def model_rows(tree: xr.DataTree, design: Design, models: list[str]) -> list[dic
                 "training tokens (T)": f"{qt[1]:.2g} [{qt[0]:.2g}-{qt[2]:.2g}]",
                 "90% width": f"x{span:.0f}",
                 "posterior/prior sd": f"{ratio:.2f}",
+                "active: posterior/prior sd": f"{ratio_active:.2f}",
                 "moved most by": "; ".join(
                     f"{label} ({c:+.2f})" for label, c in drivers(tree, design, m)
                 ),
             }
         )
     return per_model
+
+
+def sd_ratio(post_log: np.ndarray, prior_log: np.ndarray) -> float:
+    """Posterior over prior standard deviation of a log size (NaN for a pinned prior)."""
+    prior_sd = float(np.std(prior_log))
+    return float(np.std(post_log)) / prior_sd if prior_sd > 0 else float("nan")
 
 
 def _factor(q50: float, q05: float, q95: float) -> str:
