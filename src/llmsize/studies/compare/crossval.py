@@ -149,21 +149,25 @@ def cross_validate(
     hyps: list[Hypothesis],
     *,
     k: int = DEFAULT_FOLDS,
+    design: Design | None = None,
     settings: dict | None = None,
     workers: int = 2,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Refit every hypothesis on every fold; one row per hypothesis and held-out model.
 
-    ``data.root`` is the data folder each worker loads. The fits run on a Dask
-    cluster of ``workers`` processes (:func:`llmsize.studies.calibration.store.run_parallel`).
+    ``data.root`` is the data folder each worker loads; ``design`` is the first
+    hypothesis' design of ``data`` where the caller has it (else it is built here),
+    and fixes the folds. The fits run on a Dask cluster of ``workers`` processes
+    (:func:`llmsize.studies.calibration.store.run_parallel`).
     """
     import json
 
     from llmsize.physics.design import build_design
 
     settings = {**CV_SETTINGS, **(settings or {})}
-    design = build_design(data, hyps[0])
+    if design is None:
+        design = build_design(data, hyps[0])
     parts = folds(data, design, k)
     with tempfile.TemporaryDirectory(prefix="llmsize-cv-") as tmp:
         tasks = [

@@ -1083,14 +1083,15 @@ def run_crossval(
     k = settings.cv_folds
     if not names or k == 0:
         return None
+    by_name = {f.name: f for f in fits}
+    design = by_name[reference].design
     if k is None:
-        groups = len(family_holdouts(data, fits[0].design))
+        groups = len(family_holdouts(data, design))
         k = min(DEFAULT_FOLDS, groups)
         if k < 2:
             log.warning("cross-validation skipped: %d group(s) of families of known size", groups)
             return None
-    by_name = {f.name: f.hyp for f in fits}
-    hyps = [by_name[reference], *(by_name[n] for n in names if n != reference)]
+    hyps = [by_name[reference].hyp, *(by_name[n].hyp for n in names if n != reference)]
     log.info(
         "cross-validation on known sizes: %d folds x %d hypotheses (%s)",
         k, len(hyps), ", ".join(h.name for h in hyps),
@@ -1099,6 +1100,7 @@ def run_crossval(
         data,
         hyps,
         k=k,
+        design=design,
         settings=settings.cv_settings(),
         workers=settings.cores,
         progress=settings.progress,
