@@ -27,8 +27,8 @@ Usage::
 
 Peak memory is the maximum resident set size reported by ``os.wait4`` for the
 ``infer`` subprocess (the largest of it and the descendants it waited for),
-and, since ``infer`` computes whole-posterior statistics in a worker process
-(``llmsize.pipeline.statistics_worker``), the peak of the summed proportional
+and, since ``infer`` computes whole-posterior statistics and draws two figures
+in worker processes (``llmsize.pipeline.report_workers``), the peak of the summed proportional
 set size (PSS: shared pages split between the processes that share them) of
 the subprocess and all its descendants, read from ``/proc`` every 50 ms (Linux
 only; a short peak between two readings can be missed). The sampler
@@ -204,13 +204,22 @@ def _watch_tree_pss(pid: int, peak: list[float], stop: threading.Event) -> None:
 
 
 def run_llmsize(
-    label: str, args: list[str], *, env: dict[str, str], log_path: Path, ok=(0,)
+    label: str,
+    args: list[str],
+    *,
+    env: dict[str, str],
+    log_path: Path,
+    ok=(0,),
+    watch_memory: bool = True,
 ) -> ProcessRun:
     """Run ``python -m llmsize <args>`` once in a subprocess and measure it: wall
     time, peak resident memory from ``os.wait4`` of this child only
-    (``RUSAGE_CHILDREN`` would mix the runs) and the peak summed PSS of its
-    process tree. Raises ``RuntimeError``, ending with the tail of the log, when
-    the exit status is not in ``ok``.
+    (``RUSAGE_CHILDREN`` would mix the runs) and, with ``watch_memory``, the peak
+    summed PSS of its process tree. Raises ``RuntimeError``, ending with the tail
+    of the log, when the exit status is not in ``ok``.
+
+    Reading every process's ``smaps_rollup`` 20 times a second costs CPU on a
+    2-core machine, so a benchmark of wall time alone turns it off.
     """
     cmd = [sys.executable, "-m", "llmsize", *args]
     with log_path.open("wb") as log:
@@ -220,11 +229,13 @@ def run_llmsize(
         )
         peak, stop = [0.0], threading.Event()
         watcher = threading.Thread(target=_watch_tree_pss, args=(proc.pid, peak, stop))
-        watcher.start()
+        if watch_memory:
+            watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         stop.set()
-        watcher.join()
+        if watch_memory:
+            watcher.join()
     proc.returncode = returncode = os.waitstatus_to_exitcode(status)
     if returncode not in ok:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])

@@ -6,9 +6,10 @@ a timer around every stage that ``llmsize.pipeline.run_inference`` calls:
 sampling (compiled model loaded from the cache when warm), prior and posterior
 predictive draws, log prior, summary, the price-cut decomposition, writing
 ``posterior.nc`` (in a thread, beside the figures), the figures and the pages.
-R-hat and ESS of every parameter and prior sensitivity run in the statistics
-worker process (``llmsize.pipeline.statistics_worker``); here only the draws
-handed to it are timed, and any wait for its results is in the total. Run it
+R-hat and ESS of every parameter and prior sensitivity run in one worker
+process, and the prior-posterior and predictive figures are drawn in another
+(``llmsize.pipeline.report_workers``); here only the draws and panels handed to
+them are timed, and any wait for their results is in the total. Run it
 twice, or after ``bench_infer.py``, to see a warm run.
 
 Usage::
@@ -44,8 +45,8 @@ STAGES = [
     ("llmsize.outputs.io", "write_posterior"),
     ("llmsize.outputs.plots", "plot_size_by_date"),
     ("llmsize.outputs.plots", "plot_cuts"),
-    ("llmsize.outputs.plots", "plot_prior_posterior"),
-    ("llmsize.outputs.plots", "plot_ppc"),
+    ("llmsize.outputs.plots", "prior_posterior_panels"),
+    ("llmsize.outputs.plots", "ppc_panels"),
     ("llmsize.outputs.plots", "save"),
     ("llmsize.pipeline", "render_family"),
     ("llmsize.pipeline", "render_readme"),

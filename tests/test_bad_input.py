@@ -75,7 +75,7 @@ SAMPLER_ENTRY_POINTS = (
     ("llmsize.inference.sampling", "compile_model"),
     ("llmsize.inference.compiled", "compile_model"),
     ("llmsize.pipeline", "fit"),
-    ("llmsize.pipeline", "statistics_worker"),
+    ("llmsize.pipeline", "report_worker"),
     ("llmsize.studies.compare.runner", "fit"),
     ("llmsize.studies.compare.runner", "fit_hypothesis"),
     ("llmsize.studies.calibration.refits", "run_parallel"),

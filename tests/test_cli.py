@@ -306,7 +306,7 @@ def test_summary_agrees_with_posterior(tiny_infer_subprocess):
 
 def test_worker_statistics_match_the_posterior(tiny_infer_subprocess):
     """R-hat and ESS of every parameter and the prior sensitivity come from the
-    worker process (pipeline.statistics_worker); computed here from the written
+    worker process (pipeline.report_worker); computed here from the written
     posterior, they must be the same."""
     from llmsize.outputs.summary import (
         parameter_diagnostics,
@@ -481,6 +481,29 @@ def test_version():
     proc = run_module("--version", timeout=60)
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"llmsize, version {llmsize.__version__}"
+
+
+@pytest.mark.parametrize("code", [None, 0, 2, 3, 130, 258, -1, True, "llmsize: interrupted"])
+def test_exit_status_is_the_one_python_gives_the_same_system_exit(code, capsys):
+    """The console script ends with ``os._exit(exit_status(code))`` (``cli.run``):
+    the status must be the one a normal exit with ``SystemExit(code)`` gives."""
+    import subprocess
+    import sys
+
+    from llmsize.cli import exit_status
+
+    python = subprocess.run(
+        [sys.executable, "-c", f"raise SystemExit({code!r})"], capture_output=True, text=True
+    )
+    assert exit_status(code) == python.returncode
+    assert capsys.readouterr().err == python.stderr
+
+
+def test_the_console_script_is_the_entry_point_that_exits_at_once():
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "llmsize"]
+    assert script.value == "llmsize.cli:run"
 
 
 def test_help():

@@ -13,7 +13,7 @@ import pytest
 
 from .conftest import subprocess_env
 
-#: A parent that starts a worker as ``pipeline.statistics_worker`` does (a fork server,
+#: A parent that starts a worker as ``pipeline.report_worker`` does (a fork server,
 #: ``interrupts.worker_init``), prints the worker's pid, then dies by SIGKILL.
 KILLED_PARENT = textwrap.dedent(
     """
@@ -62,8 +62,8 @@ def test_a_worker_ends_with_its_killed_parent():
     assert not _alive(worker), "the worker outlived its parent"
 
 
-def test_the_statistics_worker_starts_with_the_exit_with_parent_initializer(monkeypatch):
-    """``statistics_worker`` is what :func:`test_a_worker_ends_with_its_killed_parent`
+def test_the_report_worker_starts_with_the_exit_with_parent_initializer(monkeypatch):
+    """``report_worker`` is what :func:`test_a_worker_ends_with_its_killed_parent`
     models: its pool runs ``interrupts.worker_init`` with this process's pid."""
     from llmsize import interrupts, pipeline
 
@@ -80,7 +80,7 @@ def test_the_statistics_worker_starts_with_the_exit_with_parent_initializer(monk
             made["shutdown"] = kwargs
 
     monkeypatch.setattr(pipeline, "ProcessPoolExecutor", Pool)
-    with pipeline.statistics_worker():
+    with pipeline.report_worker():
         pass
     assert made["initializer"] is interrupts.worker_init
     assert made["initargs"] == (os.getpid(),)

@@ -1,5 +1,5 @@
 """``python -m llmsize``: the command-line interface."""
 
-from llmsize.cli import main
+from llmsize.cli import run
 
-main()
+run()

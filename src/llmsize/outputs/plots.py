@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -340,14 +344,27 @@ def _kde(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.convolve(weights, kernel, mode="same")[pad : pad + grid.size] / x.size
 
 
+#: One panel of :func:`plot_prior_posterior`: title, prior draws, posterior draws, and
+#: whether the draws are log10 billions of parameters (labelled in billions).
+Panel = tuple[str, np.ndarray, np.ndarray, bool]
+
+
 def plot_prior_posterior(tree: xr.DataTree, design: Design) -> Figure:
     """Prior (grey) against posterior (blue) of the size of each unknown model and
     of the shared serving and quality parameters.
     """
+    return draw_prior_posterior(prior_posterior_panels(tree, design))
+
+
+def prior_posterior_panels(tree: xr.DataTree, design: Design) -> list[Panel]:
+    """The draws :func:`plot_prior_posterior` shows, one panel per quantity that is not
+    pinned by the hypothesis (a few MB at the default draws: cheap to send to a
+    worker process that draws the figure).
+    """
     post = tree["posterior"].to_dataset()
     prior = tree["prior"].to_dataset()
     # (title, prior draws, posterior draws, drawn in log10 units of billions)
-    panels: list[tuple[str, np.ndarray, np.ndarray, bool]] = []
+    panels: list[Panel] = []
     for m in design.unknown:
         panels.append(
             (
@@ -361,7 +378,11 @@ def plot_prior_posterior(tree: xr.DataTree, design: Design) -> Figure:
         if v in post and v in prior and post[v].ndim == 2:
             panels.append((v, _draws(prior, v), _draws(post, v), False))
     # A quantity pinned by the hypothesis has nothing to show.
-    panels = [p for p in panels if np.ptp(p[1]) > 0 or np.ptp(p[2]) > 0]
+    return [p for p in panels if np.ptp(p[1]) > 0 or np.ptp(p[2]) > 0]
+
+
+def draw_prior_posterior(panels: list[Panel]) -> Figure:
+    """The figure of :func:`plot_prior_posterior` from its panels."""
     ncol = 4
     nrow = int(np.ceil(len(panels) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.3 * nrow))
@@ -393,28 +414,58 @@ def plot_prior_posterior(tree: xr.DataTree, design: Design) -> Figure:
     return fig
 
 
+@dataclass(frozen=True)
+class PpcPanel:
+    """One panel of :func:`plot_ppc`: each observation of ``var`` with the median and
+    90% interval of its posterior predictive draws, and whether its model's size is known.
+    """
+
+    var: str
+    label: str
+    known: np.ndarray
+    observed: np.ndarray
+    lo: np.ndarray
+    median: np.ndarray
+    hi: np.ndarray
+
+
 def plot_ppc(tree: xr.DataTree, design: Design) -> Figure:
     """Posterior predictive 90% intervals against the observed prices and speeds."""
+    return draw_ppc(ppc_panels(tree, design))
+
+
+def ppc_panels(tree: xr.DataTree, design: Design) -> list[PpcPanel]:
+    """The intervals :func:`plot_ppc` shows: prices, and speeds and MMLU where observed."""
     obs = tree["observed_data"].to_dataset()
     pp = tree["posterior_predictive"].to_dataset()
     known_epoch = np.array([m not in design.unknown for m in design.epochs["model"]])
-    panels = [
+    which = [
         ("output_price", "output price (USD / 1M tokens)", known_epoch),
         ("input_price", "input price (USD / 1M tokens)", known_epoch),
     ]
     if "output_speed" in obs:
-        panels.append(("output_speed", "output speed (tokens/s)", known_epoch[design.speed_epoch]))
+        which.append(("output_speed", "output speed (tokens/s)", known_epoch[design.speed_epoch]))
     if "mmlu" in obs:
-        panels.append(("mmlu", "MMLU (%)", design.mmlu_model < 0))
+        which.append(("mmlu", "MMLU (%)", design.mmlu_model < 0))
+    panels = []
+    for var, label, known in which:
+        y = obs[var].values
+        draws = pp[var].values.reshape(-1, y.size)
+        lo, med, hi = np.quantile(draws, [0.05, 0.5, 0.95], axis=0)
+        panels.append(PpcPanel(var, label, known, y, lo, med, hi))
+    return panels
+
+
+def draw_ppc(panels: list[PpcPanel]) -> Figure:
+    """The figure of :func:`plot_ppc` from its panels."""
     ncol = min(len(panels), 2)
     nrow = int(np.ceil(len(panels) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.5 * ncol, 4.6 * nrow), squeeze=False)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    for ax, (var, label, known) in zip(axes.flat, panels, strict=False):
-        y = obs[var].values
-        draws = pp[var].values.reshape(-1, y.size)
-        lo, med, hi = np.quantile(draws, [0.05, 0.5, 0.95], axis=0)
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        var, label, known = panel.var, panel.label, panel.known
+        y, lo, med, hi = panel.observed, panel.lo, panel.median, panel.hi
         inside = float(np.mean((y >= lo) & (y <= hi)))
         for mask, color, name in ((known, "C0", "known size"), (~known, "C3", "unknown size")):
             if mask.any():
@@ -448,3 +499,8 @@ def save(fig: Figure, path) -> None:
     """Write ``fig`` as a PNG without the software tag (same figure, same bytes), and close it."""
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def draw_and_save(draw: Callable[[Any], Figure], panels: Any, path) -> None:
+    """``save(draw(panels), path)``: a figure drawn and written in a worker process."""
+    save(draw(panels), path)
