@@ -222,19 +222,20 @@ LOW_BATCH_START = {"log_batch_mu": 0.8, "speed_log_bias": -0.4, "mbu": 0.73}
     strict=True,
     raises=AssertionError,
     reason=(
-        "the default posterior on data/ has two modes: chains from PyMC's support point "
-        "settle at a batch of about 500 (log_batch_mu 6.2, mean log density about -2686), "
-        "chains started at LOW_BATCH_START at a batch of about 3 with markups below cost "
-        "(log_batch_mu 0.6, log density -2603 to -2657); the report's R-hat does not see it"
+        "the default posterior on data/ has regions the support-point start never reaches: "
+        "its chains settle at a batch of about 500 (log_batch_mu 6.2, mean log density "
+        "about -2686), chains started at LOW_BATCH_START at a batch of about 3 with prices "
+        "under cost (log_batch_mu 0.6, log density -2603 to -2657); README, 'The posterior "
+        "has regions the report's chains never reach'"
     ),
 )
 def test_chains_from_another_start_reach_the_reported_mode():
     """Chains started in another region of the default posterior end where the report's
     chains do: no mode that the support-point start never visits.
 
-    Known to fail (README, *A second mode of the posterior*): this test turns into an
-    unexpected pass, and so into a failure, when the model or the sampler no longer
-    leaves that mode unvisited.
+    Known to fail (README, *The posterior has regions the report's chains never reach*):
+    this test turns into an unexpected pass, and so into a failure, when the model or
+    the sampler no longer leaves that region unvisited.
     """
     hyp = load_hypothesis(DEFAULT_HYPOTHESIS)
     design = build_design(load_dataset(DATA_DIR), hyp)
