@@ -84,3 +84,27 @@ def test_the_report_worker_starts_with_the_exit_with_parent_initializer(monkeypa
         pass
     assert made["initializer"] is interrupts.worker_init
     assert made["initargs"] == (os.getpid(),)
+
+
+def test_a_failing_report_waits_for_the_figures_drawn_into_its_staging_folder(tmp_path):
+    """The figure worker writes into the staging folder: a report that fails (or is
+    interrupted) waits for it before the folder is removed (``pipeline._figures_awaited``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llmsize import pipeline
+
+    written = tmp_path / "figure.png"
+
+    def slow_figure():
+        time.sleep(0.3)
+        written.write_bytes(b"png")
+
+    def failing_report(pool):
+        with pipeline._figures_awaited() as drawn:
+            drawn.append(pool.submit(slow_figure))
+            raise RuntimeError("the report failed")
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with pytest.raises(RuntimeError, match="the report failed"):
+            failing_report(pool)
+        assert written.read_bytes() == b"png"

@@ -592,9 +592,9 @@ def run() -> NoReturn:
     When a command ends, every file it writes is written and closed, its worker
     processes and clusters are shut down and its lines are printed. What a normal
     exit would still do is tear the interpreter down object by object: the compiled
-    model's machine code, PyTensor's graphs, the draws. After a fit that took about
-    1.5 s, 8% of a prior swap (``benchmarks/bench_prior_swap.py``). So the streams and
-    logging are flushed and the process ends without it, as mypy's command line does.
+    model's machine code, PyTensor's graphs, the draws: about 1.5 s after the fit of a
+    prior swap (``benchmarks/bench_prior_swap.py``). So the streams and logging are
+    flushed and the process ends without it, as mypy's command line does.
     An exception other than :class:`SystemExit` (a bug) still ends the process the
     usual way, with its traceback.
     """

@@ -6,6 +6,7 @@ written to a temporary folder that replaces the report only at the end.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import multiprocessing
@@ -336,6 +337,20 @@ def _writer_thread():
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+@contextlib.contextmanager
+def _figures_awaited():
+    """A list for the futures of the figures a worker draws into the staging folder, all
+    awaited, with SIGINT and SIGTERM held, when the block ends, however it ends: the
+    folder is neither published nor removed while the worker writes into it.
+    """
+    futures: list = []
+    try:
+        yield futures
+    finally:
+        with interrupts.signals_deferred():
+            concurrent.futures.wait(futures)
+
+
 def _calibration_metrics(calib_dir: Path, hyp: Hypothesis, data: Dataset):
     """``metrics.csv`` of the calibration beside the report, if it was made with this
     hypothesis, data and model code; ``None`` (with a warning) if not, or if it cannot be read:
@@ -386,17 +401,21 @@ def _report(tree, workers, *, data, data_dir, design, hyp, out_dir):
     decomposition = decompose_cuts(tree, design, hyp, [c for f in families for c in f.cuts])
     calib_dir = out_dir.parent / f"calibration-{hyp.name}"
     calib = _calibration_metrics(calib_dir, hyp, data)
-    with io.staged_output(out_dir) as tmp, _writer_thread() as pool:
+    with (
+        io.staged_output(out_dir) as tmp,
+        _writer_thread() as pool,
+        _figures_awaited() as drawn,
+    ):
         # h5py writes without the GIL: the draws go to disk while the figures are drawn.
         # The pool is joined before the folder replaces the report.
         posterior_written = pool.submit(io.write_posterior, tree, tmp / "posterior.nc", attrs)
-        drawn = [
+        drawn.extend(
             drawer.submit(plots.draw_and_save, draw, panels(tree, design), tmp / name)
             for draw, panels, name in (
                 (plots.draw_prior_posterior, plots.prior_posterior_panels, "prior_posterior.png"),
                 (plots.draw_ppc, plots.ppc_panels, "ppc.png"),
             )
-        ]
+        )
         io.write_summary(table, tmp / "summary.csv")
         write_draws(thinned_draws(tree, design), tmp / "draws.nc", attrs)
         # The effective hypothesis, after ``extends`` and ``--set``.
