@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
-from importlib.metadata import version
+from importlib.metadata import entry_points, version
 
 import numpy as np
 import pandas as pd
@@ -487,9 +487,6 @@ def test_version():
 def test_exit_status_is_the_one_python_gives_the_same_system_exit(code, capsys):
     """The console script ends with ``os._exit(exit_status(code))`` (``cli.run``):
     the status must be the one a normal exit with ``SystemExit(code)`` gives."""
-    import subprocess
-    import sys
-
     from llmsize.cli import exit_status
 
     python = subprocess.run(
@@ -500,8 +497,6 @@ def test_exit_status_is_the_one_python_gives_the_same_system_exit(code, capsys):
 
 
 def test_the_console_script_is_the_entry_point_that_exits_at_once():
-    from importlib.metadata import entry_points
-
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "llmsize"]
     assert script.value == "llmsize.cli:run"
 
