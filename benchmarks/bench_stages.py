@@ -15,7 +15,7 @@ twice, or after ``bench_infer.py``, to see a warm run.
 Usage::
 
     python benchmarks/bench_stages.py [--data data] [--hypothesis models/default.toml]
-        [--draws N]
+        [--draws N] [--tune N] [--chains N] [--set NAME=VALUE ...]
 
 Times are wall seconds of whole calls; a stage that runs in a thread overlaps
 the ones after it, so the stages add up to more than the total.
@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("data"))
     parser.add_argument("--hypothesis", type=Path, default=Path("models/default.toml"))
     parser.add_argument("--draws", type=int, default=None)
+    parser.add_argument("--tune", type=int, default=None)
+    parser.add_argument("--chains", type=int, default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=None)
     args = parser.parse_args(argv)
 
     import llmsize.pipeline as pipeline
@@ -93,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             hypothesis_path=args.hypothesis,
             out_dir=Path(tmp) / "report",
             draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            overrides=args.overrides,
         )
         run = time.perf_counter() - start
     lines = [
