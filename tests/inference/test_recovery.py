@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import arviz as az
 import numpy as np
 import pytest
 from scipy.stats import binom
@@ -192,16 +193,6 @@ def test_parameter_recovery(case, tmp_path, default_hypothesis, record_property)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "with the batch following model size, the default run's chains agree on every "
-        "parameter but gpt-4-turbo-2024-04-09's precision probabilities (R-hat 1.033, bulk "
-        "ESS 171 on p_bits_16 at 4 x 4000 draws); README, 'The posterior has regions the "
-        "report's chains never reach'"
-    ),
-)
 def test_default_run_on_bundled_data_converges(tmp_path):
     """The default inference (default settings) on data/ passes every diagnostic."""
     out = tmp_path / "report"
@@ -221,42 +212,40 @@ def test_default_run_on_bundled_data_converges(tmp_path):
     assert diag["passed"] is True
 
 
-#: A start at a decode batch of about 3 sequences, speeds below the roofline and lower
-#: memory-bandwidth use: with one batch for every model size, chains started here stayed
-#: in a region of their own (log_batch_mu 0.6-1, prices under cost; README, "The
-#: posterior has regions the report's chains never reach").
+#: A start in the second mode of the default posterior on the bundled data: a decode
+#: batch of about 3 sequences, speeds below the roofline, lower memory-bandwidth use.
 LOW_BATCH_START = {"log_batch_mu": 0.8, "speed_log_bias": -0.4, "mbu": 0.73}
 
 
-def _chain_means(model, settings):
-    """Each chain's mean log density and mean ``log_batch_mu`` over its second half of
-    draws (a chain from a start far away may take a few hundred draws to arrive).
-    """
-    trace = sample_posterior(model, settings)
-    half = {"draw": slice(settings.draws // 2, None)}
-    logp = trace["sample_stats"]["logp"].isel(half).mean("draw").values
-    return logp, trace["posterior"]["log_batch_mu"].isel(half).mean("draw").values
-
-
 @pytest.mark.slow
-def test_chains_from_the_small_batch_start_reach_the_reported_region():
-    """Chains started at a batch of about 3 end where the support-point start's do.
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "the default posterior on data/ has regions the support-point start never reaches: "
+        "its chains settle at a batch of about 500 (log_batch_mu 6.2, mean log density "
+        "about -2686), chains started at LOW_BATCH_START at a batch of about 3 with prices "
+        "under cost (log_batch_mu 0.6, log density -2603 to -2657); README, 'The posterior "
+        "has regions the report's chains never reach'"
+    ),
+)
+def test_chains_from_another_start_reach_the_reported_mode():
+    """Chains started in another region of the default posterior end where the report's
+    chains do: no mode that the support-point start never visits.
 
-    Before the batch followed the model's size (``log_batch_size_slope``) they stayed
-    at ``log_batch_mu`` 0.6-1 and a mean log density 28-87 nats from the report's; a
-    region the report's chains never reached. With the slope both starts settle at
-    ``log_batch_mu`` about 5.5 (one chain in four from the small-batch start took about
-    300 draws to get there).
+    Known to fail (README, *The posterior has regions the report's chains never reach*):
+    this test turns into an unexpected pass, and so into a failure, when the model or
+    the sampler no longer leaves that region unvisited.
     """
     hyp = load_hypothesis(DEFAULT_HYPOTHESIS)
     design = build_design(load_dataset(DATA_DIR), hyp)
-    settings = SampleSettings(draws=600, tune=300, chains=4, seed=SEED)
-    logp_support, mu_support = _chain_means(build_model(design, hyp), settings)
+    settings = SampleSettings(draws=300, tune=300, chains=4, seed=SEED)
     model = build_model(design, hyp)
     for rv in model.free_RVs:
         if rv.name in LOW_BATCH_START:
             model.set_initval(rv, LOW_BATCH_START[rv.name])
-    logp_low, mu_low = _chain_means(model, settings)
-    assert mu_low.min() > 4.0, f"log_batch_mu by chain {np.round(mu_low, 2)}"
-    assert abs(mu_low.mean() - mu_support.mean()) < 0.3, (mu_low, mu_support)
-    assert abs(np.median(logp_low) - np.median(logp_support)) < 20.0, (logp_low, logp_support)
+    trace = sample_posterior(model, settings)
+    logp = trace["sample_stats"]["logp"].mean("draw").values
+    batch = trace["posterior"]["log_batch_mu"]
+    assert float(np.ptp(logp)) < 10.0, f"chains' mean log density {np.round(logp, 1)}"
+    assert float(az.rhat(batch.to_dataset())["log_batch_mu"]) < 1.05
