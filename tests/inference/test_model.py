@@ -334,7 +334,6 @@ def test_log_cost_matches_forward(tiny_design, default_hypothesis, cap):
             "log_batch_mu",
             "log_batch_trend",
             "log_batch_sigma",
-            "log_batch_size_slope",
             "usd_per_gpu_hour",
             "mbu",
             "log_markup_out_mu",
@@ -378,16 +377,11 @@ def _check_price_means_at(d, hyp, model, at_point, point, vals, z, e):
     node = hyp.constants.gpus_per_node
     width = ((1.0 / n_gpus) ** 8 + (1.0 / node) ** 8) ** (-1.0 / 8)
     kv = forward.kv_bytes_per_token_estimate(n, coef=hyp.constants.kv_bytes_coef)
-    # Component k's own batch (each serving component has one), at 30B active
-    # parameters, then scaled to the model's 70B by the batch's slope in size.
-    b = (
-        1.0
-        + math.exp(
-            vals["log_batch_mu"]
-            + vals["log_batch_trend"] * d.epoch_year[e]
-            + vals["log_batch_sigma"] * (point["batch_z"][e, k] + 0.3)
-        )
-        * (70e9 / 30e9) ** vals["log_batch_size_slope"]
+    # Component k's own batch (each serving component has one).
+    b = 1.0 + math.exp(
+        vals["log_batch_mu"]
+        + vals["log_batch_trend"] * d.epoch_year[e]
+        + vals["log_batch_sigma"] * (point["batch_z"][e, k] + 0.3)
     )
     point = {**point, "batch_z": point["batch_z"].copy()}
     point["batch_z"][e, k] += 0.3  # away from the other components' batch

@@ -65,16 +65,11 @@ def test_log_price_matches_the_forward_model_by_hand(stand_in, tiny_design, defa
         k = points.comp[s, e]
         acc = tiny_design.accelerators[tiny_design.component_hardware[k]]
         m = tiny_design.epoch_model[e]
-        # The batch of a 30B-active model, scaled to this model's active size.
-        batch = (
-            1.0
-            + (points.batch[s, e] - 1.0) * (points.active[s, m] / 30e9) ** (points.batch_slope[s])
-        )
         pred = forward.serving_prediction(
             points.total[s, m],
             points.active[s, m],
             float(tiny_design.component_bits[k]),
-            batch,
+            points.batch[s, e],
             acc,
             usd_per_gpu_hour=1.0,  # work in GPU-hours; the price layer below
             mbu=points.mbu[s],

@@ -412,18 +412,6 @@ def test_kv_batch_limit_and_cap_by_hand():
     assert forward.capped_batch(limit, limit) == pytest.approx(limit * 2 ** (-1 / 8))
 
 
-def test_size_scaled_batch_by_hand():
-    # log_batch_mu is the batch of a 30B-active model: batch 65 there.
-    assert forward.size_scaled_batch(65.0, 30e9, -0.5) == pytest.approx(65.0)
-    # A model a quarter the size at slope -0.5 runs twice the batch above one: 1 + 64 * 2.
-    assert forward.size_scaled_batch(65.0, 7.5e9, -0.5) == pytest.approx(129.0)
-    # Four times the size at slope +0.5: 1 + 64 * 2; at slope 0 every size runs 65.
-    assert forward.size_scaled_batch(65.0, 120e9, 0.5) == pytest.approx(129.0)
-    assert forward.size_scaled_batch(65.0, 1e12, 0.0) == pytest.approx(65.0)
-    # One sequence stays one sequence at any size and slope.
-    assert forward.size_scaled_batch(1.0, 7e9, -0.8) == pytest.approx(1.0)
-
-
 def test_serving_prediction_caps_the_batch():
     acc = forward.Accelerator("A100-80GB", 2.039e12, 312e12, None, 80e9)
     kw = {

@@ -8,7 +8,7 @@ provider :math:`p` from a date :math:`t`) and discrete serving component
 
     \log_{10} N_m &\sim \text{prior (unknown models; known models fixed)} \\
     N^{act}_m &= f_m N_m,\quad f_m \sim \text{prior} \\
-    B_{ek} &= 1 + \exp(\mu_B + \tau_B\, t_e + \sigma_B z_{ek})\,(N^{act}_m / 3 \cdot 10^{10})^{\gamma_B},\quad z_{ek} \sim N(0, 1) \\
+    B_{ek} &= 1 + \exp(\mu_B + \tau_B\, t_e + \sigma_B z_{ek}),\quad z_{ek} \sim N(0, 1) \\
     c^{out}_{ek} &= \text{output\_cost}(N_m, N^{act}_m, b_k, B_{ek}, h_k, g_{h_k}, \text{MBU}) \\
     c^{in}_{ek} &= \text{input\_cost}(N^{act}_m, b_k, h_k, g_{h_k}, \text{MFU}) \\
     \log \pi^{out}_e \mid k &\sim N(\log c^{out}_{ek} + \mu^{out} + \sigma_P u^{out}_p + \sigma_M v_m,\ \sigma_\pi) \\
@@ -483,8 +483,7 @@ class _Sizes:
 class _Setup:
     """The serving setup shared by every epoch: batch, utilisations, markups, pricing."""
 
-    batch: TensorVariable  # (E, K) decode batch of a model at the size pivot
-    batch_slope: TensorVariable  # the batch's slope in log active size
+    batch: TensorVariable  # (E, K) decode batch before the memory cap
     mbu: TensorVariable
     mfu_prefill: TensorVariable
     gpu_hour: TensorVariable  # (H,) GPU-hour price per hardware generation
@@ -581,7 +580,6 @@ def _serving_setup(design: Design, hyp: Hypothesis) -> _Setup:
     # between, say, a 16-bit A100 and an 8-bit H100 explanation of one price.
     z_batch = pm.Normal("batch_z", 0.0, 1.0, dims=("epoch", "component"))
     batch_ek = 1.0 + pt.exp(lb_mu + lb_trend * design.epoch_year[:, None] + lb_sigma * z_batch)
-    batch_slope = prior_variable("log_batch_size_slope", pr.log_batch_size_slope)
     mbu = prior_variable("mbu", pr.mbu)
     mfu_prefill = prior_variable("mfu_prefill", pr.mfu_prefill)
     gpu_hour, mk_out, mk_in = _markups(design, hyp, mfu_prefill)
@@ -589,10 +587,7 @@ def _serving_setup(design: Design, hyp: Hypothesis) -> _Setup:
     pm.Deterministic("log_markup_in", mk_in, dims="provider")
     pricing_terms = _pricing(design, hyp)
     price_sigma = prior_variable("price_sigma", pr.price_sigma)
-    return _Setup(
-        batch_ek, batch_slope, mbu, mfu_prefill, gpu_hour, mk_out, mk_in, pricing_terms,
-        price_sigma,
-    )  # fmt: skip
+    return _Setup(batch_ek, mbu, mfu_prefill, gpu_hour, mk_out, mk_in, pricing_terms, price_sigma)
 
 
 def _kv_per_token(design: Design, hyp: Hypothesis, active) -> TensorVariable:
@@ -632,15 +627,13 @@ def _decode(design: Design, hyp: Hypothesis, sizes: _Sizes, setup: _Setup) -> _D
     kv = _kv_per_token(design, hyp, sizes.active)[em][:, None]
     context = prior_variable("context_tokens", pr.context_tokens)
     mfu_decode = prior_variable("mfu_decode", pr.mfu_decode)
-    # The batch follows the model's active size (smaller models run at larger
-    # batches where the slope is negative), and a replica's batch is capped by the
-    # memory its weights leave for KV cache.
-    b = forward.size_scaled_batch(setup.batch, n_act, setup.batch_slope)
+    # The batch a replica runs is capped by the memory its weights leave for KV cache.
+    b = setup.batch
     if const.kv_memory_cap:
         limit = forward.kv_batch_limit(
             n_gpus, mem, n_tot, bits, context_tokens=context, kv_bytes_per_token=kv
         ) * forward.pipeline_share(n_gpus, width)
-        b = forward.capped_batch(b, limit)
+        b = forward.capped_batch(setup.batch, limit)
     # A dense model reads all its weights at any batch: for models of known size
     # that is a constant, and the graph computes it only for the other epochs.
     known_n = np.nan_to_num(design.known_total, nan=1.0)[em][:, None]

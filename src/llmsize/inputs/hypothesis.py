@@ -294,11 +294,6 @@ PRIOR_RANGES: dict[str, QuantityRange] = {
     "log_batch_trend": QuantityRange(
         "change of the log decode batch per year", centre=_real(-5, 5), max_sigma=10
     ),
-    "log_batch_size_slope": QuantityRange(
-        "change of the log decode batch per unit of log active size",
-        centre=_real(-3, 3),
-        max_sigma=5,
-    ),
     "mbu": QuantityRange("fraction of HBM bandwidth achieved in decode", _FRACTION, _FRACTION),
     "mfu_prefill": QuantityRange(
         "fraction of peak FLOP/s achieved in prefill", _FRACTION, _FRACTION
@@ -446,10 +441,7 @@ class Priors(_Strict):
     Serving (shared across providers and dates, learned from known models):
 
     - ``log_batch_mu``, ``log_batch_sigma``, ``log_batch_trend``: natural-log
-      decode batch of each serving epoch (of a model of 30B active parameters),
-      its spread, and its change per year.
-    - ``log_batch_size_slope``: change of the log decode batch per unit of log
-      active size (below 0: smaller models run at larger batches).
+      decode batch of each serving epoch, its spread, and its change per year.
     - ``mbu``: achieved fraction of HBM bandwidth in decode.
     - ``mfu_prefill``: achieved fraction of peak FLOP/s in prefill.
     - ``mfu_decode``: achieved fraction of peak FLOP/s in decode, when compute-bound.
@@ -514,7 +506,6 @@ class Priors(_Strict):
     log_batch_mu: Prior
     log_batch_sigma: Prior
     log_batch_trend: Prior
-    log_batch_size_slope: Prior
     mbu: Prior
     mfu_prefill: Prior
     mfu_decode: Prior

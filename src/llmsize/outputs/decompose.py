@@ -86,10 +86,7 @@ class PricePoints:
             + take(_flat(post["log_batch_trend"]))[:, None] * design.epoch_year[None, :]
         )[:, :, None] + take(_flat(post["log_batch_sigma"]))[:, None, None] * z
         batch = 1.0 + np.exp(log_b)
-        # The batch of a model at the size pivot; the state's model sets the batch it runs
-        # (forward.size_scaled_batch), so a smaller model's larger batch counts as the model's.
         self.batch = np.take_along_axis(batch, self.comp[:, :, None].astype(int), axis=2)[..., 0]
-        self.batch_slope = take(_flat(post["log_batch_size_slope"]))  # (S,)
         self.mbu = take(_flat(post["mbu"]))
         self.mfu_decode = take(_flat(post["mfu_decode"]))
         self.context = take(_flat(post["context_tokens"]))
@@ -153,7 +150,6 @@ class PricePoints:
         )
         n_gpus = forward.gpus_per_replica(total, bits, self.memory[hw], self.fill)
         width = forward.tensor_parallel_width(n_gpus, c.gpus_per_node)
-        batch = forward.size_scaled_batch(batch, active, self.batch_slope)
         if c.kv_memory_cap:
             limit = forward.kv_batch_limit(
                 n_gpus,

@@ -29,7 +29,6 @@ HEADLINE_PREFIX = "gpt-3.5-turbo"
 SCALARS = (
     "log_batch_mu",
     "log_batch_trend",
-    "log_batch_size_slope",
     "mbu",
     "mfu_prefill",
     "log_markup_out_mu",

@@ -86,20 +86,6 @@ def weights_touched(total, active, batch):
     return total * (1.0 - (1.0 - frac) ** batch)
 
 
-#: Active parameters at which the decode batch's slope in size pivots: ``log_batch_mu``
-#: is the log batch (minus one) of a model of 30B active parameters, the middle of the data.
-BATCH_PIVOT_ACTIVE = 3e10
-
-
-def size_scaled_batch(batch, active, slope, pivot=BATCH_PIVOT_ACTIVE):
-    """The decode batch a model of ``active`` parameters runs, from ``batch``, the
-    batch of a model of ``pivot`` active parameters: ``1 + (batch - 1) (active /
-    pivot) ** slope``. A slope below 0 runs smaller models at larger batches (their
-    KV cache per sequence is smaller, and an accelerator's memory holds more of it).
-    """
-    return 1.0 + (batch - 1.0) * (active / pivot) ** slope
-
-
 def kv_bytes_per_token_estimate(active, kv_bits=16.0, coef=46_000.0):
     """KV-cache bytes per token of context, from the active parameter count.
 
