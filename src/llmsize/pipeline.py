@@ -131,9 +131,11 @@ def _inputs_and_settings(request: RunRequest) -> tuple[Hypothesis, Dataset, Desi
     return hyp, data, design, settings
 
 
-def _fit_run(*, hyp, data, data_dir, design, settings, command, progress):
-    """Sample the run, with what made it (:func:`run_attributes`) on the tree's root."""
-    tree = fit(design, hyp, settings, progress=progress)
+def _fit_run(*, hyp, data, data_dir, design, settings, command, progress, executor=None):
+    """Sample the run, with what made it (:func:`run_attributes`) on the tree's root;
+    the prior draws in ``executor`` if given (:func:`~llmsize.inference.sampling.fit`).
+    """
+    tree = fit(design, hyp, settings, progress=progress, executor=executor)
     tree.attrs = run_attributes(
         hyp=hyp, data=data, data_dir=data_dir, settings=settings, command=command
     )
@@ -207,9 +209,10 @@ def run_request(
         len(design.unknown),
     )
     with report_workers() as workers:
+        # The figures worker is idle until the report: it makes the prior draws.
         tree = _fit_run(
             hyp=hyp, data=data, data_dir=data_dir, design=design, settings=settings,
-            command=command, progress=progress,
+            command=command, progress=progress, executor=workers[1],
         )  # fmt: skip
         return _report(
             tree, workers, data=data, data_dir=data_dir, design=design, hyp=hyp, out_dir=out_dir

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 
 import numpy as np
 import nutpie
@@ -150,6 +151,27 @@ def test_cold_compile_writes_a_complete_entry(cold):
     assert len(list(entry.glob("*.nbi"))) == 2
     # Nothing half-written is left beside it.
     assert [p.name for p in entry.parent.iterdir()] == [entry.name]
+
+
+def test_cold_compile_takes_the_expand_callback_from_its_child(cold):
+    """The child forked for the expand callback wrote it into the entry, and the
+    parent loaded it from there instead of compiling it again."""
+    _, compiled, _ = cold
+    logp_cf, expand_cf = compiled._keep
+    assert logp_cf.cache_hits == 0  # compiled here
+    assert expand_cf.cache_hits == 1  # loaded: the child compiled it
+
+
+def test_a_child_that_fails_or_hangs_is_reaped(tmp_path):
+    flag = tmp_path / "done"
+    pid = cache._fork(lambda: flag.write_text("yes", encoding="utf-8"))
+    assert pid is not None
+    assert cache._reap(pid)
+    assert flag.read_text(encoding="utf-8") == "yes"
+    assert not cache._reap(cache._fork(lambda: 1 / 0))
+    start = time.monotonic()
+    assert not cache._reap(cache._fork(lambda: time.sleep(60)), wait_s=0.5)
+    assert time.monotonic() - start < 30
 
 
 def test_warm_load_samples_exactly_like_the_cold_compile(cold):

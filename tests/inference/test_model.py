@@ -731,3 +731,23 @@ def test_measurements_take_hardware_at_their_own_date(bundled_design, default_hy
     k8 = [i for i, lab in enumerate(d.component_labels) if lab.startswith("8-bit")]
     assert np.exp(d.measure_log_transition[ms][:, k_old16, k8]).max() < 1e-200
     np.testing.assert_allclose(np.exp(d.measure_log_transition).sum(axis=2), 1.0, atol=1e-12)
+
+
+def test_prior_draws_in_a_worker_process_are_the_ones_made_here(tiny_design, default_hypothesis):
+    """``fit(executor=...)`` makes the prior draws in the report's figures worker
+    (a forkserver process) while the chains run: the same seed, the same draws, to
+    rounding (a tenth of the draws differ in the last bit of a float64 from one
+    process to another)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    settings = SampleSettings(draws=1, tune=0, chains=1, seed=SEED, prior_draws=50)
+    here = sample_prior(tiny_design, default_hypothesis, settings)
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method)) as pool:
+        there = pool.submit(sample_prior, tiny_design, default_hypothesis, settings).result()
+    for group in ("prior", "prior_predictive"):
+        a, b = here[group].to_dataset(), there[group].to_dataset()
+        assert sorted(a.data_vars) == sorted(b.data_vars)
+        for name in a.data_vars:
+            np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-12, err_msg=name)
