@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import threading
+import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,8 +79,8 @@ def report_worker():
     pool = ProcessPoolExecutor(
         max_workers=1,
         mp_context=context,
-        initializer=interrupts.worker_init,
-        initargs=(os.getpid(),),
+        initializer=_worker_init,
+        initargs=(os.getpid(), _logger_levels(), list(warnings.filters)),
     )
     # Starts the worker now (not at the first task); its answer names the process.
     # Submitting the first task starts the fork server and waits for its imports
@@ -103,6 +104,26 @@ def report_worker():
     pool.shutdown()
 
 
+def _logger_levels() -> dict[str, int]:
+    """The levels this process set on loggers (the root's under ``""``)."""
+    levels = {"": logging.getLogger().level}
+    for name, logger in logging.Logger.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
+
+
+def _worker_init(parent: int, levels: dict[str, int], filters: list) -> None:
+    """:func:`llmsize.interrupts.worker_init`, and this process's logger levels and
+    warning filters: the worker's libraries (PyMC for the prior draws) say what the
+    main process's would, nothing under ``--quiet``.
+    """
+    interrupts.worker_init(parent)
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
+    warnings.filters[:] = filters  # type: ignore[index]  # typeshed types it read-only; a list at run time
+
+
 @contextlib.contextmanager
 def report_workers():
     """The two worker processes of a report: statistics and figures, beside this one.
@@ -115,7 +136,10 @@ def report_workers():
     process computes (:func:`llmsize.outputs.plots.prior_posterior_panels`,
     :func:`~llmsize.outputs.plots.ppc_panels`). On 2 cores the three share the
     machine; at short settings, where the statistics take 2 s, the report then
-    takes about 1 s less than with the figures drawn here.
+    takes about 1 s less than with the figures drawn here. Before the report, the
+    second makes the prior draws while this process compiles the model and runs
+    the chains (:func:`~llmsize.inference.sampling.fit`'s ``executor``); on a first
+    run of a model's structure, their compile overlaps the model's.
     """
     with report_worker() as statistics, report_worker() as figures:
         yield statistics, figures
