@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import pytest
 
@@ -64,7 +66,9 @@ def test_a_worker_ends_with_its_killed_parent():
 
 def test_the_report_worker_starts_with_the_exit_with_parent_initializer(monkeypatch):
     """``report_worker`` is what :func:`test_a_worker_ends_with_its_killed_parent`
-    models: its pool runs ``interrupts.worker_init`` with this process's pid."""
+    models: its pool runs ``interrupts.worker_init`` with this process's pid (inside
+    ``pipeline._worker_init``, which also gives the worker this process's logger
+    levels and warning filters)."""
     from llmsize import interrupts, pipeline
 
     made = {}
@@ -82,8 +86,20 @@ def test_the_report_worker_starts_with_the_exit_with_parent_initializer(monkeypa
     monkeypatch.setattr(pipeline, "ProcessPoolExecutor", Pool)
     with pipeline.report_worker():
         pass
-    assert made["initializer"] is interrupts.worker_init
-    assert made["initargs"] == (os.getpid(),)
+    assert made["initializer"] is pipeline._worker_init
+    parent, levels, filters = made["initargs"]
+    assert parent == os.getpid()
+    assert filters == list(warnings.filters)
+    assert levels[""] == logging.getLogger().level
+
+    called = []
+    monkeypatch.setattr(interrupts, "worker_init", called.append)
+    quiet = {"llmsize-test-worker": logging.ERROR}
+    with warnings.catch_warnings():
+        pipeline._worker_init(12345, quiet, [("ignore", None, UserWarning, None, 0)])
+        assert warnings.filters == [("ignore", None, UserWarning, None, 0)]
+    assert called == [12345]
+    assert logging.getLogger("llmsize-test-worker").level == logging.ERROR
 
 
 def test_a_failing_report_waits_for_the_figures_drawn_into_its_staging_folder(tmp_path):
