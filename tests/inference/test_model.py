@@ -735,16 +735,14 @@ def test_measurements_take_hardware_at_their_own_date(bundled_design, default_hy
 
 def test_prior_draws_in_a_worker_process_are_the_ones_made_here(tiny_design, default_hypothesis):
     """``fit(executor=...)`` makes the prior draws in the report's figures worker
-    (a forkserver process) while the chains run: the same seed, the same draws, to
-    rounding (on the tiny data, 10 of 100 draws of ``tokens_t`` differed in the last
-    bit of a float64 from one process to the other)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    (:func:`llmsize.pipeline.report_worker`) while the chains run: the same seed,
+    the same draws, to rounding (on the tiny data, 10 of 100 draws of ``tokens_t``
+    differed in the last bit of a float64 from one process to the other)."""
+    from llmsize.pipeline import report_worker
 
     settings = SampleSettings(draws=1, tune=0, chains=1, seed=SEED, prior_draws=50)
     here = sample_prior(tiny_design, default_hypothesis, settings)
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method)) as pool:
+    with report_worker() as pool:
         there = pool.submit(sample_prior, tiny_design, default_hypothesis, settings).result()
     for group in ("prior", "prior_predictive"):
         a, b = here[group].to_dataset(), there[group].to_dataset()
