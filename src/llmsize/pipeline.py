@@ -84,7 +84,11 @@ def report_worker():
     )
     # Starts the worker now (not at the first task); its answer names the process.
     # Submitting the first task starts the fork server and waits for its imports
-    # (about 1.3 s), so it is done from a thread: the model is loaded meanwhile.
+    # (about 1.3 s), so it is done from a thread: the model is loaded meanwhile. A
+    # task submitted before the worker is up waits too: the prior draws, handed to
+    # the figures worker as the fit begins, hold the main thread that long
+    # (handing them over from a thread as well gained nothing on 2 cores:
+    # benchmarks/README.md, "Prior swap").
     started: list = []
     starter = threading.Thread(
         target=lambda: started.append(pool.submit(os.getpid)), name="llmsize-worker-start"
